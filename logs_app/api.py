@@ -1,0 +1,73 @@
+"""HTTP API for log entries: batched ingest and filtered, paged reads."""
+
+from datetime import datetime
+
+from django.conf import settings
+from ninja import Query, Router, Schema
+from pydantic import Field
+
+from logs_app import services
+from sessions_app.api import ERRORS, changeable_session, visible_session
+from sessions_app.schemas import LogsCreated, LogsIn, LogsOut
+from sessions_app.services import ServiceError
+
+router = Router(tags=["logs"])
+
+
+@router.post("/sessions/{int:session_id}/logs", response={201: LogsCreated, **ERRORS})
+def append_logs(request, session_id: int, payload: LogsIn):
+    """Append log entries. Answers 201 once they are committed; an entry whose
+    `uid` the session already has is skipped, so a retry stores nothing twice."""
+    session = changeable_session(request, session_id)
+    entries = [entry.dict() for entry in payload.entries]
+    task_ids = {e["task_id"] for e in entries if e["task_id"] is not None}
+    known = set(session.tasks.filter(pk__in=task_ids).values_list("pk", flat=True))
+    for index, entry in enumerate(entries):
+        if entry["task_id"] is not None and entry["task_id"] not in known:
+            raise ServiceError(f"entries.{index}.task_id", "no such task in this session")
+    stored = services.append_entries(session_id, entries)
+    return 201, {
+        "stored": len(stored),
+        "skipped": len(entries) - len(stored),
+        "seq": stored[-1].seq if stored else None,
+        "first_id": str(stored[0].pk) if stored else None,
+        "last_id": str(stored[-1].pk) if stored else None,
+    }
+
+
+class LogQuery(Schema):
+    level: str | None = Field(None, description="minimum level, by name or number")
+    task: str | None = Field(None, description="only lines of this task")
+    q: str | None = Field(None, description="text in the message (any case)")
+    since: datetime | None = Field(None, description="lines at or after this time")
+    until: datetime | None = Field(None, description="lines at or before this time")
+    limit: int | None = Field(None, ge=1, le=10000, description="default 100")
+    before: int | None = Field(None, ge=1, description="page back: lines older than this id")
+    after: int | None = Field(None, ge=0, description="page forward: lines newer than this id")
+
+
+@router.get("/sessions/{int:session_id}/logs", response={200: LogsOut, **ERRORS})
+def read_logs(request, session_id: int, query: Query[LogQuery]):
+    """The newest `limit` matching lines, oldest first within the page.
+
+    Page back with `before` set to the answer's `next_before`."""
+    visible_session(request, session_id)
+    if query.before is not None and query.after is not None:
+        raise ServiceError("before", "give before or after, not both")
+    log_filter = services.LogFilter(
+        level=services.parse_level(query.level),
+        task_id=services.parse_id(query.task, "task"),
+        q=query.q or "",
+    )
+    page = services.query(
+        session_id,
+        log_filter,
+        limit=query.limit or settings.SWITCHBOARD["LOG_SNAPSHOT_LINES"],
+        before=query.before,
+        after=query.after,
+        since=services.aware(query.since),
+        until=services.aware(query.until),
+    )
+    entries = [entry.as_json() for entry in page.entries]
+    next_before = entries[0]["id"] if entries and page.has_more and query.after is None else None
+    return {"entries": entries, "has_more": page.has_more, "next_before": next_before}

@@ -1,0 +1,214 @@
+"""Log ingest and log queries.
+
+Ingest is batched: one transaction per request, one log.append event per
+`LOG_FRAME_ENTRIES` lines (so 500 lines are one frame), and a uid already
+stored for the session is skipped, which makes retries safe.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from logs_app.models import LEVELS, LogEntry
+from sessions_app import events
+from sessions_app.services import ServiceError, service_write
+
+
+@dataclass
+class LogFilter:
+    """The server-side filter of a logs view: minimum level, task, substring."""
+
+    level: int = 0
+    task_id: int | None = None
+    q: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.level or self.task_id or self.q)
+
+    def matches(self, entry: dict) -> bool:
+        if entry["levelno"] < self.level:
+            return False
+        if self.task_id is not None and entry["task_id"] != str(self.task_id):
+            return False
+        return not self.q or self.q.casefold() in entry["message"].casefold()
+
+    def apply(self, queryset: QuerySet[LogEntry]) -> QuerySet[LogEntry]:
+        if self.level:
+            queryset = queryset.filter(level__gte=self.level)
+        if self.task_id is not None:
+            queryset = queryset.filter(task_id=self.task_id)
+        if self.q:
+            queryset = queryset.filter(message__icontains=self.q)
+        return queryset
+
+    def as_json(self) -> dict:
+        return {
+            "level": self.level,
+            "task": str(self.task_id) if self.task_id is not None else None,
+            "q": self.q,
+        }
+
+
+def parse_level(value, field: str = "level") -> int:
+    """A level by name (any case) or number; '' or None mean no minimum."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool):
+        raise ServiceError(field, "must be a level name (DEBUG … CRITICAL) or a number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().upper() in LEVELS:
+        return LEVELS[value.strip().upper()]
+    elif isinstance(value, str) and value.strip().upper() == "WARN":
+        return LEVELS["WARNING"]
+    else:
+        raise ServiceError(field, "must be a level name (DEBUG … CRITICAL) or a number")
+    if not 0 <= number <= 100:
+        raise ServiceError(field, "must be between 0 and 100")
+    return number
+
+
+def parse_id(value, field: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ServiceError(field, "must be an id")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ServiceError(field, "must be an id") from None
+    if number <= 0:
+        raise ServiceError(field, "must be an id")
+    return number
+
+
+def parse_filter(raw) -> LogFilter:
+    """A subscription's `filter` object ({level, task, q}); field 'filter' on error."""
+    if raw is None:
+        return LogFilter()
+    if not isinstance(raw, dict):
+        raise ServiceError("filter", "must be an object with level, task and q")
+    unknown = set(raw) - {"level", "task", "task_id", "q"}
+    if unknown:
+        raise ServiceError("filter", f"unknown key(s): {', '.join(sorted(unknown))}")
+    try:
+        level = parse_level(raw.get("level"))
+        task_id = parse_id(raw.get("task", raw.get("task_id")), "task")
+    except ServiceError as error:
+        raise ServiceError("filter", f"{error.field} {error.message}") from None
+    q = raw.get("q") or ""
+    if not isinstance(q, str):
+        raise ServiceError("filter", "q must be a string")
+    return LogFilter(level=level, task_id=task_id, q=q)
+
+
+def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
+    """Store validated entries in one transaction; returns the ones stored
+    (entries whose uid the session already has are skipped)."""
+    per_frame = settings.SWITCHBOARD["LOG_FRAME_ENTRIES"]
+    with service_write():
+        # Take the event lock before the uid check, so that two retries of the
+        # same batch cannot both decide the lines are new.
+        events.lock()
+        uids = [e["uid"] for e in entries if e.get("uid")]
+        seen = set()
+        if uids:
+            seen = set(
+                LogEntry.objects.filter(session_id=session_id, uid__in=uids).values_list(
+                    "uid", flat=True
+                )
+            )
+        fresh = []
+        for entry in entries:
+            uid = entry.get("uid")
+            if uid:
+                if uid in seen:
+                    continue
+                seen.add(uid)
+            fresh.append(entry)
+        stored: list[LogEntry] = []
+        for start in range(0, len(fresh), per_frame):
+            stored.extend(_record_batch(session_id, fresh[start : start + per_frame]))
+    return stored
+
+
+def _record_batch(session_id: int, batch: list[dict]) -> list[LogEntry]:
+    rows: list[LogEntry] = []
+
+    def payload(event) -> dict:
+        now = timezone.now()
+        rows.extend(
+            LogEntry.objects.bulk_create(
+                [
+                    LogEntry(
+                        session_id=session_id,
+                        task_id=entry.get("task_id"),
+                        ts=entry.get("ts") or now,
+                        level=entry.get("level", LEVELS["INFO"]),
+                        logger=entry.get("logger") or "",
+                        message=entry["message"],
+                        extra=entry.get("extra"),
+                        uid=entry.get("uid") or None,
+                        seq=event.id,
+                    )
+                    for entry in batch
+                ]
+            )
+        )
+        return {"entries": [row.as_json() for row in rows]}
+
+    events.record(
+        "log.append",
+        [f"logs:{session_id}"],
+        session_id=session_id,
+        data={"count": len(batch)},
+        payload=payload,
+    )
+    return rows
+
+
+@dataclass
+class LogPage:
+    entries: list[LogEntry]
+    has_more: bool
+
+
+def query(
+    session_id: int,
+    log_filter: LogFilter,
+    *,
+    limit: int,
+    before: int | None = None,
+    after: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> LogPage:
+    """The newest `limit` matching lines (before an entry id), oldest first.
+
+    With `after`, the oldest lines after that entry id instead (paging forward).
+    """
+    queryset = log_filter.apply(LogEntry.objects.filter(session_id=session_id))
+    if since is not None:
+        queryset = queryset.filter(ts__gte=since)
+    if until is not None:
+        queryset = queryset.filter(ts__lte=until)
+    if before is not None:
+        queryset = queryset.filter(id__lt=before)
+    if after is not None:
+        rows = list(queryset.filter(id__gt=after).order_by("id")[: limit + 1])
+        return LogPage(entries=rows[:limit], has_more=len(rows) > limit)
+    rows = list(queryset.order_by("-id")[: limit + 1])
+    return LogPage(entries=list(reversed(rows[:limit])), has_more=len(rows) > limit)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Times without an offset are taken as UTC."""
+    if value is not None and timezone.is_naive(value):
+        return value.replace(tzinfo=timezone.UTC)
+    return value

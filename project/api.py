@@ -1,0 +1,51 @@
+"""The v1 HTTP API: routers of both apps, one identity scheme, errors that name fields."""
+
+from django.core.exceptions import ObjectDoesNotExist
+from ninja import NinjaAPI
+from ninja.errors import ValidationError
+
+from logs_app.api import router as logs_router
+from sessions_app.api import router as sessions_router
+from sessions_app.auth import API_AUTH
+from sessions_app.services import ServiceError
+
+api = NinjaAPI(
+    title="Switchboard API",
+    version="1",
+    description="Sessions, tasks, progress and logs of long-running work. See PROTOCOL.md.",
+    auth=API_AUTH,
+    urls_namespace="api",
+)
+api.add_router("", sessions_router)
+api.add_router("", logs_router)
+
+# Where a request part sits in pydantic's error location, for naming fields.
+_PARTS = {"body", "query", "path", "payload", "header", "cookie"}
+
+
+def _field(loc) -> str:
+    parts = [str(p) for p in loc]
+    while parts and parts[0] in _PARTS:
+        parts.pop(0)
+    return ".".join(parts) or "body"
+
+
+@api.exception_handler(ValidationError)
+def invalid_input(request, exc: ValidationError):
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors:
+        message = error.get("msg", "invalid")
+        errors.setdefault(_field(error.get("loc", ())), []).append(message)
+    detail = "invalid input: " + ", ".join(errors)
+    return api.create_response(request, {"detail": detail, "errors": errors}, status=400)
+
+
+@api.exception_handler(ServiceError)
+def refused(request, exc: ServiceError):
+    body = {"detail": f"{exc.field}: {exc.message}", "errors": {exc.field: [exc.message]}}
+    return api.create_response(request, body, status=exc.status_code)
+
+
+@api.exception_handler(ObjectDoesNotExist)
+def gone(request, exc: ObjectDoesNotExist):
+    return api.create_response(request, {"detail": "not found"}, status=404)

@@ -1,0 +1,34 @@
+"""Who may see and steer what.
+
+Superusers and users with the `view_session` permission see every session;
+anyone else sees the sessions they created. Changing (status, tasks, logs,
+cancel) needs `change_session`, or owning the session.
+"""
+
+from django.db.models import QuerySet
+
+from sessions_app.models import Session, Task
+
+
+def sees_all(user) -> bool:
+    return user.is_active and (user.is_superuser or user.has_perm("sessions_app.view_session"))
+
+
+def changes_all(user) -> bool:
+    return user.is_active and (user.is_superuser or user.has_perm("sessions_app.change_session"))
+
+
+def visible_sessions(user) -> QuerySet[Session]:
+    if sees_all(user):
+        return Session.objects.all()
+    return Session.objects.filter(owner_id=user.pk)
+
+
+def visible_tasks(user) -> QuerySet[Task]:
+    if sees_all(user):
+        return Task.objects.all()
+    return Task.objects.filter(session__owner_id=user.pk)
+
+
+def can_change(user, session: Session) -> bool:
+    return changes_all(user) or (user.is_active and session.owner_id == user.pk)

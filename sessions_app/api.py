@@ -1,0 +1,283 @@
+"""HTTP API for sessions, tasks, events and stats (mounted at /api/v1/ by project/api.py)."""
+
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+from ninja import Query, Router, Schema
+from ninja.errors import HttpError
+from pydantic import Field
+
+from logs_app import services as log_services
+from sessions_app import access, events, services, stats, streams
+from sessions_app.models import TASK_STATUSES, Event, Session, Status, Task
+from sessions_app.schemas import (
+    CancelOut,
+    ErrorOut,
+    EventsOut,
+    OutputIn,
+    OutputOut,
+    SessionIn,
+    SessionOut,
+    SessionPage,
+    SessionPatch,
+    StatsOut,
+    TaskIn,
+    TaskOut,
+    TaskOutputOut,
+    TaskPage,
+    TaskPatch,
+)
+
+router = Router()
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
+
+
+class ListQuery(Schema):
+    status: str | None = Field(None, description="one status, or several separated by commas")
+    q: str | None = Field(None, description="text in the name or external id")
+    limit: int = Field(50, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class TaskListQuery(ListQuery):
+    session: int | None = Field(None, ge=1, description="only tasks of this session")
+
+
+def _statuses(raw: str | None, allowed: list[str]) -> list[str] | None:
+    if not raw:
+        return None
+    wanted = [s.strip() for s in raw.split(",") if s.strip()]
+    bad = [s for s in wanted if s not in allowed]
+    if bad:
+        raise services.ServiceError(
+            "status", f"unknown status {bad[0]!r}; one of {', '.join(allowed)}"
+        )
+    return wanted
+
+
+def _page(queryset: QuerySet, query: ListQuery) -> dict:
+    count = queryset.count()
+    rows = queryset[query.offset : query.offset + query.limit]
+    end = query.offset + query.limit
+    return {
+        "results": [row.as_json() for row in rows],
+        "count": count,
+        "limit": query.limit,
+        "offset": query.offset,
+        "next_offset": end if end < count else None,
+    }
+
+
+def visible_session(request, session_id: int) -> Session:
+    return get_object_or_404(access.visible_sessions(request.auth), pk=session_id)
+
+
+def changeable_session(request, session_id: int) -> Session:
+    session = visible_session(request, session_id)
+    if not access.can_change(request.auth, session):
+        raise HttpError(403, "you may not change this session")
+    return session
+
+
+def changeable_task(request, task_id: int) -> Task:
+    task = get_object_or_404(
+        access.visible_tasks(request.auth).select_related("session"), pk=task_id
+    )
+    if not access.can_change(request.auth, task.session):
+        raise HttpError(403, "you may not change this task")
+    return task
+
+
+# --- sessions ---------------------------------------------------------------------
+
+
+@router.post("/sessions", response={200: SessionOut, 201: SessionOut, **ERRORS}, tags=["sessions"])
+def create_session(request, payload: SessionIn):
+    """Create a session. With an `external_id` that exists already, answer that session (200)."""
+    if payload.external_id is not None:
+        existing = Session.objects.filter(external_id=payload.external_id).first()
+        if existing is not None and not access.can_change(request.auth, existing):
+            raise HttpError(403, "that external_id belongs to a session you may not change")
+    session, created = services.create_session(
+        name=payload.name,
+        metadata=payload.metadata or {},
+        external_id=payload.external_id,
+        owner=request.auth,
+        status=payload.status,
+    )
+    return (201 if created else 200), session.as_json()
+
+
+@router.get("/sessions", response={200: SessionPage, **ERRORS}, tags=["sessions"])
+def list_sessions(request, query: Query[ListQuery]):
+    sessions = access.visible_sessions(request.auth).order_by("-id")
+    statuses = _statuses(query.status, list(Status.values))
+    if statuses:
+        sessions = sessions.filter(status__in=statuses)
+    if query.q:
+        sessions = sessions.filter(Q(name__icontains=query.q) | Q(external_id__icontains=query.q))
+    return _page(sessions, query)
+
+
+@router.get("/sessions/{int:session_id}", response={200: SessionOut, **ERRORS}, tags=["sessions"])
+def get_session(request, session_id: int):
+    return visible_session(request, session_id).as_json()
+
+
+@router.patch("/sessions/{int:session_id}", response={200: SessionOut, **ERRORS}, tags=["sessions"])
+def patch_session(request, session_id: int, payload: SessionPatch):
+    changeable_session(request, session_id)
+    fields = payload.dict(exclude_unset=True)
+    if "metadata" in fields and fields["metadata"] is None:
+        raise services.ServiceError("metadata", "must be an object")
+    if "name" in fields and fields["name"] is None:
+        raise services.ServiceError("name", "must not be null")
+    return services.update_session(session_id, **fields).as_json()
+
+
+@router.post(
+    "/sessions/{int:session_id}/cancel", response={200: SessionOut, **ERRORS}, tags=["sessions"]
+)
+def cancel_session(request, session_id: int):
+    """Cancel the session and every task of it that has not ended."""
+    changeable_session(request, session_id)
+    return services.cancel_session(session_id).as_json()
+
+
+# --- tasks --------------------------------------------------------------------------
+
+
+@router.post(
+    "/sessions/{int:session_id}/tasks",
+    response={200: TaskOut, 201: TaskOut, **ERRORS},
+    tags=["tasks"],
+)
+def create_task(request, session_id: int, payload: TaskIn):
+    """Create a task. With an `external_id` the session has already, answer that task (200)."""
+    changeable_session(request, session_id)
+    task, created = services.create_task(
+        session_id, name=payload.name, external_id=payload.external_id, status=payload.status
+    )
+    return (201 if created else 200), task.as_json()
+
+
+@router.get("/tasks", response={200: TaskPage, **ERRORS}, tags=["tasks"])
+def list_tasks(request, query: Query[TaskListQuery]):
+    tasks = access.visible_tasks(request.auth).order_by("-id")
+    if query.session is not None:
+        tasks = tasks.filter(session_id=query.session)
+    statuses = _statuses(query.status, [s.value for s in TASK_STATUSES])
+    if statuses:
+        tasks = tasks.filter(status__in=statuses)
+    if query.q:
+        tasks = tasks.filter(Q(name__icontains=query.q) | Q(external_id__icontains=query.q))
+    return _page(tasks, query)
+
+
+@router.get("/tasks/{int:task_id}", response={200: TaskOut, **ERRORS}, tags=["tasks"])
+def get_task(request, task_id: int):
+    return get_object_or_404(access.visible_tasks(request.auth), pk=task_id).as_json()
+
+
+@router.patch("/tasks/{int:task_id}", response={200: TaskOut, **ERRORS}, tags=["tasks"])
+def patch_task(request, task_id: int, payload: TaskPatch):
+    """Report on a task. `progress`, `message` or `details` record one progress.update."""
+    changeable_task(request, task_id)
+    fields = payload.dict(exclude_unset=True)
+    for name in ("status", "progress", "message", "details", "name"):
+        if name in fields and fields[name] is None:
+            raise services.ServiceError(name, "must not be null")
+    if "error" in fields and fields["error"] is None:
+        fields["error"] = ""
+    return services.update_task(task_id, **fields).as_json()
+
+
+@router.post("/tasks/{int:task_id}/cancel", response={200: CancelOut, **ERRORS}, tags=["tasks"])
+def cancel_task(request, task_id: int):
+    """Pending: cancelled at once. Running: `cancel_requested`. Ended: left as it is."""
+    changeable_task(request, task_id)
+    task, changed = services.cancel_task(task_id)
+    return {"task": task.as_json(), "changed": changed}
+
+
+@router.post("/tasks/{int:task_id}/retry", response={200: TaskOut, **ERRORS}, tags=["tasks"])
+def retry_task(request, task_id: int):
+    """Start a new attempt of an ended task (attempt + 1, pending, progress 0)."""
+    changeable_task(request, task_id)
+    return services.retry_task(task_id).as_json()
+
+
+@router.post("/tasks/{int:task_id}/output", response={201: OutputOut, **ERRORS}, tags=["tasks"])
+def post_output(request, task_id: int, payload: OutputIn):
+    """Append a chunk of streamed output; `final: true` marks the end."""
+    changeable_task(request, task_id)
+    event = services.append_output(task_id, payload.chunk, payload.final)
+    return 201, {"seq": event.id, "task": Task.objects.get(pk=task_id).as_json()}
+
+
+@router.get("/tasks/{int:task_id}/output", response={200: TaskOutputOut, **ERRORS}, tags=["tasks"])
+def get_output(request, task_id: int):
+    """The streamed output of the current attempt (its last 64 KiB)."""
+    task = get_object_or_404(access.visible_tasks(request.auth), pk=task_id)
+    return services.task_output(task)
+
+
+# --- events and stats --------------------------------------------------------------
+
+
+class EventsQuery(Schema):
+    channel: str | None = Field(None, description="one channel; all you can see if omitted")
+    since: int = Field(0, ge=0, description="only events with a greater seq")
+    limit: int = Field(500, ge=1, le=5000)
+    level: str | None = Field(None, description="logs channels: minimum level")
+    task: str | None = Field(None, description="logs channels: only lines of this task")
+    q: str | None = Field(None, description="logs channels: text in the message")
+
+
+@router.get("/events", response={200: EventsOut, **ERRORS}, tags=["events"])
+def list_events(request, query: Query[EventsQuery]):
+    """Stored events after `since`, oldest first, as the socket sends them.
+
+    For polling clients: ask again with `since` set to the answer's `seq`.
+    `reset: true` means `since` is older than what is kept (or unknown here):
+    fetch the current state again.
+    """
+    user = request.auth
+    reset = query.since < events.pruned_through() or query.since > events.newest_seq()
+    if query.channel is None:
+        rows = Event.objects.filter(id__gt=query.since).order_by("id")
+        if not access.sees_all(user):
+            rows = rows.filter(session_id__in=access.visible_sessions(user).values("pk"))
+        batch = list(rows[: query.limit + 1])
+        stored = events.frames_for(batch[: query.limit])
+        frames = [s.frame for s in stored]
+        cursor = stored[-1].seq if stored else query.since
+        has_more = len(batch) > query.limit
+    else:
+        try:
+            ref = streams.parse(query.channel)
+            if ref.kind == "system":
+                raise streams.ChannelError("invalid_channel", "the system channel is live only")
+            streams.check_access(user, ref)
+        except streams.ChannelError as error:
+            code = 403 if error.code == "forbidden" else 400
+            raise HttpError(code, f"channel: {error.message}") from None
+        log_filter = log_services.LogFilter()
+        if ref.kind == "logs":
+            log_filter = log_services.parse_filter(
+                {
+                    k: v
+                    for k, v in (("level", query.level), ("task", query.task), ("q", query.q))
+                    if v
+                }
+            )
+        frames, cursor = streams.read_visible(user, ref, query.since, query.limit)
+        if not log_filter.is_empty:
+            frames = [f for f in (streams.filter_entries(f, log_filter) for f in frames) if f]
+        has_more = events.channel_head(ref.name) > cursor
+    return {"results": frames, "seq": cursor, "has_more": has_more, "reset": reset}
+
+
+@router.get("/stats", response={200: StatsOut, **ERRORS}, tags=["stats"])
+def get_stats(request):
+    """Connections and subscriptions of this server process; event rate of all."""
+    return stats.snapshot()

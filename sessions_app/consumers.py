@@ -1,0 +1,384 @@
+"""The one WebSocket endpoint, /ws/: many subscriptions on one connection.
+
+Live frames arrive from the channel layer already serialized (events.record)
+and are relayed as they are. Each subscription keeps a cursor, the seq of the
+last event relayed; a frame whose `prev` is past the cursor means something
+went missing on the way (a layer that dropped it, two writers whose messages
+crossed), and the gap is filled from the database, in order, before going on.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from logs_app import services as log_services
+from sessions_app import access, events, services, stats, streams
+from sessions_app.auth import allowed_user
+from sessions_app.models import Event
+
+log = logging.getLogger("switchboard.consumers")
+
+ACTIONS = ("subscribe", "unsubscribe", "ping", "cancel_task")
+CLOSE_IDLE = 4408
+CLOSE_FLOOD = 4429
+CLOSE_TOO_LARGE = 1009
+# Refused frames within one burst window after which a flooding client is dropped.
+FLOOD_LIMIT = 1000
+BACKLOG_PAGE = 500
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str, field: str | None = None, **extra) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field, self.extra = code, message, field, extra
+
+
+@dataclass
+class Subscription:
+    ref: streams.ChannelRef
+    cursor: int
+    log_filter: log_services.LogFilter = field(default_factory=log_services.LogFilter)
+    ticker: asyncio.Task | None = None
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+# Parsed log.append frames, shared by the filtered subscribers of one process.
+_parsed: OrderedDict[tuple[str, int], dict] = OrderedDict()
+
+
+def parsed_frame(message: dict) -> dict:
+    key = (message["channel"], message["seq"])
+    frame = _parsed.get(key)
+    if frame is None:
+        frame = _parsed[key] = json.loads(message["frame"])
+        if len(_parsed) > 256:
+            _parsed.popitem(last=False)
+    return frame
+
+
+def parse_seq(value, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise FrameError("invalid_action", f"{name} must be a whole number ≥ 0", name)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        raise FrameError("invalid_action", f"{name} must be a whole number ≥ 0", name)
+    return value
+
+
+class SwitchboardConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        if not await database_sync_to_async(allowed_user)(self.user, self.scope.get("auth")):
+            await self.close()  # before accept: the handshake is refused with 403
+            return
+        self.sees_all = await database_sync_to_async(access.sees_all)(self.user)
+        self.subs: dict[str, Subscription] = {}
+        conf = settings.SWITCHBOARD
+        self.bucket = TokenBucket(conf["RATE_PER_SECOND"], conf["RATE_BURST"])
+        self.refused = 0
+        self.last_heard = time.monotonic()
+        await self.accept()
+        stats.live.connected()
+        self.accepted = True
+        self.watchdog = asyncio.create_task(self.idle_watch(conf["IDLE_TIMEOUT"]))
+
+    async def disconnect(self, code) -> None:
+        if not getattr(self, "accepted", False):
+            return
+        self.accepted = False
+        stats.live.disconnected()
+        self.watchdog.cancel()
+        for channel in list(self.subs):
+            await self.drop(channel)
+
+    # --- frames from the client -------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        self.last_heard = time.monotonic()
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        limit = settings.SWITCHBOARD["MAX_FRAME_BYTES"]
+        if size > limit:
+            await self.send_error(
+                None, FrameError("too_large", f"frames are limited to {limit} bytes")
+            )
+            await self.close(code=CLOSE_TOO_LARGE)
+            return
+        if not self.bucket.take():
+            self.refused += 1
+            if self.refused > FLOOD_LIMIT:
+                await self.close(code=CLOSE_FLOOD)
+            elif self.refused == 1 or self.refused % 100 == 0:
+                await self.send_error(
+                    None, FrameError("rate_limited", "too many frames; slow down")
+                )
+            return
+        self.refused = 0
+        frame_id = None
+        try:
+            if text_data is None:
+                raise FrameError("invalid_json", "frames must be JSON text, not binary")
+            try:
+                frame = json.loads(text_data)
+            except ValueError as error:
+                raise FrameError("invalid_json", f"not valid JSON: {error}") from None
+            if not isinstance(frame, dict):
+                raise FrameError("invalid_json", "a frame must be a JSON object")
+            frame_id = frame.get("id")
+            if frame_id is not None and (
+                isinstance(frame_id, bool) or not isinstance(frame_id, (str, int, float))
+            ):
+                frame_id = None
+                raise FrameError("invalid_action", "id must be a string or a number", "id")
+            action = frame.get("action")
+            if not isinstance(action, str) or not action:
+                raise FrameError("invalid_action", "every frame needs an action", "action")
+            if action not in ACTIONS:
+                raise FrameError(
+                    "invalid_action",
+                    f"unknown action {action[:50]!r}; known: {', '.join(ACTIONS)}",
+                    "action",
+                )
+            await getattr(self, f"do_{action}")(frame, frame_id)
+        except FrameError as error:
+            await self.send_error(frame_id, error)
+        except Exception:
+            log.exception("frame failed")
+            await self.send_error(frame_id, FrameError("internal", "the server could not do that"))
+
+    async def do_ping(self, frame: dict, frame_id) -> None:
+        reply = {"type": "pong", "ts": frame.get("ts")}
+        await self.reply(frame_id, reply)
+        # A safety net for a frame the layer lost while nothing followed it.
+        for sub in list(self.subs.values()):
+            if sub.ref.kind != "system":
+                head = await database_sync_to_async(events.channel_head)(sub.ref.name)
+                if head > sub.cursor:
+                    await self.catch_up(sub)
+
+    async def do_subscribe(self, frame: dict, frame_id) -> None:
+        channel = frame.get("channel")
+        if not isinstance(channel, str) or not channel:
+            raise FrameError("invalid_action", "subscribe needs a channel", "channel")
+        since = parse_seq(frame.get("since"), "since")
+        try:
+            ref = streams.parse(channel)
+        except streams.ChannelError as error:
+            raise self.channel_error(error) from None
+        raw_filter = frame.get("filter")
+        if ref.kind != "logs" and raw_filter not in (None, {}):
+            raise FrameError("invalid_action", "filter applies to logs channels only", "filter")
+        try:
+            log_filter = log_services.parse_filter(raw_filter)
+        except services.ServiceError as error:
+            raise FrameError("invalid_action", error.message, "filter") from None
+        if channel in self.subs:
+            await self.drop(channel)
+        group = events.group_for(channel)
+        # Join the group first: nothing committed after the cursor is read can be missed.
+        await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            opened = await database_sync_to_async(streams.open_channel)(
+                self.user, ref, since, log_filter
+            )
+        except streams.ChannelError as error:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            raise self.channel_error(error) from None
+        except BaseException:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            raise
+        sub = Subscription(ref=ref, cursor=opened.cursor, log_filter=log_filter)
+        self.subs[channel] = sub
+        stats.live.subscribed(channel)
+        reply = {"type": "subscribed", "channel": channel, "seq": opened.cursor}
+        if opened.snapshot is not None:
+            reply["snapshot"] = opened.snapshot
+        if opened.reset:
+            reply["reset"] = True
+        if ref.kind == "logs":
+            reply["filter"] = log_filter.as_json()
+        await self.reply(frame_id, reply)
+        if ref.kind == "system":
+            sub.ticker = asyncio.create_task(self.tick_stats(sub))
+        elif since is not None and not opened.reset:
+            await self.catch_up(sub)
+
+    async def do_unsubscribe(self, frame: dict, frame_id) -> None:
+        channel = frame.get("channel")
+        if not isinstance(channel, str) or not channel:
+            raise FrameError("invalid_action", "unsubscribe needs a channel", "channel")
+        was = channel in self.subs
+        await self.drop(channel)
+        await self.reply(
+            frame_id, {"type": "unsubscribed", "channel": channel, "was_subscribed": was}
+        )
+
+    async def do_cancel_task(self, frame: dict, frame_id) -> None:
+        task_id = parse_seq(frame.get("task_id"), "task_id")
+        if not task_id:
+            raise FrameError("invalid_action", "cancel_task needs a task_id", "task_id")
+        outcome = await database_sync_to_async(self.cancel)(task_id)
+        task, changed, update = outcome
+        await self.reply(
+            frame_id,
+            {
+                "type": "ack",
+                "action": "cancel_task",
+                "task_id": str(task_id),
+                "changed": changed,
+                "status": task["status"],
+                "cancel_requested": task["cancel_requested"],
+            },
+        )
+        watching = {f"task:{task_id}", f"session:{task['session_id']}"} & set(self.subs)
+        if update is not None and not watching:
+            # Not subscribed to it: the task.update still follows the ack.
+            await self.send_frame(update)
+
+    def cancel(self, task_id: int) -> tuple[dict, bool, str | None]:
+        task = access.visible_tasks(self.user).select_related("session").filter(pk=task_id).first()
+        if task is None:
+            raise FrameError("not_found", f"no task {task_id} that you can see", "task_id")
+        if not access.can_change(self.user, task.session):
+            raise FrameError("forbidden", "you may not cancel this task", "task_id")
+        task, changed = services.cancel_task(task_id)
+        update = None
+        if changed:
+            event = (
+                Event.objects.filter(task_id=task_id, kind="task.update").order_by("-id").first()
+            )
+            update = events.dumps(events.frames_for([event], f"task:{task_id}")[0].frame)
+        return task.as_json(), changed, update
+
+    # --- frames from the channel layer --------------------------------------------
+
+    async def dispatch(self, message) -> None:
+        # Live frames skip the base class's per-message database hop: they
+        # touch no database unless a gap has to be filled.
+        if message["type"] == "sb.event":
+            await self.sb_event(message)
+        else:
+            await super().dispatch(message)
+
+    async def sb_event(self, message: dict) -> None:
+        sub = self.subs.get(message["channel"])
+        if sub is None or message["seq"] <= sub.cursor:
+            return
+        if message["prev"] > sub.cursor:
+            await self.catch_up(sub)
+            return
+        sub.cursor = message["seq"]
+        if sub.ref.kind == "sessions" and not self.sees_all:
+            if message.get("owner_id") != self.user.pk:
+                return
+        if sub.ref.kind == "logs" and not sub.log_filter.is_empty:
+            frame = streams.filter_entries(parsed_frame(message), sub.log_filter)
+            if frame is not None:
+                await self.send_frame(events.dumps(frame))
+            return
+        await self.send_frame(message["frame"])
+
+    async def catch_up(self, sub: Subscription) -> None:
+        """Relay every stored event of the channel after the cursor, in order."""
+        while self.subs.get(sub.ref.name) is sub:
+            frames, cursor = await database_sync_to_async(streams.read_visible)(
+                self.user, sub.ref, sub.cursor, BACKLOG_PAGE
+            )
+            if cursor == sub.cursor:
+                return
+            for frame in frames:
+                if sub.ref.kind == "logs" and not sub.log_filter.is_empty:
+                    frame = streams.filter_entries(frame, sub.log_filter)
+                    if frame is None:
+                        continue
+                await self.send_frame(events.dumps(frame))
+            sub.cursor = cursor
+
+    async def tick_stats(self, sub: Subscription) -> None:
+        interval = settings.SWITCHBOARD["STATS_INTERVAL"]
+        while True:
+            await asyncio.sleep(interval)
+            figures = await database_sync_to_async(stats.snapshot)()
+            sub.cursor = figures["last_seq"]
+            frame = {
+                "type": "event",
+                "channel": "system",
+                "event": "system.stats",
+                "seq": figures["last_seq"],
+                "ts": figures["ts"],
+                "data": figures,
+            }
+            await self.send_frame(events.dumps(frame))
+
+    async def sb_alert(self, message: dict) -> None:
+        if "system" in self.subs:
+            await self.send_frame(message["frame"])
+
+    # --- helpers ------------------------------------------------------------------
+
+    async def drop(self, channel: str) -> None:
+        sub = self.subs.pop(channel, None)
+        if sub is None:
+            return
+        stats.live.unsubscribed(channel)
+        if sub.ticker is not None:
+            sub.ticker.cancel()
+        await self.channel_layer.group_discard(events.group_for(channel), self.channel_name)
+
+    async def idle_watch(self, timeout: int) -> None:
+        step = min(30.0, max(timeout / 4, 0.25))
+        while True:
+            await asyncio.sleep(step)
+            if time.monotonic() - self.last_heard > timeout:
+                log.info("closing a connection silent for over %s s", timeout)
+                await self.close(code=CLOSE_IDLE)
+                return
+
+    def channel_error(self, error: streams.ChannelError) -> FrameError:
+        return FrameError(
+            error.code, error.message, "channel", available_channels=events.AVAILABLE_CHANNELS
+        )
+
+    async def send_frame(self, text: str) -> None:
+        stats.live.messages_sent += 1
+        await self.send(text_data=text)
+
+    async def reply(self, frame_id, body: dict) -> None:
+        if frame_id is not None:
+            body = {"type": body.pop("type"), "id": frame_id, **body}
+        await self.send_frame(events.dumps(body))
+
+    async def send_error(self, frame_id, error: FrameError) -> None:
+        body = {"type": "error", "code": error.code, "message": error.message}
+        if error.field:
+            body["field"] = error.field
+        body.update(error.extra)
+        if error.code == "invalid_channel":
+            body.setdefault("available_channels", events.AVAILABLE_CHANNELS)
+        await self.reply(frame_id, body)

@@ -1,0 +1,276 @@
+"""The event log: every change is recorded here, then published on commit.
+
+The write path is: a service function changes a model and calls `record()`
+inside the same transaction. `record()` takes the event lock, stores the
+event and its place in each channel, and registers one publish on commit.
+The publisher forwards the frame, serialized once, to the channel's group;
+consumers relay it to their sockets (sessions_app.consumers).
+"""
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from channels.layers import get_channel_layer
+from django.db import connection, transaction
+
+from sessions_app.models import Event, EventChannel, Retention
+
+log = logging.getLogger("switchboard.events")
+
+# Any constant works; it names the PostgreSQL advisory lock of event writers.
+EVENT_LOCK_KEY = 0x5B0A2D
+
+AVAILABLE_CHANNELS = ["sessions", "session:<id>", "task:<id>", "logs:<session_id>", "system"]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+
+
+def group_for(channel: str) -> str:
+    """Channel names use ':'; layer group names must be ASCII with '.' ('session:4' → 'session.4')."""
+    return channel.replace(":", ".")
+
+
+def lock() -> None:
+    """Serialize event writers until the current transaction ends.
+
+    Event ids then follow commit order: a reader that has seen seq N has seen
+    every committed event below N, and no later commit takes an id below N.
+    SQLite gets the same from BEGIN IMMEDIATE (see settings).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("events.record() must run inside transaction.atomic()")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_LOCK_KEY])
+
+
+def channel_head(channel: str) -> int:
+    """The newest seq committed on a channel (0 if none)."""
+    head = (
+        EventChannel.objects.filter(channel=channel)
+        .order_by("-event_id")
+        .values_list("event_id", flat=True)
+        .first()
+    )
+    return head or 0
+
+
+def newest_seq() -> int:
+    return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def pruned_through() -> int:
+    return Retention.objects.values_list("pruned_through", flat=True).first() or 0
+
+
+def record(
+    kind: str,
+    channels: Iterable[str],
+    *,
+    session_id: int | None,
+    task_id: int | None = None,
+    data: dict,
+    payload: Callable[[Event], dict] | None = None,
+    extras: dict | None = None,
+    ts: datetime | None = None,
+) -> Event:
+    """Store one event on `channels` and publish it when the transaction commits.
+
+    `data` is stored; `payload(event)`, when given, builds what the frame
+    carries instead (log.append stores a count and sends the lines).
+    `extras` ride along in the layer message for consumers (never sent).
+    """
+    lock()
+    fields = {"kind": kind, "session_id": session_id, "task_id": task_id, "data": data}
+    if ts is not None:
+        fields["ts"] = ts
+    event = Event.objects.create(**fields)
+    channels = list(dict.fromkeys(channels))
+    heads = {channel: channel_head(channel) for channel in channels}
+    EventChannel.objects.bulk_create(
+        [EventChannel(event=event, channel=channel, prev=heads[channel]) for channel in channels]
+    )
+    body = payload(event) if payload else data
+    messages = []
+    for channel in channels:
+        frame = {
+            "type": "event",
+            "channel": channel,
+            "event": kind,
+            "seq": event.id,
+            "ts": event.ts.isoformat(),
+            "data": body,
+        }
+        message = {
+            "type": "sb.event",
+            "channel": channel,
+            "seq": event.id,
+            "prev": heads[channel],
+            "frame": dumps(frame),
+        }
+        if extras:
+            message.update(extras)
+        messages.append((group_for(channel), message))
+    transaction.on_commit(lambda: publisher.publish(messages))
+    return event
+
+
+@dataclass
+class StoredFrame:
+    seq: int
+    kind: str
+    frame: dict
+
+
+def read_channel(channel: str, since: int, limit: int = 500) -> list[StoredFrame]:
+    """Committed events of a channel after `since`, oldest first, as frames."""
+    placements = list(
+        EventChannel.objects.filter(channel=channel, event_id__gt=since)
+        .select_related("event")
+        .order_by("event_id")[:limit]
+    )
+    return frames_for([p.event for p in placements], channel)
+
+
+def frames_for(events: list[Event], channel: str | None = None) -> list[StoredFrame]:
+    """Frames for stored events; log.append lines are read back from LogEntry."""
+    from logs_app.models import LogEntry
+
+    log_ids = [e.id for e in events if e.kind == "log.append"]
+    lines: dict[int, list[dict]] = {}
+    if log_ids:
+        for entry in LogEntry.objects.filter(seq__in=log_ids).order_by("id"):
+            lines.setdefault(entry.seq, []).append(entry.as_json())
+    frames = []
+    for event in events:
+        data = {"entries": lines.get(event.id, [])} if event.kind == "log.append" else event.data
+        frames.append(
+            StoredFrame(
+                seq=event.id,
+                kind=event.kind,
+                frame={
+                    "type": "event",
+                    "channel": channel or primary_channel(event),
+                    "event": event.kind,
+                    "seq": event.id,
+                    "ts": event.ts.isoformat(),
+                    "data": data,
+                },
+            )
+        )
+    return frames
+
+
+def primary_channel(event: Event) -> str:
+    """The narrowest channel an event is on, for listings that show each event once."""
+    if event.kind == "log.append":
+        return f"logs:{event.session_id}"
+    if event.task_id is not None:
+        return f"task:{event.task_id}"
+    return f"session:{event.session_id}"
+
+
+class Publisher:
+    """Sends layer messages in order, from any thread, without blocking the writer.
+
+    Inside the server, messages go to the server's event loop (bound by the
+    ASGI application on every connection), where the in-memory layer and the
+    consumers live. Elsewhere (commands, a shell) they go to one background
+    loop, so a command that publishes thousands of events keeps one Redis
+    connection instead of opening one per message.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queues: dict[asyncio.AbstractEventLoop, asyncio.Queue] = {}
+        self._background: asyncio.AbstractEventLoop | None = None
+        self._guard = threading.Lock()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def publish(self, messages: list[tuple[str, dict]]) -> None:
+        loop = self._target()
+        loop.call_soon_threadsafe(self._enqueue, loop, messages)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything published from this process has been sent."""
+        loop = self._target()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("flush() would block the loop it waits for; use aflush()")
+        future = asyncio.run_coroutine_threadsafe(self._join(loop), loop)
+        try:
+            future.result(timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def aflush(self) -> None:
+        await self._join(asyncio.get_running_loop())
+
+    async def _join(self, loop: asyncio.AbstractEventLoop) -> None:
+        queue = self._queues.get(loop)
+        if queue is not None:
+            await queue.join()
+
+    def _target(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            return loop
+        with self._guard:
+            if self._background is None or self._background.is_closed():
+                self._background = asyncio.new_event_loop()
+                threading.Thread(
+                    target=self._background.run_forever, name="switchboard-publisher", daemon=True
+                ).start()
+            return self._background
+
+    def _enqueue(self, loop: asyncio.AbstractEventLoop, messages: list[tuple[str, dict]]) -> None:
+        queue = self._queues.get(loop)
+        if queue is None:
+            # Forget queues of loops that have ended (test runs make many).
+            for old in [old for old in self._queues if old.is_closed()]:
+                del self._queues[old]
+            queue = self._queues[loop] = asyncio.Queue()
+            loop.create_task(self._drain(queue))
+        for item in messages:
+            queue.put_nowait(item)
+
+    async def _drain(self, queue: asyncio.Queue) -> None:
+        layer = get_channel_layer()
+        while True:
+            group, message = await queue.get()
+            try:
+                await layer.group_send(group, message)
+            except Exception:
+                # The event is stored; subscribers get it on their next gap check or resume.
+                log.exception("could not publish seq %s to %s", message.get("seq"), group)
+            finally:
+                queue.task_done()
+
+
+publisher = Publisher()

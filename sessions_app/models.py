@@ -1,0 +1,239 @@
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+TASK_STATUSES = [s for s in Status if s != Status.PAUSED]
+
+
+class Session(models.Model):
+    name = models.CharField(max_length=200)
+    external_id = models.CharField(max_length=200, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    metadata = models.JSONField(default=dict, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Kept by Session.refresh_counts() whenever a task is added or changes status.
+    completed_tasks = models.PositiveIntegerField(default=0, editable=False)
+    total_tasks = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=Q(external_id__isnull=False),
+                name="session_external_id_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-id"], name="session_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def as_json(self) -> dict:
+        return {
+            "id": str(self.pk),
+            "name": self.name,
+            "external_id": self.external_id,
+            "status": self.status,
+            "metadata": self.metadata,
+            "completed_tasks": self.completed_tasks,
+            "total_tasks": self.total_tasks,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+    def refresh_counts(self) -> bool:
+        """Recount tasks from the database; True if the counts changed."""
+        total = self.tasks.count()
+        completed = self.tasks.filter(status=Status.COMPLETED).count()
+        changed = (total, completed) != (self.total_tasks, self.completed_tasks)
+        self.total_tasks, self.completed_tasks = total, completed
+        return changed
+
+
+class Task(models.Model):
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="tasks")
+    name = models.CharField(max_length=200)
+    external_id = models.CharField(max_length=200, null=True, blank=True)
+    status = models.CharField(
+        max_length=16,
+        choices=[(s.value, s.label) for s in TASK_STATUSES],
+        default=Status.PENDING,
+    )
+    progress = models.FloatField(default=0.0)
+    message = models.TextField(blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    cancel_requested = models.BooleanField(default=False)
+    attempt = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="task_external_id_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-id"], name="task_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def as_json(self) -> dict:
+        return {
+            "id": str(self.pk),
+            "session_id": str(self.session_id),
+            "name": self.name,
+            "external_id": self.external_id,
+            "status": self.status,
+            "progress": self.progress,
+            "message": self.message,
+            "details": self.details,
+            "result": self.result,
+            "error": self.error,
+            "cancel_requested": self.cancel_requested,
+            "attempt": self.attempt,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+class Event(models.Model):
+    """One persisted change. Its id is the `seq` subscribers see.
+
+    Ids are handed out in commit order (sessions_app.events.record takes a
+    lock first), so a cursor never steps over an event that commits later.
+    session_id and task_id are plain numbers, not foreign keys: the events
+    of a deleted session stay, so that resuming clients learn of the delete.
+    """
+
+    kind = models.CharField(max_length=32)
+    session_id = models.BigIntegerField(null=True, blank=True)
+    task_id = models.BigIntegerField(null=True, blank=True)
+    ts = models.DateTimeField(default=timezone.now)
+    # For log.append, only {"count": n}: the lines live in LogEntry (seq = this id).
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["session_id", "id"], name="event_session_idx"),
+            models.Index(fields=["task_id", "id"], name="event_task_idx"),
+            models.Index(fields=["ts"], name="event_ts_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"
+
+
+class EventChannel(models.Model):
+    """An event's place in one channel, with the seq before it in that channel.
+
+    `prev` lets a consumer see at once whether a live frame follows the last
+    one it relayed, and read the database only when one went missing.
+    """
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="placements")
+    channel = models.CharField(max_length=64)
+    prev = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "event"], name="event_channel_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} @ {self.event_id}"
+
+
+class Retention(models.Model):
+    """Singleton: events with a seq at or below `pruned_through` were deleted."""
+
+    pruned_through = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"events pruned through {self.pruned_through}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="switchboard_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def issue(cls, user, name: str = "") -> tuple["ApiToken", str]:
+        """Create a token; the plain text is returned once and never stored."""
+        plain = "sb_" + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user, name=name, prefix=plain[:10], digest=hash_token(plain)
+        )
+        return token, plain
+
+    @classmethod
+    def authenticate(cls, plain: str):
+        """The active user of a token, or None."""
+        try:
+            token = cls.objects.select_related("user").get(digest=hash_token(plain))
+        except cls.DoesNotExist:
+            return None
+        if not token.user.is_active:
+            return None
+        now = timezone.now()
+        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+            cls.objects.filter(pk=token.pk).update(last_used_at=now)
+        return token.user

@@ -1,0 +1,410 @@
+"""The only way sessions and tasks change: each function writes the change
+and its events in one transaction. The API, the socket's cancel_task, the
+admin, the signals and the commands all come through here.
+"""
+
+import math
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from sessions_app import events
+from sessions_app.models import TASK_STATUSES, TERMINAL, Session, Status, Task
+
+
+class ServiceError(Exception):
+    """A change refused for a reason the caller can fix; `field` names the culprit."""
+
+    status_code = 400
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class Conflict(ServiceError):
+    status_code = 409
+
+
+UNSET: Any = object()
+
+# True while a service function writes: the model signals then stay quiet,
+# because the service records its own events (no double publishing).
+_in_service: ContextVar[bool] = ContextVar("switchboard_in_service", default=False)
+
+
+def in_service() -> bool:
+    return _in_service.get()
+
+
+@contextmanager
+def service_write():
+    token = _in_service.set(True)
+    try:
+        with transaction.atomic():
+            yield
+    finally:
+        _in_service.reset(token)
+
+
+# --- events -------------------------------------------------------------------
+
+
+def session_channels(session_id: int) -> list[str]:
+    return ["sessions", f"session:{session_id}"]
+
+
+def record_session(session: Session, ts: datetime | None = None) -> None:
+    events.record(
+        "session.update",
+        session_channels(session.pk),
+        session_id=session.pk,
+        data=session.as_json(),
+        extras={"owner_id": session.owner_id},
+        ts=ts,
+    )
+
+
+def record_task(task: Task, ts: datetime | None = None) -> None:
+    events.record(
+        "task.update",
+        [f"session:{task.session_id}", f"task:{task.pk}"],
+        session_id=task.session_id,
+        task_id=task.pk,
+        data=task.as_json(),
+        ts=ts,
+    )
+
+
+def record_progress(task: Task, session: Session, ts: datetime | None = None) -> None:
+    events.record(
+        "progress.update",
+        [f"session:{task.session_id}", f"task:{task.pk}"],
+        session_id=task.session_id,
+        task_id=task.pk,
+        data={
+            "task_id": str(task.pk),
+            "session_id": str(task.session_id),
+            "progress": task.progress,
+            "message": task.message,
+            "details": task.details,
+            "completed_tasks": session.completed_tasks,
+            "total_tasks": session.total_tasks,
+        },
+        ts=ts,
+    )
+
+
+# --- validation ---------------------------------------------------------------
+
+
+def _check_status(value: str, allowed: list[str], field: str = "status") -> Status:
+    if value not in allowed:
+        raise ServiceError(field, f"must be one of: {', '.join(allowed)}")
+    return Status(value)
+
+
+def _check_progress(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ServiceError("progress", "must be a number from 0 to 100")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or value > 100:
+        raise ServiceError("progress", "must be a number from 0 to 100")
+    return value
+
+
+def _check_transition(current: str, new: Status, what: str) -> None:
+    if current in TERMINAL and new not in TERMINAL:
+        hint = "; retry the task for a new attempt" if what == "task" else ""
+        raise Conflict("status", f"a {current} {what} cannot become {new.value}{hint}")
+
+
+def _stamp(obj: Session | Task, status: Status, now: datetime) -> None:
+    if status == Status.RUNNING and obj.started_at is None:
+        obj.started_at = now
+    if status in TERMINAL:
+        obj.finished_at = obj.finished_at or now
+    elif obj.finished_at is not None:
+        obj.finished_at = None
+
+
+# --- sessions -----------------------------------------------------------------
+
+
+def create_session(
+    *,
+    name: str,
+    metadata: dict | None = None,
+    external_id: str | None = None,
+    owner=None,
+    status: str = Status.PENDING,
+    ts: datetime | None = None,
+) -> tuple[Session, bool]:
+    """Create a session; with an `external_id` already used, return that one (created=False)."""
+    status = _check_status(status, list(Status.values))
+    with service_write():
+        if external_id is not None:
+            existing = Session.objects.select_for_update().filter(external_id=external_id).first()
+            if existing is not None:
+                return existing, False
+        now = ts or timezone.now()
+        session = Session(
+            name=name,
+            metadata=metadata or {},
+            external_id=external_id,
+            owner=owner,
+            status=status,
+            created_at=now,
+            updated_at=now,
+        )
+        _stamp(session, status, now)
+        session.save()
+        record_session(session, ts=ts)
+    return session, True
+
+
+def update_session(
+    session_id: int,
+    *,
+    status: str = UNSET,
+    metadata: dict = UNSET,
+    name: str = UNSET,
+    ts: datetime | None = None,
+) -> Session:
+    with service_write():
+        session = Session.objects.select_for_update().get(pk=session_id)
+        now = ts or timezone.now()
+        if status is not UNSET:
+            new = _check_status(status, list(Status.values))
+            _check_transition(session.status, new, "session")
+            session.status = new
+            _stamp(session, new, now)
+        if metadata is not UNSET:
+            session.metadata = metadata
+        if name is not UNSET:
+            session.name = name
+        session.updated_at = now
+        session.save()
+        record_session(session, ts=ts)
+    return session
+
+
+def cancel_session(session_id: int) -> Session:
+    """Cancel every task that has not ended, then the session itself."""
+    with service_write():
+        session = Session.objects.select_for_update().get(pk=session_id)
+        for task in session.tasks.select_for_update().exclude(status__in=TERMINAL):
+            _cancel(task)
+        if not session.is_terminal:
+            now = timezone.now()
+            session.status = Status.CANCELLED
+            _stamp(session, Status.CANCELLED, now)
+            session.updated_at = now
+        session.refresh_counts()
+        session.save()
+        record_session(session)
+    return session
+
+
+# --- tasks --------------------------------------------------------------------
+
+
+def create_task(
+    session_id: int,
+    *,
+    name: str,
+    external_id: str | None = None,
+    status: str = Status.PENDING,
+    ts: datetime | None = None,
+) -> tuple[Task, bool]:
+    status = _check_status(status, [s.value for s in TASK_STATUSES])
+    with service_write():
+        session = Session.objects.select_for_update().get(pk=session_id)
+        if external_id is not None:
+            existing = session.tasks.filter(external_id=external_id).first()
+            if existing is not None:
+                return existing, False
+        now = ts or timezone.now()
+        task = Task(
+            session=session,
+            name=name,
+            external_id=external_id,
+            status=status,
+            created_at=now,
+            updated_at=now,
+        )
+        _stamp(task, status, now)
+        task.save()
+        _follow_task(session, task, now)
+        session.refresh_counts()
+        session.updated_at = now
+        session.save()
+        record_task(task, ts=ts)
+        record_session(session, ts=ts)
+    return task, True
+
+
+def _follow_task(session: Session, task: Task, now: datetime) -> None:
+    """A session that has not started starts when one of its tasks does."""
+    if task.status == Status.RUNNING and session.status == Status.PENDING:
+        session.status = Status.RUNNING
+        _stamp(session, Status.RUNNING, now)
+
+
+def update_task(
+    task_id: int,
+    *,
+    status: str = UNSET,
+    progress: float = UNSET,
+    message: str = UNSET,
+    details: dict = UNSET,
+    result: Any = UNSET,
+    error: str = UNSET,
+    name: str = UNSET,
+    ts: datetime | None = None,
+) -> Task:
+    """Apply a worker's report. A report carrying progress, message or details
+    records one progress.update; any other change records a task.update."""
+    if progress is not UNSET:
+        progress = _check_progress(progress)
+    new_status = UNSET
+    if status is not UNSET:
+        new_status = _check_status(status, [s.value for s in TASK_STATUSES])
+    with service_write():
+        task = Task.objects.select_for_update().get(pk=task_id)
+        session = Session.objects.select_for_update().get(pk=task.session_id)
+        now = ts or timezone.now()
+        changed = False
+        if new_status is not UNSET and new_status != task.status:
+            _check_transition(task.status, new_status, "task")
+            task.status = new_status
+            _stamp(task, new_status, now)
+            if new_status in TERMINAL:
+                task.cancel_requested = False
+            if new_status == Status.COMPLETED and progress is UNSET:
+                task.progress = 100.0
+            changed = True
+        for field, value in (("result", result), ("error", error), ("name", name)):
+            if value is not UNSET and value != getattr(task, field):
+                setattr(task, field, value)
+                changed = True
+        reports_progress = any(v is not UNSET for v in (progress, message, details))
+        if progress is not UNSET:
+            task.progress = progress
+        if message is not UNSET:
+            task.message = message
+        if details is not UNSET:
+            task.details = details
+        task.updated_at = now
+        task.save()
+        if changed:
+            before = session.status
+            _follow_task(session, task, now)
+            if session.refresh_counts() or session.status != before:
+                session.updated_at = now
+                session.save()
+                record_session(session, ts=ts)
+            record_task(task, ts=ts)
+        if reports_progress:
+            record_progress(task, session, ts=ts)
+    return task
+
+
+def _cancel(task: Task) -> bool:
+    """Cancel one locked task in place; False when there is nothing to do."""
+    if task.is_terminal or task.cancel_requested:
+        return False
+    now = timezone.now()
+    if task.status == Status.RUNNING:
+        task.cancel_requested = True
+    else:
+        task.status = Status.CANCELLED
+        _stamp(task, Status.CANCELLED, now)
+    task.updated_at = now
+    task.save()
+    record_task(task)
+    return True
+
+
+def cancel_task(task_id: int) -> tuple[Task, bool]:
+    """A pending task is cancelled at once; a running one is asked to stop
+    (`cancel_requested`); an ended one is left as it is (changed=False)."""
+    with service_write():
+        task = Task.objects.select_for_update().get(pk=task_id)
+        session = Session.objects.select_for_update().get(pk=task.session_id)
+        changed = _cancel(task)
+        if changed and session.refresh_counts():
+            session.save()
+            record_session(session)
+    return task, changed
+
+
+def retry_task(task_id: int) -> Task:
+    """Start a new attempt of an ended task: back to pending, progress 0."""
+    with service_write():
+        task = Task.objects.select_for_update().get(pk=task_id)
+        session = Session.objects.select_for_update().get(pk=task.session_id)
+        if not task.is_terminal:
+            raise Conflict(
+                "status", f"only an ended task can be retried; this one is {task.status}"
+            )
+        now = timezone.now()
+        task.attempt += 1
+        task.status = Status.PENDING
+        task.progress = 0.0
+        task.message = ""
+        task.error = ""
+        task.result = None
+        task.cancel_requested = False
+        task.started_at = task.finished_at = None
+        task.updated_at = now
+        task.save()
+        if session.refresh_counts():
+            session.save()
+            record_session(session)
+        record_task(task)
+    return task
+
+
+def append_output(task_id: int, chunk: str, final: bool = False, ts: datetime | None = None):
+    """Record one chunk of a task's streamed output (tokens, stdout)."""
+    with service_write():
+        task = Task.objects.only("id", "session_id", "attempt").get(pk=task_id)
+        return events.record(
+            "task.output",
+            [f"task:{task.pk}"],
+            session_id=task.session_id,
+            task_id=task.pk,
+            data={"chunk": chunk, "final": bool(final), "attempt": task.attempt},
+            ts=ts,
+        )
+
+
+def task_output(task: Task, limit_chars: int = 65536) -> dict:
+    """The streamed output of the task's current attempt: its tail, and whether it ended."""
+    from sessions_app.models import Event
+
+    chunks = []
+    size = 0
+    final = False
+    rows = (
+        Event.objects.filter(task_id=task.pk, kind="task.output", session_id=task.session_id)
+        .order_by("-id")
+        .values_list("data", flat=True)
+    )
+    for index, data in enumerate(rows.iterator()):
+        if data.get("attempt", 1) != task.attempt:
+            break
+        if index == 0:
+            final = bool(data.get("final"))
+        chunks.append(data.get("chunk", ""))
+        size += len(chunks[-1])
+        if size >= limit_chars:
+            break
+    text = "".join(reversed(chunks))
+    return {"text": text[-limit_chars:], "final": final, "truncated": size > limit_chars}

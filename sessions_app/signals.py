@@ -1,0 +1,62 @@
+"""Changes made outside the services (an admin form, an ORM save in a shell)
+become events too. Service functions record their own events and mark the
+write (services.in_service), so nothing is published twice.
+"""
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from sessions_app import events, services
+from sessions_app.models import Session, Task
+
+
+@receiver(post_save, sender=Session)
+def session_saved(sender, instance: Session, raw: bool = False, **kwargs) -> None:
+    if raw or services.in_service():
+        return
+    with services.service_write():
+        services.record_session(instance)
+
+
+@receiver(post_save, sender=Task)
+def task_saved(sender, instance: Task, raw: bool = False, **kwargs) -> None:
+    if raw or services.in_service():
+        return
+    with services.service_write():
+        session = Session.objects.select_for_update().get(pk=instance.session_id)
+        if session.refresh_counts():
+            session.save(update_fields=["completed_tasks", "total_tasks"])
+            services.record_session(session)
+        services.record_task(instance)
+        services.record_progress(instance, session)
+
+
+@receiver(post_delete, sender=Task)
+def task_deleted(sender, instance: Task, origin=None, **kwargs) -> None:
+    if isinstance(origin, Session) or getattr(origin, "model", None) is Session:
+        return  # the whole session goes; session_deleted tells subscribers
+    with services.service_write():
+        session = Session.objects.select_for_update().filter(pk=instance.session_id).first()
+        events.record(
+            "task.deleted",
+            [f"session:{instance.session_id}", f"task:{instance.pk}"],
+            session_id=instance.session_id,
+            task_id=instance.pk,
+            data={"id": str(instance.pk), "session_id": str(instance.session_id)},
+        )
+        if session is not None and session.refresh_counts():
+            session.save(update_fields=["completed_tasks", "total_tasks"])
+            services.record_session(session)
+
+
+@receiver(post_delete, sender=Session)
+def session_deleted(sender, instance: Session, **kwargs) -> None:
+    with transaction.atomic():
+        events.record(
+            "session.deleted",
+            services.session_channels(instance.pk),
+            session_id=instance.pk,
+            data={"id": str(instance.pk)},
+            extras={"owner_id": instance.owner_id},
+        )
