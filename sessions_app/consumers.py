@@ -294,9 +294,9 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             await self.catch_up(sub)
             return
         sub.cursor = message["seq"]
-        if sub.ref.kind == "sessions" and not self.sees_all:
-            if message.get("owner_id") != self.user.pk:
-                return
+        hidden = sub.ref.kind == "sessions" and not self.sees_all
+        if hidden and message.get("owner_id") != self.user.pk:
+            return
         if sub.ref.kind == "logs" and not sub.log_filter.is_empty:
             frame = streams.filter_entries(parsed_frame(message), sub.log_filter)
             if frame is not None:

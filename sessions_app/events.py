@@ -46,7 +46,7 @@ def dumps(value: Any) -> str:
 
 
 def group_for(channel: str) -> str:
-    """Channel names use ':'; layer group names must be ASCII with '.' ('session:4' → 'session.4')."""
+    """The layer group of a channel: 'session:4' → 'session.4' (groups take no ':')."""
     return channel.replace(":", ".")
 
 

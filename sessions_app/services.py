@@ -144,6 +144,7 @@ def create_session(
     owner=None,
     status: str = Status.PENDING,
     ts: datetime | None = None,
+    pk: int | None = None,
 ) -> tuple[Session, bool]:
     """Create a session; with an `external_id` already used, return that one (created=False)."""
     status = _check_status(status, list(Status.values))
@@ -154,6 +155,7 @@ def create_session(
                 return existing, False
         now = ts or timezone.now()
         session = Session(
+            pk=pk,
             name=name,
             metadata=metadata or {},
             external_id=external_id,
@@ -163,7 +165,7 @@ def create_session(
             updated_at=now,
         )
         _stamp(session, status, now)
-        session.save()
+        session.save(force_insert=True)
         record_session(session, ts=ts)
     return session, True
 
@@ -221,6 +223,7 @@ def create_task(
     external_id: str | None = None,
     status: str = Status.PENDING,
     ts: datetime | None = None,
+    pk: int | None = None,
 ) -> tuple[Task, bool]:
     status = _check_status(status, [s.value for s in TASK_STATUSES])
     with service_write():
@@ -231,6 +234,7 @@ def create_task(
                 return existing, False
         now = ts or timezone.now()
         task = Task(
+            pk=pk,
             session=session,
             name=name,
             external_id=external_id,
@@ -239,7 +243,7 @@ def create_task(
             updated_at=now,
         )
         _stamp(task, status, now)
-        task.save()
+        task.save(force_insert=True)
         _follow_task(session, task, now)
         session.refresh_counts()
         session.updated_at = now
@@ -380,7 +384,12 @@ def append_output(task_id: int, chunk: str, final: bool = False, ts: datetime | 
             [f"task:{task.pk}"],
             session_id=task.session_id,
             task_id=task.pk,
-            data={"chunk": chunk, "final": bool(final), "attempt": task.attempt},
+            data={
+                "task_id": str(task.pk),
+                "chunk": chunk,
+                "final": bool(final),
+                "attempt": task.attempt,
+            },
             ts=ts,
         )
 

@@ -118,12 +118,9 @@ def read_visible(user, ref: ChannelRef, since: int, limit: int) -> tuple[list[di
     cursor = stored[-1].seq if stored else since
     frames = [s.frame for s in stored]
     if ref.kind == "sessions" and not access.sees_all(user):
-        mine = set(
-            str(pk)
-            for pk in Session.objects.filter(
-                owner_id=user.pk, pk__in=[int(f["data"]["id"]) for f in frames]
-            ).values_list("pk", flat=True)
-        )
+        ids = [int(f["data"]["id"]) for f in frames]
+        owned = Session.objects.filter(owner_id=user.pk, pk__in=ids).values_list("pk", flat=True)
+        mine = {str(pk) for pk in owned}
         frames = [f for f in frames if f["data"]["id"] in mine]
     return frames, cursor
 

@@ -1,0 +1,354 @@
+"""Event files: JSON Lines, one event a line, oldest first (PROTOCOL.md).
+
+    {"ts": ..., "event": "task.update", "session": "<id or external_id>",
+     "task": "<task id>", "seq": 1831, "data": {...}}
+
+`export()` writes them from the event log; `Replay` checks a whole file
+first, then applies it through the services, so a replay records the same
+events as the original run and subscribers watch it happen.
+"""
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from django.core.management.color import no_style
+from django.db import connection
+from pydantic import ValidationError
+
+from logs_app import services as log_services
+from logs_app.models import LogEntry
+from sessions_app import events, services
+from sessions_app.models import TERMINAL, Event, Session, Task
+from sessions_app.schemas import LogEntryIn, SessionPatch, TaskPatch
+
+KINDS = {
+    "session.update",
+    "session.deleted",
+    "task.update",
+    "task.deleted",
+    "progress.update",
+    "task.output",
+    "log.append",
+}
+TASK_KINDS = {"task.update", "task.deleted", "progress.update", "task.output"}
+
+
+# --- export -------------------------------------------------------------------------
+
+
+def export(
+    out: IO[str],
+    *,
+    session_id: int | None = None,
+    since: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write events after `since` (of one session, or all) as JSON Lines; returns the count."""
+    rows = Event.objects.filter(id__gt=since).order_by("id")
+    if session_id is not None:
+        rows = rows.filter(session_id=session_id)
+    total = rows.count()
+    keys: dict[int, str] = {}
+    written = 0
+    batch: list[Event] = []
+    for event in rows.iterator(chunk_size=1000):
+        batch.append(event)
+        if len(batch) == 1000:
+            written += _write_batch(out, batch, keys)
+            batch = []
+            if progress:
+                progress(written, total)
+    written += _write_batch(out, batch, keys)
+    if progress:
+        progress(written, total)
+    return written
+
+
+def _write_batch(out: IO[str], batch: list[Event], keys: dict[int, str]) -> int:
+    missing = {e.session_id for e in batch if e.session_id is not None} - set(keys)
+    for pk, external_id in Session.objects.filter(pk__in=missing).values_list("pk", "external_id"):
+        keys[pk] = external_id or str(pk)
+    frames = events.frames_for(batch)
+    for event, stored in zip(batch, frames, strict=True):
+        line = {
+            "ts": event.ts.isoformat(),
+            "event": event.kind,
+            "session": keys.get(event.session_id, str(event.session_id)),
+            "seq": event.id,
+            "data": stored.frame["data"],
+        }
+        if event.task_id is not None:
+            line["task"] = str(event.task_id)
+        out.write(events.dumps(line) + "\n")
+    return len(batch)
+
+
+# --- replay -------------------------------------------------------------------------
+
+
+class ReplayError(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+
+
+@dataclass
+class Line:
+    number: int
+    ts: datetime | None
+    kind: str
+    session: str
+    task: str | None
+    data: dict
+    entries: list[dict] = field(default_factory=list)
+
+
+def _errors(error: ValidationError, prefix: str = "data") -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{prefix}.{where}: {first['msg']}" if where else f"{prefix}: {first['msg']}"
+
+
+def parse_lines(lines: Iterator[str]) -> list[Line]:
+    """Read and check every line; the first bad one raises ReplayError with its number."""
+    parsed = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except ValueError as error:
+            raise ReplayError(number, f"not valid JSON ({error})") from None
+        if not isinstance(item, dict):
+            raise ReplayError(number, "each line must be a JSON object")
+        kind = item.get("event")
+        if kind not in KINDS:
+            raise ReplayError(number, f"unknown event {kind!r}; one of {', '.join(sorted(KINDS))}")
+        session = item.get("session")
+        if isinstance(session, int) and not isinstance(session, bool):
+            session = str(session)
+        if not isinstance(session, str) or not session:
+            raise ReplayError(number, "session must name a session by id or external_id")
+        data = item.get("data")
+        if not isinstance(data, dict):
+            raise ReplayError(number, "data must be an object")
+        ts = None
+        if item.get("ts") is not None:
+            try:
+                ts = datetime.fromisoformat(str(item["ts"]))
+            except ValueError:
+                raise ReplayError(number, f"ts {item['ts']!r} is not an ISO 8601 time") from None
+        task = item.get("task") or data.get("task_id")
+        if kind == "task.update" and not task:
+            task = data.get("id")
+        if kind in TASK_KINDS and not task:
+            raise ReplayError(number, f"{kind} needs the task (field 'task' or data.task_id)")
+        line = Line(number, ts, kind, session, str(task) if task else None, data)
+        try:
+            if kind == "session.update":
+                SessionPatch(**_pick(data, SessionPatch))
+            elif kind in ("task.update", "progress.update"):
+                TaskPatch(**_pick(data, TaskPatch))
+            elif kind == "task.output":
+                if not isinstance(data.get("chunk"), str):
+                    raise ReplayError(number, "data.chunk must be a string")
+            elif kind == "log.append":
+                entries = data.get("entries")
+                if not isinstance(entries, list):
+                    raise ReplayError(number, "data.entries must be a list")
+                for index, entry in enumerate(entries):
+                    if not isinstance(entry, dict):
+                        raise ReplayError(number, f"data.entries.{index} must be an object")
+                    try:
+                        checked = LogEntryIn(**_pick(entry, LogEntryIn)).dict()
+                    except ValidationError as error:
+                        raise ReplayError(number, _errors(error, f"data.entries.{index}")) from None
+                    line.entries.append(checked)
+        except ValidationError as error:
+            raise ReplayError(number, _errors(error)) from None
+        parsed.append(line)
+    return parsed
+
+
+def _pick(data: dict, schema) -> dict:
+    return {k: v for k, v in data.items() if k in schema.model_fields}
+
+
+class Replay:
+    """Applies checked lines through the services, keeping the file's timing / speed."""
+
+    def __init__(self, lines: list[Line], speed: float = 1.0, sleep=time.sleep) -> None:
+        self.lines = lines
+        self.speed = speed
+        self.sleep = sleep
+        self.sessions: dict[str, int] = {}
+        self.tasks: dict[tuple[int, str], int] = {}
+        self.created_ids = False
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> int:
+        previous: datetime | None = None
+        try:
+            for done, line in enumerate(self.lines, start=1):
+                if self.speed > 0 and line.ts is not None and previous is not None:
+                    gap = (line.ts - previous).total_seconds() / self.speed
+                    if gap > 0:
+                        self.sleep(gap)
+                previous = line.ts or previous
+                try:
+                    self.apply(line)
+                except services.ServiceError as error:
+                    raise ReplayError(line.number, f"{error.field}: {error.message}") from None
+                if progress:
+                    progress(done, len(self.lines))
+        finally:
+            if self.created_ids:
+                _reset_sequences()
+        return len(self.lines)
+
+    def apply(self, line: Line) -> None:
+        data = line.data
+        if line.kind == "session.deleted":
+            session_id = self._find_session(line.session)
+            if session_id is not None:
+                Session.objects.filter(pk=session_id).delete()
+            return
+        session_id = self._session(line)
+        if line.kind == "session.update":
+            current = Session.objects.get(pk=session_id)
+            fields = _changed(current, data, ("status", "metadata", "name"))
+            if fields:
+                services.update_session(session_id, **fields)
+        elif line.kind == "log.append":
+            entries = []
+            for entry in line.entries:
+                task_key = entry.get("task_id")
+                entry = dict(entry)
+                entry["task_id"] = self._task(session_id, str(task_key), None) if task_key else None
+                entries.append(entry)
+            log_services.append_entries(session_id, entries)
+        elif line.kind == "task.deleted":
+            task_id = self._find_task(session_id, line.task)
+            if task_id is not None:
+                Task.objects.filter(pk=task_id).delete()
+        else:
+            task_id = self._task(session_id, line.task, data if line.kind == "task.update" else None)
+            if line.kind == "task.output":
+                services.append_output(task_id, data["chunk"], bool(data.get("final")))
+            elif line.kind == "progress.update":
+                # An exported task.update already carried these values; do not repeat them.
+                task = Task.objects.get(pk=task_id)
+                if _changed(task, data, ("progress", "message", "details")):
+                    fields = {k: data[k] for k in ("progress", "message", "details") if k in data}
+                    services.update_task(task_id, **fields)
+            else:
+                self._task_update(task_id, data)
+
+    def _task_update(self, task_id: int, data: dict) -> None:
+        task = Task.objects.get(pk=task_id)
+        attempt = data.get("attempt")
+        if isinstance(attempt, int) and attempt > task.attempt and task.is_terminal:
+            services.retry_task(task_id)
+            task.refresh_from_db()
+        fields = _changed(
+            task, data, ("status", "progress", "message", "details", "result", "error", "name")
+        )
+        if task.status in TERMINAL and fields.get("status") not in TERMINAL:
+            fields.pop("status", None)
+        if data.get("cancel_requested") and not task.cancel_requested and not task.is_terminal:
+            services.cancel_task(task_id)
+        if fields.get("error") is None:
+            fields.pop("error", None)
+        if fields:
+            services.update_task(task_id, **fields)
+
+    # Sessions and tasks are found by external_id, then by id; unknown ones are
+    # created, keeping the file's id when it is free (so an export replayed into
+    # an empty database gives back the same ids).
+
+    def _find_session(self, key: str) -> int | None:
+        if key in self.sessions:
+            return self.sessions[key]
+        found = Session.objects.filter(external_id=key).values_list("pk", flat=True).first()
+        if found is None and key.isdigit():
+            found = Session.objects.filter(pk=int(key)).values_list("pk", flat=True).first()
+        if found is not None:
+            self.sessions[key] = found
+        return found
+
+    def _session(self, line: Line) -> int:
+        found = self._find_session(line.session)
+        if found is not None:
+            return found
+        data = line.data if line.kind == "session.update" else {}
+        external_id = data.get("external_id")
+        if external_id is None and not line.session.isdigit():
+            external_id = line.session
+        wanted = _free_id(Session, data.get("id") or line.session)
+        session, _ = services.create_session(
+            name=data.get("name") or f"replayed {line.session}",
+            metadata=data.get("metadata") or {},
+            external_id=external_id,
+            status=data.get("status", "pending"),
+            pk=wanted,
+        )
+        self.created_ids |= wanted is not None
+        self.sessions[line.session] = session.pk
+        return session.pk
+
+    def _find_task(self, session_id: int, key: str | None) -> int | None:
+        if key is None:
+            return None
+        if (session_id, key) in self.tasks:
+            return self.tasks[(session_id, key)]
+        tasks = Task.objects.filter(session_id=session_id)
+        found = tasks.filter(external_id=key).values_list("pk", flat=True).first()
+        if found is None and key.isdigit():
+            found = tasks.filter(pk=int(key)).values_list("pk", flat=True).first()
+        if found is not None:
+            self.tasks[(session_id, key)] = found
+        return found
+
+    def _task(self, session_id: int, key: str, data: dict | None) -> int:
+        found = self._find_task(session_id, key)
+        if found is not None:
+            return found
+        data = data or {}
+        external_id = data.get("external_id")
+        if external_id is None and not key.isdigit():
+            external_id = key
+        wanted = _free_id(Task, data.get("id") or key)
+        task, _ = services.create_task(
+            session_id,
+            name=data.get("name") or f"replayed {key}",
+            external_id=external_id,
+            status=data.get("status", "pending"),
+            pk=wanted,
+        )
+        self.created_ids |= wanted is not None
+        self.tasks[(session_id, key)] = task.pk
+        return task.pk
+
+
+def _changed(obj, data: dict, names: tuple[str, ...]) -> dict:
+    """The fields of `data` whose values differ from the object's."""
+    return {k: data[k] for k in names if k in data and data[k] != getattr(obj, k)}
+
+
+def _free_id(model, key: Any) -> int | None:
+    if not str(key).isdigit():
+        return None
+    pk = int(key)
+    return None if model.objects.filter(pk=pk).exists() else pk
+
+
+def _reset_sequences() -> None:
+    """After rows were created with explicit ids, move PostgreSQL's sequences past them."""
+    statements = connection.ops.sequence_reset_sql(no_style(), [Session, Task, LogEntry])
+    if statements:
+        with connection.cursor() as cursor:
+            for sql in statements:
+                cursor.execute(sql)

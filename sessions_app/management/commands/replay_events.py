@@ -1,0 +1,55 @@
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from sessions_app import eventfiles
+from sessions_app.events import publisher
+from sessions_app.progress import ProgressBar
+
+
+class Command(BaseCommand):
+    help = (
+        "Replay a JSON Lines event file (from export_events) through the services: "
+        "sessions and tasks named by an existing id or external_id are updated, unknown "
+        "ones created. The whole file is checked first; a bad line changes nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="the event file ('-' reads stdin)")
+        parser.add_argument(
+            "--speed",
+            type=float,
+            default=1.0,
+            help="scale the recorded timing: 2 is twice as fast, 0 as fast as possible",
+        )
+
+    def handle(self, *args, file: str, speed: float, **options):
+        if speed < 0 or speed != speed:
+            raise CommandError("--speed must be 0 (as fast as possible) or more")
+        try:
+            if file == "-":
+                lines = eventfiles.parse_lines(iter(sys.stdin))
+            else:
+                with open(file, encoding="utf-8") as handle:
+                    lines = eventfiles.parse_lines(handle)
+        except OSError as error:
+            raise CommandError(f"cannot read {file}: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise CommandError(f"{file} is not UTF-8 text: {error.reason}") from None
+        except eventfiles.ReplayError as error:
+            raise CommandError(f"{file}: {error}; nothing was replayed") from None
+        if not settings.REDIS_URL:
+            self.stderr.write(
+                "REDIS_URL is not set: events are stored, but a server running in another "
+                "process cannot be told. Its subscribers get them when they resume or poll."
+            )
+        replay = eventfiles.Replay(lines, speed=speed)
+        try:
+            bar = ProgressBar(self.stdout, "replaying") if len(lines) >= 200 else None
+            count = replay.run(progress=bar)
+        except eventfiles.ReplayError as error:
+            raise CommandError(f"{file}: {error}; the lines before it were replayed") from None
+        finally:
+            publisher.flush(timeout=30)
+        self.stdout.write(f"Replayed {count} events from {file}.")
