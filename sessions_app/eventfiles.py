@@ -235,7 +235,8 @@ class Replay:
             if task_id is not None:
                 Task.objects.filter(pk=task_id).delete()
         else:
-            task_id = self._task(session_id, line.task, data if line.kind == "task.update" else None)
+            known = data if line.kind == "task.update" else None
+            task_id = self._task(session_id, line.task, known)
             if line.kind == "task.output":
                 services.append_output(task_id, data["chunk"], bool(data.get("final")))
             elif line.kind == "progress.update":

@@ -1,0 +1,177 @@
+"""The admin as a live console: edits and actions go through the services (or
+the model signals), so everyone watching sees them as events."""
+
+import io
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponse
+from django.utils import timezone
+
+from sessions_app import eventfiles, services
+from sessions_app.models import TERMINAL, ApiToken, Event, Session, Task
+
+
+class TaskForm(forms.ModelForm):
+    class Meta:
+        model = Task
+        fields = (
+            "session",
+            "name",
+            "external_id",
+            "status",
+            "progress",
+            "message",
+            "details",
+            "result",
+            "error",
+        )
+
+    def clean_status(self):
+        status = self.cleaned_data["status"]
+        before = self.instance.status if self.instance.pk else None
+        if before in TERMINAL and status not in TERMINAL:
+            raise forms.ValidationError(
+                f"A {before} task cannot become {status}; use the “Retry” action for a new attempt."
+            )
+        return status
+
+    def clean_progress(self):
+        progress = self.cleaned_data["progress"]
+        if not 0 <= progress <= 100:
+            raise forms.ValidationError("Progress is a percentage, from 0 to 100.")
+        return progress
+
+
+class TaskInline(admin.TabularInline):
+    model = Task
+    form = TaskForm
+    extra = 0
+    fields = ("name", "status", "progress", "message", "cancel_requested", "attempt")
+    readonly_fields = ("cancel_requested", "attempt")
+    show_change_link = True
+
+
+def _export(queryset, filename: str) -> HttpResponse:
+    out = io.StringIO()
+    for session in queryset.order_by("id"):
+        eventfiles.export(out, session_id=session.pk)
+    response = HttpResponse(out.getvalue(), content_type="application/x-ndjson")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "status", "completed_tasks", "total_tasks", "owner", "created_at")
+    list_display_links = ("id", "name")
+    list_filter = ("status", "created_at")
+    search_fields = ("name", "external_id")
+    readonly_fields = ("completed_tasks", "total_tasks", "started_at", "finished_at")
+    date_hierarchy = "created_at"
+    inlines = [TaskInline]
+    actions = ["cancel", "export", "replay"]
+
+    @admin.action(description="Cancel the selected sessions and their unfinished tasks")
+    def cancel(self, request, queryset):
+        for session in queryset:
+            services.cancel_session(session.pk)
+        self.message_user(request, f"Cancelled {queryset.count()} session(s).", messages.SUCCESS)
+
+    @admin.action(description="Export the events of the selected sessions (JSON Lines)")
+    def export(self, request, queryset):
+        return _export(queryset, f"switchboard-{timezone.now():%Y%m%d-%H%M%S}.jsonl")
+
+    @admin.action(description="Replay the selected sessions as new copies, live")
+    def replay(self, request, queryset):
+        """Re-run each recorded session as a new session (external_id '<old>-replay-N')."""
+        copies = 0
+        for session in queryset.order_by("id"):
+            out = io.StringIO()
+            eventfiles.export(out, session_id=session.pk)
+            suffix = f"replay-{timezone.now():%H%M%S%f}"
+            key = f"{session.external_id or session.pk}-{suffix}"
+            lines = eventfiles.parse_lines(iter(out.getvalue().splitlines()))
+            for line in lines:
+                line.session = key
+                if line.kind == "session.update":
+                    line.data = {
+                        k: v for k, v in line.data.items() if k not in ("id", "external_id")
+                    }
+                if line.task is not None:
+                    line.task = f"{line.task}-{suffix}"
+                for entry in line.entries:
+                    if entry.get("task_id"):
+                        entry["task_id"] = f"{entry['task_id']}-{suffix}"
+                    if entry.get("uid"):
+                        entry["uid"] = f"{entry['uid']}-{suffix}"
+            eventfiles.Replay(lines, speed=0).run()
+            copies += 1
+        self.message_user(request, f"Replayed {copies} session(s) as new copies.", messages.SUCCESS)
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    form = TaskForm
+    list_display = ("id", "name", "session", "status", "progress", "cancel_requested", "updated_at")
+    list_filter = ("status", "cancel_requested")
+    search_fields = ("name", "external_id", "session__name")
+    list_select_related = ("session",)
+    raw_id_fields = ("session",)
+    readonly_fields = ("cancel_requested", "attempt", "started_at", "finished_at")
+    actions = ["cancel", "retry"]
+
+    @admin.action(description="Cancel the selected tasks")
+    def cancel(self, request, queryset):
+        changed = sum(services.cancel_task(task.pk)[1] for task in queryset)
+        self.message_user(request, f"Cancelled or asked to stop {changed} task(s).")
+
+    @admin.action(description="Retry the selected ended tasks (new attempt)")
+    def retry(self, request, queryset):
+        retried = 0
+        for task in queryset:
+            if task.is_terminal:
+                services.retry_task(task.pk)
+                retried += 1
+        self.message_user(request, f"Retried {retried} task(s).")
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "session_id", "task_id", "ts")
+    list_filter = ("kind",)
+    search_fields = ("=session_id", "=task_id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    form = ApiTokenForm
+    list_display = ("prefix", "name", "user", "created_at", "last_used_at")
+    search_fields = ("name", "user__username", "prefix")
+    raw_id_fields = ("user",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("user", "prefix", "created_at", "last_used_at") if obj else ()
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        token, plain = ApiToken.issue(form.cleaned_data["user"], name=form.cleaned_data["name"])
+        obj.pk = token.pk
+        self.message_user(
+            request,
+            f"New token (shown once, copy it now): {plain}",
+            messages.WARNING,
+        )
