@@ -1,5 +1,6 @@
 """Settings for Switchboard, read from the environment (see PROTOCOL.md, "Configuration")."""
 
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -137,6 +138,7 @@ STORAGES = {
 }
 # Serve from the finders when collectstatic has not run (local runs, tests).
 WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at", module="django.core.handlers.base")
 WHITENOISE_MANIFEST_STRICT = False
 
 # Log batches can be large: 10,000 entries in one POST.
