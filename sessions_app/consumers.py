@@ -28,9 +28,10 @@ log = logging.getLogger("switchboard.consumers")
 ACTIONS = ("subscribe", "unsubscribe", "ping", "cancel_task")
 CLOSE_IDLE = 4408
 CLOSE_FLOOD = 4429
-CLOSE_TOO_LARGE = 1009
-# Refused frames within one burst window after which a flooding client is dropped.
-FLOOD_LIMIT = 1000
+# daphne (autobahn) sends only 1000 or 3000-4999 from an application, so not 1009.
+CLOSE_TOO_LARGE = 4413
+# Refused frames within one second after which a flooding client is dropped.
+FLOOD_LIMIT = 500
 BACKLOG_PAGE = 500
 
 
@@ -102,7 +103,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         self.subs: dict[str, Subscription] = {}
         conf = settings.SWITCHBOARD
         self.bucket = TokenBucket(conf["RATE_PER_SECOND"], conf["RATE_BURST"])
-        self.refused = 0
+        self.refused, self.refused_since = 0, 0.0
         self.last_heard = time.monotonic()
         await self.accept()
         stats.live.connected()
@@ -131,6 +132,9 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_TOO_LARGE)
             return
         if not self.bucket.take():
+            now = time.monotonic()
+            if now - self.refused_since > 1.0:
+                self.refused, self.refused_since = 0, now
             self.refused += 1
             if self.refused > FLOOD_LIMIT:
                 await self.close(code=CLOSE_FLOOD)
@@ -139,7 +143,6 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
                     None, FrameError("rate_limited", "too many frames; slow down")
                 )
             return
-        self.refused = 0
         frame_id = None
         try:
             if text_data is None:

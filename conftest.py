@@ -1,0 +1,179 @@
+"""Fixtures shared by every test module: users, tokens, a real daphne server."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "client"))
+
+from switchboard_client import Client  # noqa: E402
+
+
+def pytest_configure(config):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def pytest_report_header(config):
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
+    return f"switchboard: database {settings.DATABASES['default']['ENGINE']}, layer {layer}"
+
+
+# --- identities -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("admin", "admin@example.com", "pw")
+
+
+@pytest.fixture
+def worker_user(django_user_model):
+    """A plain user: sees and changes only the sessions it created."""
+    return django_user_model.objects.create_user("worker", "worker@example.com", "pw")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("other", "other@example.com", "pw")
+
+
+def make_token(user) -> str:
+    from sessions_app.models import ApiToken
+
+    return ApiToken.issue(user)[1]
+
+
+@pytest.fixture
+def admin_token(admin_user) -> str:
+    return make_token(admin_user)
+
+
+@pytest.fixture
+def worker_token(worker_user) -> str:
+    return make_token(worker_user)
+
+
+@pytest.fixture
+def other_token(other_user) -> str:
+    return make_token(other_user)
+
+
+# --- a real server --------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """The URL of the test database, for a server process to share it."""
+    conf = connection.settings_dict
+    if conf["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{conf['NAME']}"
+    user = conf.get("USER") or "postgres"
+    password = f":{conf['PASSWORD']}" if conf.get("PASSWORD") else ""
+    host = conf.get("HOST") or "127.0.0.1"
+    port = conf.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{conf['NAME']}"
+
+
+class Server:
+    """`daphne project.asgi:application` in its own process, on a free port."""
+
+    def __init__(self, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
+        self.env = {**os.environ, "DATABASE_URL": database_url(), **env}
+        self.process: subprocess.Popen | None = None
+        self.log = Path(ROOT / f".server-{self.port}.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/"
+
+    def client(self, token: str) -> Client:
+        return Client(self.url, token, timeout=10)
+
+    def start(self) -> "Server":
+        out = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "project.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v1/openapi.json", timeout=1) as r:
+                    json.load(r)
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("daphne did not start within 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker):
+    """One daphne per test module; tests use `live` (transactional) with it."""
+    srv = Server(SWITCHBOARD_IDLE_TIMEOUT="300").start()
+    yield srv
+    srv.stop()
+    srv.log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def live(server, transactional_db):
+    """The module's server, with committed data visible to it."""
+    return server
+
+
+@pytest.fixture
+def fresh_server(django_db_setup, transactional_db):
+    """A server of this test's own, for tests that stop or restart it."""
+    servers: list[Server] = []
+
+    def start(**env) -> Server:
+        srv = Server(**env).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.stop()
+        srv.log.unlink(missing_ok=True)

@@ -1,0 +1,293 @@
+"""The whole server: a real daphne process and a real WebSocket client."""
+
+import asyncio
+import threading
+
+import pytest
+from channels.db import database_sync_to_async as sync_to_async
+from django.core.management import call_command
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from sessions_app import services
+from sessions_app.tests import wsclient as wc
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def events_of(frames, channel=None):
+    return [
+        f for f in frames if f["type"] == "event" and (channel is None or f["channel"] == channel)
+    ]
+
+
+async def test_live_updates_reach_a_subscriber_in_order(live, admin_token):
+    api = live.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "live")
+    task = await asyncio.to_thread(api.create_task, session["id"], "step")
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        reply = await wc.subscribe(ws, f"session:{session['id']}")
+        assert reply["snapshot"]["session"]["id"] == session["id"]
+        assert [t["id"] for t in reply["snapshot"]["tasks"]] == [task["id"]]
+        await asyncio.to_thread(api.update_task, task["id"], status="running", progress=12.34)
+        frame, before = await wc.recv_until(ws, lambda f: f.get("event") == "progress.update")
+        assert frame["channel"] == f"session:{session['id']}"
+        assert frame["data"]["progress"] == 12.34
+        assert frame["data"]["total_tasks"] == 1
+        assert frame["ts"].endswith("+00:00")
+        seqs = [f["seq"] for f in events_of(before) + [frame]]
+        assert seqs == sorted(set(seqs)) and seqs[0] > reply["seq"]
+        assert any(f["event"] == "task.update" and f["data"]["status"] == "running" for f in before)
+
+
+async def test_cancel_over_the_socket_is_acked_then_seen(live, admin_token):
+    api = live.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "cancel")
+    pending = await asyncio.to_thread(api.create_task, session["id"], "waiting")
+    running = await asyncio.to_thread(api.create_task, session["id"], "busy")
+    await asyncio.to_thread(api.update_task, running["id"], status="running")
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        await wc.send(ws, {"action": "cancel_task", "task_id": pending["id"], "id": 1})
+        ack = await wc.recv(ws)
+        assert ack == {**ack, "type": "ack", "id": 1, "changed": True, "status": "cancelled"}
+        update = await wc.recv(ws)
+        assert update["event"] == "task.update" and update["data"]["status"] == "cancelled"
+
+        await wc.subscribe(ws, f"task:{running['id']}")
+        await wc.send(ws, {"action": "cancel_task", "task_id": running["id"], "id": 2})
+        ack = await wc.recv(ws)
+        assert ack["type"] == "ack" and ack["cancel_requested"] is True
+        update, _ = await wc.recv_until(ws, lambda f: f.get("event") == "task.update")
+        assert update["data"]["cancel_requested"] is True
+        # The worker sees the request in the API's answers, then reports back.
+        reply = await asyncio.to_thread(api.progress, running["id"], 50)
+        assert reply["cancel_requested"] is True
+        await asyncio.to_thread(api.update_task, running["id"], status="cancelled")
+
+        await wc.send(ws, {"action": "cancel_task", "task_id": running["id"], "id": 3})
+        ack, _ = await wc.recv_until(ws, lambda f: f.get("id") == 3)
+        assert ack["changed"] is False and ack["status"] == "cancelled"
+
+
+async def test_resume_with_concurrent_writers_skips_nothing_and_repeats_nothing(
+    live, fresh_server, admin_token
+):
+    other = fresh_server()  # a second server process writes too
+    api = live.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "busy")
+    tasks = [await asyncio.to_thread(api.create_task, session["id"], f"t{i}") for i in range(4)]
+    channel = f"session:{session['id']}"
+
+    def write(task, client, count=25):
+        for step in range(count):
+            client.progress(task["id"], step + 1)
+
+    ws = await wc.connect(live.ws_url, admin_token)
+    reply = await wc.subscribe(ws, channel)
+    writers = [
+        threading.Thread(target=write, args=(t, (live if i % 2 else other).client(admin_token)))
+        for i, t in enumerate(tasks)
+    ]
+    for writer in writers:
+        writer.start()
+    got = []
+    while len(got) < 30:
+        frame = await wc.recv(ws)
+        if frame["type"] == "event":
+            got.append(frame)
+    await ws.close()  # drop the connection while the writers go on
+    await asyncio.sleep(0.3)
+    ws = await wc.connect(live.ws_url, admin_token)
+    resumed = await wc.subscribe(ws, channel, since=got[-1]["seq"])
+    assert resumed["seq"] == got[-1]["seq"] and "reset" not in resumed
+    await asyncio.to_thread(lambda: [w.join() for w in writers])
+    await wc.send(ws, {"action": "ping"})  # lets the server check for anything unseen
+    got += events_of(await wc.drain(ws, quiet=1.5), channel)
+    await ws.close()
+
+    stored = await asyncio.to_thread(api.events, channel, reply["seq"], limit=5000)
+    expected = [f["seq"] for f in stored["results"]]
+    seqs = [f["seq"] for f in got]
+    assert seqs == expected, "every committed event once, in order"
+    assert sum(f["event"] == "progress.update" for f in got) == 100
+
+
+async def test_a_client_resumes_across_a_server_restart_and_a_replay(
+    fresh_server, admin_token, admin_user, tmp_path
+):
+    srv = fresh_server()
+    api = srv.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "restart", None, "restart-1")
+    task = await asyncio.to_thread(api.create_task, session["id"], "step")
+    channel = f"session:{session['id']}"
+    async with await wc.connect(srv.ws_url, admin_token) as ws:
+        await wc.subscribe(ws, channel)
+        await asyncio.to_thread(api.progress, task["id"], 10)
+        last, _ = await wc.recv_until(ws, lambda f: f.get("event") == "progress.update")
+    srv.kill()
+
+    # While the server is down: a service write and a replayed event file.
+    await sync_to_async(services.update_task)(int(task["id"]), progress=20, message="offline")
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text(
+        '{"ts": "2026-11-21T10:00:00+00:00", "event": "progress.update", "session": "restart-1",'
+        f' "task": "{task["id"]}", "data": {{"progress": 30, "message": "replayed"}}}}\n'
+    )
+    await sync_to_async(call_command)("replay_events", str(events_file), "--speed", "0")
+
+    srv.start()
+    async with await wc.connect(srv.ws_url, admin_token) as ws:
+        reply = await wc.subscribe(ws, channel, since=last["seq"])
+        assert reply["seq"] == last["seq"]
+        missed = events_of(await wc.drain(ws, quiet=1.0))
+        progress = [f["data"]["progress"] for f in missed if f["event"] == "progress.update"]
+        assert progress == [20, 30]
+        assert [f["seq"] for f in missed] == sorted({f["seq"] for f in missed})
+        # And then live again.
+        await asyncio.to_thread(api.progress, task["id"], 40)
+        frame, _ = await wc.recv_until(ws, lambda f: f.get("event") == "progress.update")
+        assert frame["data"]["progress"] == 40
+
+
+async def test_bad_frames_get_error_frames_and_the_connection_stays_open(
+    live, admin_token, worker_token
+):
+    api = live.client(admin_token)
+    hidden = await asyncio.to_thread(api.create_session, "not for the worker")
+    async with await wc.connect(live.ws_url, worker_token) as ws:
+        cases = [
+            ("not json", "invalid_json", None),
+            ("[1, 2]", "invalid_json", None),
+            ({"action": "dance"}, "invalid_action", "action"),
+            ({"channel": "sessions"}, "invalid_action", "action"),
+            ({"action": "subscribe", "channel": "nope"}, "invalid_channel", "channel"),
+            ({"action": "subscribe", "channel": "session:999999"}, "invalid_channel", "channel"),
+            ({"action": "subscribe", "channel": f"session:{hidden['id']}"}, "invalid_channel", "channel"),
+            ({"action": "subscribe", "channel": "sessions", "since": "soon"}, "invalid_action", "since"),
+            ({"action": "subscribe", "channel": "sessions", "since": -1}, "invalid_action", "since"),
+            ({"action": "subscribe", "channel": "logs:1", "filter": "x"}, "invalid_action", "filter"),
+            ({"action": "cancel_task"}, "invalid_action", "task_id"),
+            ({"action": "cancel_task", "task_id": "abc"}, "invalid_action", "task_id"),
+            ({"action": "cancel_task", "task_id": 999999}, "not_found", "task_id"),
+            ({"action": "subscribe", "channel": "system"}, "forbidden", "channel"),
+        ]  # fmt: skip
+        for index, (frame, code, field) in enumerate(cases):
+            if isinstance(frame, dict):
+                frame = {**frame, "id": index}
+            await wc.send(ws, frame)
+            error = await wc.recv(ws)
+            assert error["type"] == "error" and error["code"] == code, (frame, error)
+            assert error.get("field") == field, (frame, error)
+            if isinstance(frame, dict):
+                assert error["id"] == index
+            if code == "invalid_channel":
+                assert "session:<id>" in error["available_channels"]
+        await wc.send(ws, {"action": "ping", "ts": 42, "id": "still-here"})
+        assert await wc.recv(ws) == {"type": "pong", "id": "still-here", "ts": 42}
+
+
+async def test_a_frame_over_the_limit_gets_too_large_and_a_close(fresh_server, admin_token):
+    srv = fresh_server(SWITCHBOARD_MAX_FRAME_BYTES="65536")
+    async with await wc.connect(srv.ws_url, admin_token) as ws:
+        await wc.send(ws, {"action": "ping", "pad": "x" * 70000})
+        error = await wc.recv(ws)
+        assert error["type"] == "error" and error["code"] == "too_large"
+        with pytest.raises(ConnectionClosed) as closed:
+            await wc.recv(ws)
+        assert closed.value.rcvd.code == 4413
+
+
+async def test_a_frame_over_a_mebibyte_is_cut_off_and_the_server_goes_on(live, admin_token):
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        await wc.send(ws, {"action": "ping", "pad": "x" * (1024 * 1024 + 10)})
+        with pytest.raises(ConnectionClosed):
+            await wc.recv(ws)
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        await wc.send(ws, {"action": "ping", "ts": 1})
+        assert (await wc.recv(ws))["type"] == "pong"
+
+
+async def test_a_hundred_frames_a_second_are_served_and_a_flood_is_cut_off(live, admin_token):
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        for n in range(150):
+            await wc.send(ws, {"action": "ping", "ts": n})
+        pongs = [await wc.recv(ws) for _ in range(150)]
+        assert [p["ts"] for p in pongs] == list(range(150))
+
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        codes = set()
+        try:
+            for n in range(5000):
+                await wc.send(ws, {"action": "ping", "ts": n})
+            while True:
+                codes.add((await wc.recv(ws, 5)).get("code"))
+        except ConnectionClosed as closed:
+            assert closed.rcvd.code == 4429
+        assert "rate_limited" in codes
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["nothing", "bad token", "token from a foreign origin", "cookie without origin",
+     "cookie from a foreign origin", "cookie of a non-staff user"],
+)  # fmt: skip
+async def test_handshakes_without_a_valid_identity_are_refused(
+    live, admin_token, admin_user, worker_user, how
+):
+    from django.test import Client as DjangoClient
+
+    cookie = None
+    user = worker_user if how == "cookie of a non-staff user" else admin_user
+    if "cookie" in how:
+        browser = DjangoClient()
+        await sync_to_async(browser.force_login)(user)
+        cookie = f"sessionid={browser.cookies['sessionid'].value}"
+    origin = {
+        "token from a foreign origin": "http://evil.example",
+        "cookie from a foreign origin": "http://evil.example",
+        "cookie of a non-staff user": f"http://127.0.0.1:{live.port}",
+    }.get(how)
+    token = {"bad token": "sb_nope", "token from a foreign origin": admin_token}.get(how)
+    with pytest.raises(InvalidStatus) as refused:
+        await wc.connect(live.ws_url, token=token, origin=origin, cookie=cookie)
+    assert refused.value.response.status_code == 403
+
+
+async def test_a_staff_browser_session_with_its_origin_connects(live, admin_user):
+    from django.test import Client as DjangoClient
+
+    browser = DjangoClient()
+    await sync_to_async(browser.force_login)(admin_user)
+    cookie = f"sessionid={browser.cookies['sessionid'].value}"
+    async with await wc.connect(
+        live.ws_url, origin=f"http://localhost:{live.port}", cookie=cookie
+    ) as ws:
+        reply = await wc.subscribe(ws, "sessions")
+        assert reply["snapshot"]["sessions"] == []
+
+
+async def test_a_silent_connection_is_dropped_and_a_pinging_one_is_kept(fresh_server, admin_token):
+    srv = fresh_server(SWITCHBOARD_IDLE_TIMEOUT="2")
+    async with (
+        await wc.connect(srv.ws_url, admin_token) as quiet,
+        await wc.connect(srv.ws_url, admin_token) as chatty,
+    ):
+        for _ in range(8):
+            await wc.send(chatty, {"action": "ping"})
+            await wc.recv(chatty)
+            await asyncio.sleep(0.5)
+        with pytest.raises(ConnectionClosed) as closed:
+            await wc.recv(quiet, timeout=5)
+        assert closed.value.rcvd.code == 4408
+        await wc.send(chatty, {"action": "ping", "id": "alive"})
+        assert (await wc.recv(chatty))["id"] == "alive"
+
+
+async def test_a_subscription_held_longer_than_redis_timeouts_still_gets_events(live, admin_token):
+    api = live.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "patient")
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        await wc.subscribe(ws, f"session:{session['id']}")
+        await asyncio.sleep(6.5)
+        await asyncio.to_thread(api.update_session, session["id"], status="running")
+        frame, _ = await wc.recv_until(ws, lambda f: f.get("event") == "session.update")
+        assert frame["data"]["status"] == "running"
