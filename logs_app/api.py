@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django.conf import settings
 from ninja import Query, Router, Schema
+from ninja import Status as Answer
 from pydantic import Field
 
 from logs_app import services
@@ -26,13 +27,16 @@ def append_logs(request, session_id: int, payload: LogsIn):
         if entry["task_id"] is not None and entry["task_id"] not in known:
             raise ServiceError(f"entries.{index}.task_id", "no such task in this session")
     stored = services.append_entries(session_id, entries)
-    return 201, {
-        "stored": len(stored),
-        "skipped": len(entries) - len(stored),
-        "seq": stored[-1].seq if stored else None,
-        "first_id": str(stored[0].pk) if stored else None,
-        "last_id": str(stored[-1].pk) if stored else None,
-    }
+    return Answer(
+        201,
+        {
+            "stored": len(stored),
+            "skipped": len(entries) - len(stored),
+            "seq": stored[-1].seq if stored else None,
+            "first_id": str(stored[0].pk) if stored else None,
+            "last_id": str(stored[-1].pk) if stored else None,
+        },
+    )
 
 
 class LogQuery(Schema):

@@ -3,6 +3,7 @@
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema
+from ninja import Status as Answer
 from ninja.errors import HttpError
 from pydantic import Field
 
@@ -104,7 +105,7 @@ def create_session(request, payload: SessionIn):
         owner=request.auth,
         status=payload.status,
     )
-    return (201 if created else 200), session.as_json()
+    return Answer(201 if created else 200, session.as_json())
 
 
 @router.get("/sessions", response={200: SessionPage, **ERRORS}, tags=["sessions"])
@@ -157,7 +158,7 @@ def create_task(request, session_id: int, payload: TaskIn):
     task, created = services.create_task(
         session_id, name=payload.name, external_id=payload.external_id, status=payload.status
     )
-    return (201 if created else 200), task.as_json()
+    return Answer(201 if created else 200, task.as_json())
 
 
 @router.get("/tasks", response={200: TaskPage, **ERRORS}, tags=["tasks"])
@@ -211,7 +212,7 @@ def post_output(request, task_id: int, payload: OutputIn):
     """Append a chunk of streamed output; `final: true` marks the end."""
     changeable_task(request, task_id)
     event = services.append_output(task_id, payload.chunk, payload.final)
-    return 201, {"seq": event.id, "task": Task.objects.get(pk=task_id).as_json()}
+    return Answer(201, {"seq": event.id, "task": Task.objects.get(pk=task_id).as_json()})
 
 
 @router.get("/tasks/{int:task_id}/output", response={200: TaskOutputOut, **ERRORS}, tags=["tasks"])

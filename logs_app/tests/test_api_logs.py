@@ -1,0 +1,131 @@
+"""Log ingest and queries over HTTP."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from logs_app.models import LogEntry
+from sessions_app import services
+from sessions_app.models import Event
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def http(admin_token):
+    client = Client(headers={"Authorization": f"Bearer {admin_token}"})
+    return client
+
+
+@pytest.fixture
+def session(admin_user):
+    return services.create_session(name="logs", owner=admin_user)[0]
+
+
+def post(http, session_id, entries):
+    response = http.post(
+        f"/api/v1/sessions/{session_id}/logs",
+        json.dumps({"entries": entries}),
+        content_type="application/json",
+    )
+    return response.status_code, response.json()
+
+
+def test_five_hundred_lines_are_one_transaction_and_one_event(http, session):
+    before = Event.objects.count()
+    entries = [{"message": f"line {n}", "level": "INFO"} for n in range(500)]
+    status, body = post(http, session.pk, entries)
+    assert status == 201 and body["stored"] == 500
+    assert Event.objects.count() == before + 1
+    event = Event.objects.last()
+    assert event.kind == "log.append" and event.data == {"count": 500}
+    ids = list(LogEntry.objects.order_by("id").values_list("id", flat=True))
+    assert len(ids) == 500 and body["last_id"] == str(ids[-1])
+    assert set(LogEntry.objects.values_list("seq", flat=True)) == {event.pk}
+
+
+def test_a_retried_batch_with_uids_is_stored_once(http, session):
+    entries = [{"message": f"m{n}", "uid": f"u{n}"} for n in range(10)]
+    assert post(http, session.pk, entries)[1]["stored"] == 10
+    status, body = post(http, session.pk, entries + [{"message": "new", "uid": "u10"}])
+    assert status == 201 and body == {**body, "stored": 1, "skipped": 10}
+    assert LogEntry.objects.count() == 11
+
+
+def test_messages_are_kept_verbatim(http, session):
+    text = "  <b>bold</b>\n\tindented \x1b[31mred\x1b[0m  "
+    post(http, session.pk, [{"message": text}])
+    assert LogEntry.objects.get().message == text
+
+
+@pytest.mark.parametrize(
+    "entries, field",
+    [
+        ([{"level": "INFO"}], "entries.0.message"),
+        ([{"message": "ok"}, {"message": "x", "level": "LOUD"}], "entries.1.level"),
+        ([{"message": "x", "ts": "yesterday"}], "entries.0.ts"),
+        ([{"message": "x", "task_id": "abc"}], "entries.0.task_id"),
+        ([{"message": "x", "task_id": 999999}], "entries.0.task_id"),
+        ([{"message": "x", "extra": [1]}], "entries.0.extra"),
+        ("not a list", "entries"),
+    ],
+)
+def test_bad_entries_are_400_naming_the_entry_and_store_nothing(http, session, entries, field):
+    status, body = post(http, session.pk, entries)
+    assert status == 400 and field in body["errors"], body
+    assert LogEntry.objects.count() == 0
+
+
+def test_logs_of_an_invisible_session_are_404(http, other_token, session):
+    other = Client(headers={"Authorization": f"Bearer {other_token}"})
+    assert other.get(f"/api/v1/sessions/{session.pk}/logs").status_code == 404
+    response = other.post(
+        f"/api/v1/sessions/{session.pk}/logs",
+        json.dumps({"entries": [{"message": "x"}]}),
+        content_type="application/json",
+    )
+    assert response.status_code == 404
+
+
+def test_query_filters_by_level_task_text_and_time(http, session):
+    task = services.create_task(session.pk, name="t")[0]
+    post(
+        http,
+        session.pk,
+        [
+            {"message": "debug noise", "level": "DEBUG", "ts": "2026-01-01T10:00:00Z"},
+            {"message": "disk almost FULL", "level": "WARNING", "ts": "2026-01-01T11:00:00Z"},
+            {"message": "crash", "level": 40, "task_id": task.pk, "ts": "2026-01-01T12:00:00Z"},
+        ],
+    )
+
+    def messages(**params):
+        response = http.get(f"/api/v1/sessions/{session.pk}/logs", params)
+        assert response.status_code == 200, response.content
+        return [e["message"] for e in response.json()["entries"]]
+
+    assert messages() == ["debug noise", "disk almost FULL", "crash"]
+    assert messages(level="warning") == ["disk almost FULL", "crash"]
+    assert messages(level="40") == ["crash"]
+    assert messages(task=task.pk) == ["crash"]
+    assert messages(q="full") == ["disk almost FULL"]
+    assert messages(since="2026-01-01T10:30:00+00:00", until="2026-01-01T11:30:00Z") == [
+        "disk almost FULL"
+    ]
+    for params in ({"level": "LOUD"}, {"since": "soon"}, {"limit": 0}, {"limit": 10001}):
+        assert http.get(f"/api/v1/sessions/{session.pk}/logs", params).status_code == 400
+
+
+def test_paging_back_with_before_reaches_the_first_line(http, session):
+    post(http, session.pk, [{"message": f"line {n}"} for n in range(250)])
+    url = f"/api/v1/sessions/{session.pk}/logs"
+    page = http.get(url).json()
+    assert len(page["entries"]) == 100 and page["entries"][-1]["message"] == "line 249"
+    seen = page["entries"]
+    while page["has_more"]:
+        page = http.get(url, {"before": page["next_before"], "limit": 100}).json()
+        seen = page["entries"] + seen
+    assert [e["message"] for e in seen] == [f"line {n}" for n in range(250)]
+    ids = [int(e["id"]) for e in seen]
+    assert ids == sorted(ids)

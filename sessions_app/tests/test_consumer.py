@@ -1,0 +1,179 @@
+"""The consumer in-process, through WebsocketCommunicator, with real transactions."""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from logs_app import services as log_services
+from project.asgi import application
+from sessions_app import events, services
+from sessions_app.models import Retention
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+
+db = database_sync_to_async
+
+
+async def connect(token: str) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        application, "/ws/", headers=[(b"authorization", f"Bearer {token}".encode())]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def subscribe(ws, channel: str, **fields) -> dict:
+    await ws.send_json_to({"action": "subscribe", "channel": channel, "id": 1, **fields})
+    reply = await ws.receive_json_from(timeout=5)
+    assert reply["type"] == "subscribed", reply
+    return reply
+
+
+async def next_event(ws, kind: str, timeout: float = 5) -> dict:
+    while True:
+        frame = await ws.receive_json_from(timeout=timeout)
+        if frame.get("event") == kind:
+            return frame
+
+
+async def test_the_sessions_channel_shows_a_user_only_their_sessions(
+    worker_token, worker_user, other_user
+):
+    mine = (await db(services.create_session)(name="mine", owner=worker_user))[0]
+    await db(services.create_session)(name="theirs", owner=other_user)
+    ws = await connect(worker_token)
+    reply = await subscribe(ws, "sessions")
+    assert [s["name"] for s in reply["snapshot"]["sessions"]] == ["mine"]
+    assert reply["snapshot"]["counts"] == {"pending": 1}
+    await db(services.create_session)(name="theirs too", owner=other_user)
+    await db(services.update_session)(mine.pk, status="running")
+    frame = await next_event(ws, "session.update")
+    assert frame["data"]["name"] == "mine" and frame["data"]["status"] == "running"
+    assert await ws.receive_nothing(0.3)
+    await ws.disconnect()
+
+
+async def test_each_log_subscriber_gets_its_own_filter_from_one_write(admin_token, admin_user):
+    session = (await db(services.create_session)(name="s", owner=admin_user))[0]
+    task = (await db(services.create_task)(session.pk, name="t"))[0]
+    everything, errors, keyword = [await connect(admin_token) for _ in range(3)]
+    channel = f"logs:{session.pk}"
+    await subscribe(everything, channel)
+    await subscribe(errors, channel, filter={"level": "ERROR", "task": str(task.pk)})
+    await subscribe(keyword, channel, filter={"q": "DISK"})
+    before = await db(events.newest_seq)()
+    await db(log_services.append_entries)(
+        session.pk,
+        [
+            {"message": "all good", "level": 20},
+            {"message": "disk is full", "level": 40, "task_id": task.pk},
+            {"message": "error elsewhere", "level": 40},
+        ],
+    )
+    assert await db(events.newest_seq)() == before + 1  # one event for the batch
+    got = {}
+    for name, ws in (("all", everything), ("errors", errors), ("keyword", keyword)):
+        frame = await next_event(ws, "log.append")
+        got[name] = [e["message"] for e in frame["data"]["entries"]]
+        assert frame["seq"] == before + 1
+    assert got == {
+        "all": ["all good", "disk is full", "error elsewhere"],
+        "errors": ["disk is full"],
+        "keyword": ["disk is full"],
+    }
+    for ws in (everything, errors, keyword):
+        await ws.disconnect()
+
+
+async def test_a_message_the_layer_lost_is_filled_in_from_the_database(
+    admin_token, admin_user, monkeypatch
+):
+    session = (await db(services.create_session)(name="s", owner=admin_user))[0]
+    ws = await connect(admin_token)
+    await subscribe(ws, f"session:{session.pk}")
+    real = events.publisher.publish
+    monkeypatch.setattr(events.publisher, "publish", lambda messages: None)
+    await db(services.update_session)(session.pk, metadata={"n": 1})  # never published
+    monkeypatch.setattr(events.publisher, "publish", real)
+    assert await ws.receive_nothing(0.3)
+    await db(services.update_session)(session.pk, metadata={"n": 2})
+    first = await next_event(ws, "session.update")
+    second = await next_event(ws, "session.update")
+    assert [first["data"]["metadata"], second["data"]["metadata"]] == [{"n": 1}, {"n": 2}]
+    assert second["seq"] > first["seq"]
+
+    # A lost message with nothing after it shows up at the next ping.
+    monkeypatch.setattr(events.publisher, "publish", lambda messages: None)
+    await db(services.update_session)(session.pk, metadata={"n": 3})
+    monkeypatch.setattr(events.publisher, "publish", real)
+    await ws.send_json_to({"action": "ping"})
+    assert (await ws.receive_json_from())["type"] == "pong"
+    third = await next_event(ws, "session.update")
+    assert third["data"]["metadata"] == {"n": 3}
+    await ws.disconnect()
+
+
+async def test_resume_replays_what_was_missed_and_a_pruned_cursor_resets(admin_token, admin_user):
+    session = (await db(services.create_session)(name="s", owner=admin_user))[0]
+    task = (await db(services.create_task)(session.pk, name="t"))[0]
+    ws = await connect(admin_token)
+    reply = await subscribe(ws, f"task:{task.pk}")
+    cursor = reply["seq"]
+    assert reply["snapshot"]["task"]["id"] == str(task.pk)
+    await ws.disconnect()
+    for n in range(3):
+        await db(services.update_task)(task.pk, progress=n * 10)
+    await db(services.append_output)(task.pk, "hello")
+    ws = await connect(admin_token)
+    reply = await subscribe(ws, f"task:{task.pk}", since=cursor)
+    assert reply["seq"] == cursor and "snapshot" not in reply
+    frames = [await ws.receive_json_from() for _ in range(4)]
+    assert [f["event"] for f in frames] == ["progress.update"] * 3 + ["task.output"]
+    assert frames[-1]["data"]["chunk"] == "hello"
+    assert await ws.receive_nothing(0.3)
+    await ws.disconnect()
+
+    await db(Retention.objects.create)(pruned_through=cursor + 2)
+    ws = await connect(admin_token)
+    reply = await subscribe(ws, f"task:{task.pk}", since=cursor)
+    assert reply["reset"] is True and reply["snapshot"]["task"]["progress"] == 20
+    reply = await subscribe(ws, f"task:{task.pk}", since=10**12)
+    assert reply["reset"] is True
+    await ws.disconnect()
+
+
+async def test_unsubscribe_stops_the_events(admin_token, admin_user):
+    session = (await db(services.create_session)(name="s", owner=admin_user))[0]
+    ws = await connect(admin_token)
+    await subscribe(ws, f"session:{session.pk}")
+    await ws.send_json_to({"action": "unsubscribe", "channel": f"session:{session.pk}", "id": 9})
+    reply = await ws.receive_json_from()
+    assert reply == {"type": "unsubscribed", "id": 9, "channel": f"session:{session.pk}",
+                     "was_subscribed": True}  # fmt: skip
+    await db(services.update_session)(session.pk, status="running")
+    assert await ws.receive_nothing(0.3)
+    await ws.disconnect()
+
+
+async def test_staff_see_live_stats_on_the_system_channel(admin_token, settings):
+    settings.SWITCHBOARD = {**settings.SWITCHBOARD, "STATS_INTERVAL": 1}
+    ws = await connect(admin_token)
+    reply = await subscribe(ws, "system")
+    assert reply["snapshot"]["stats"]["connections"] >= 1
+    frame = await asyncio.wait_for(next_event(ws, "system.stats"), 5)
+    assert frame["channel"] == "system" and frame["data"]["subscriptions"]["system"] >= 1
+    await ws.disconnect()
+
+
+async def test_a_token_with_a_foreign_origin_and_no_identity_are_refused(admin_token):
+    for headers in (
+        [(b"authorization", f"Bearer {admin_token}".encode()), (b"origin", b"http://evil.example")],
+        [],
+        [(b"authorization", b"Basic abc")],
+    ):
+        communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
+        connected, _ = await communicator.connect()
+        assert not connected
