@@ -1,0 +1,169 @@
+"""Management commands, through call_command with captured output."""
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from logs_app import services as log_services
+from logs_app.models import LogEntry
+from sessions_app import services
+from sessions_app.models import ApiToken, Event, Session, Task, hash_token
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_create_token_prints_a_working_token_on_its_last_line(admin_user):
+    token = run("create_token", "admin").strip().splitlines()[-1]
+    assert ApiToken.objects.get().digest == hash_token(token)
+    assert ApiToken.authenticate(token) == admin_user
+    assert token not in str(ApiToken.objects.values_list())
+
+
+def test_create_token_for_an_unknown_user_is_a_command_error(db):
+    with pytest.raises(CommandError, match="no user named"):
+        run("create_token", "ghost")
+    assert run("create_token", "ghost", "--create-user").strip().splitlines()[-1].startswith("sb_")
+
+
+def make_history():
+    session = services.create_session(name="nightly", external_id="job-7", metadata={"a": 1})[0]
+    task = services.create_task(session.pk, name="load", external_id="load")[0]
+    services.update_task(task.pk, status="running", progress=40, message="half")
+    services.append_output(task.pk, "tok ")
+    log_services.append_entries(
+        session.pk,
+        [
+            {"message": "started", "level": 20, "uid": "u1"},
+            {"message": "oops\n  trace", "level": 40, "task_id": task.pk, "extra": {"k": 1}},
+        ],
+    )
+    services.update_task(task.pk, status="completed", result={"rows": 9})
+    services.update_session(session.pk, status="completed")
+    other = services.create_session(name="other")[0]
+    return session, other
+
+
+def state():
+    sessions = list(
+        Session.objects.order_by("id").values(
+            "name", "external_id", "status", "metadata", "completed_tasks", "total_tasks"
+        )
+    )
+    tasks = list(
+        Task.objects.order_by("id").values(
+            "name", "external_id", "status", "progress", "message", "result", "attempt"
+        )
+    )
+    logs = list(
+        LogEntry.objects.order_by("id").values(
+            "ts", "level", "message", "extra", "uid", "task__name"
+        )
+    )
+    return sessions, tasks, logs
+
+
+def test_export_writes_json_lines_only_and_filters(tmp_path):
+    session, other = make_history()
+    lines = [json.loads(line) for line in run("export_events").splitlines()]
+    assert [line["event"] for line in lines][:2] == ["session.update", "task.update"]
+    assert all({"ts", "event", "session", "data"} <= set(line) for line in lines)
+    assert lines[0]["session"] == "job-7"
+    log_line = next(line for line in lines if line["event"] == "log.append")
+    assert [e["message"] for e in log_line["data"]["entries"]] == ["started", "oops\n  trace"]
+    only = [json.loads(x) for x in run("export_events", "--session", str(other.pk)).splitlines()]
+    assert {line["session"] for line in only} == {str(other.pk)}
+    since = lines[3]["seq"]
+    later = [json.loads(x) for x in run("export_events", "--since", str(since)).splitlines()]
+    assert [line["seq"] for line in later] == [line["seq"] for line in lines if line["seq"] > since]
+    target = tmp_path / "out.jsonl"
+    run("export_events", "--output", str(target))
+    assert target.read_text().count("\n") == len(lines)
+    with pytest.raises(CommandError, match="no session"):
+        run("export_events", "--session", "nope")
+
+
+def test_replaying_an_export_into_an_empty_database_rebuilds_the_same_state(tmp_path):
+    make_history()
+    exported = tmp_path / "events.jsonl"
+    run("export_events", "--output", str(exported))
+    before = state()
+    ids = list(Session.objects.values_list("pk", flat=True))
+    for model in (LogEntry, Task, Session, Event):
+        model.objects.all().delete()
+    output = run("replay_events", str(exported), "--speed", "0")
+    assert "Replayed" in output
+    assert state() == before
+    assert list(Session.objects.values_list("pk", flat=True)) == ids
+    # New rows after a replay that kept ids do not collide with them.
+    assert services.create_session(name="after")[0].pk > max(ids)
+
+
+def test_replaying_into_a_live_database_updates_by_external_id(tmp_path):
+    session, _ = make_history()
+    lines = [
+        {"ts": "2026-01-01T00:00:00+00:00", "event": "task.update", "session": "job-7",
+         "task": "load", "data": {"name": "load", "status": "completed", "message": "again"}},
+        {"ts": "2026-01-01T00:00:01+00:00", "event": "session.update", "session": "fresh-1",
+         "data": {"name": "brand new", "status": "running"}},
+    ]  # fmt: skip
+    path = tmp_path / "live.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run("replay_events", str(path), "--speed", "0")
+    assert Task.objects.get(external_id="load").message == "again"
+    assert Task.objects.count() == 1
+    assert Session.objects.get(external_id="fresh-1").status == "running"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("not json", "line 2: not valid JSON"),
+        ('{"event": "nope", "session": "1", "data": {}}', "line 2: unknown event"),
+        ('{"event": "task.update", "session": "1", "data": {}}', "line 2: task.update needs"),
+        ('{"event": "session.update", "data": {}}', "line 2: session must"),
+        ('{"event": "progress.update", "session": "1", "task": "1", "data": {"progress": 300}}',
+         "line 2: data.progress"),
+        ('{"event": "log.append", "session": "1", "data": {"entries": [{"level": "INFO"}]}}',
+         "line 2: data.entries.0.message"),
+    ],
+)  # fmt: skip
+def test_a_bad_line_fails_with_its_number_and_changes_nothing(tmp_path, bad, message):
+    good = '{"event": "session.update", "session": "s-1", "data": {"name": "first"}}'
+    path = tmp_path / "bad.jsonl"
+    path.write_text(good + "\n" + bad + "\n")
+    with pytest.raises(CommandError) as error:
+        run("replay_events", str(path))
+    assert message in str(error.value)
+    assert Session.objects.count() == 0 and Event.objects.count() == 0
+
+
+def test_replay_keeps_the_recorded_timing_scaled_by_speed(tmp_path, monkeypatch):
+    from sessions_app import eventfiles
+
+    slept = []
+    lines = eventfiles.parse_lines(
+        iter(
+            [
+                '{"ts": "2026-01-01T00:00:00+00:00", "event": "session.update", "session": "a", "data": {"name": "a"}}',
+                '{"ts": "2026-01-01T00:00:04+00:00", "event": "session.update", "session": "a", "data": {"status": "running"}}',
+            ]
+        )
+    )
+    eventfiles.Replay(lines, speed=2, sleep=slept.append).run()
+    assert slept == [2.0]
+    assert Session.objects.get(external_id="a").status == "running"
+
+
+def test_replay_rejects_a_missing_file_and_a_bad_speed(tmp_path):
+    with pytest.raises(CommandError, match="cannot read"):
+        run("replay_events", str(tmp_path / "missing.jsonl"))
+    with pytest.raises(CommandError, match="speed"):
+        run("replay_events", str(tmp_path / "missing.jsonl"), "--speed", "-1")

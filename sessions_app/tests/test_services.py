@@ -1,0 +1,125 @@
+"""The write path: services, signals and the event log's ordering."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from sessions_app import events, services
+from sessions_app.models import Event, EventChannel, Session, Task
+
+
+@pytest.mark.django_db
+def test_a_change_and_its_event_commit_together_or_not_at_all():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.create_session(name="doomed")
+        raise RuntimeError("rolled back")
+    assert Session.objects.count() == 0 and Event.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_each_event_knows_the_seq_before_it_in_each_channel():
+    session = services.create_session(name="s")[0]
+    task = services.create_task(session.pk, name="t")[0]
+    services.update_task(task.pk, progress=5)
+    placements = EventChannel.objects.filter(channel=f"task:{task.pk}").order_by("event_id")
+    chain = [(p.prev, p.event_id) for p in placements]
+    assert chain[0][0] == 0
+    assert all(prev == earlier for (prev, _), (_, earlier) in zip(chain[1:], chain, strict=False))
+
+
+@pytest.mark.django_db
+def test_an_orm_save_elsewhere_records_an_event_once():
+    session = services.create_session(name="s")[0]
+    task = services.create_task(session.pk, name="t")[0]
+    before = Event.objects.count()
+    task.status = "completed"
+    task.save()  # as the admin or a shell would
+    kinds = list(
+        Event.objects.filter(id__gt=Event.objects.all()[before - 1].id).values_list(
+            "kind", flat=True
+        )
+    )
+    assert kinds.count("task.update") == 1
+    assert Session.objects.get().completed_tasks == 1
+    assert "session.update" in kinds
+
+
+@pytest.mark.django_db
+def test_a_service_write_is_not_published_twice_by_the_signals():
+    session = services.create_session(name="s")[0]
+    before = Event.objects.count()
+    services.update_session(session.pk, status="running")
+    assert Event.objects.count() == before + 1
+
+
+@pytest.mark.django_db
+def test_deleting_a_task_tells_its_session_channel():
+    session = services.create_session(name="s")[0]
+    task = services.create_task(session.pk, name="t")[0]
+    task_id, session_id = task.pk, session.pk
+    task.delete()
+    assert Event.objects.filter(kind="task.deleted", task_id=task_id).exists()
+    assert Session.objects.get().total_tasks == 0
+    session.delete()
+    assert Event.objects.filter(kind="session.deleted", session_id=session_id).exists()
+
+
+@pytest.mark.django_db
+def test_completing_a_task_sets_full_progress_and_finish_time():
+    session = services.create_session(name="s")[0]
+    task = services.create_task(session.pk, name="t", status="running")[0]
+    task = services.update_task(task.pk, status="completed")
+    assert task.progress == 100 and task.finished_at and task.started_at
+    assert Session.objects.get().status == "running"  # started by its task
+
+
+@pytest.mark.django_db
+def test_cancelling_a_session_cancels_its_unfinished_tasks():
+    session = services.create_session(name="s")[0]
+    waiting = services.create_task(session.pk, name="w")[0]
+    busy = services.create_task(session.pk, name="b", status="running")[0]
+    done = services.create_task(session.pk, name="d", status="completed")[0]
+    session = services.cancel_session(session.pk)
+    assert session.status == "cancelled"
+    statuses = dict(Task.objects.values_list("pk", "status"))
+    assert statuses == {waiting.pk: "cancelled", busy.pk: "running", done.pk: "completed"}
+    assert Task.objects.get(pk=busy.pk).cancel_requested
+
+
+@pytest.mark.django_db(transaction=True)
+def test_event_ids_follow_commit_order_with_concurrent_writers():
+    """A writer that takes an id must commit before a later writer can take a bigger one.
+
+    The slow writer holds its transaction open after recording; the fast one
+    starts while it waits. On PostgreSQL this is the advisory lock; on SQLite,
+    BEGIN IMMEDIATE. Either way the fast writer's event gets the bigger id and
+    commits second, so a reader who saw it has seen the slow one too.
+    """
+    session = services.create_session(name="s")[0]
+    recorded = threading.Event()
+    commits: list[tuple[str, int]] = []
+
+    def slow():
+        with transaction.atomic():
+            event = events.record("session.update", ["sessions"], session_id=session.pk, data={})
+            recorded.set()
+            time.sleep(0.5)
+        commits.append(("slow", event.pk))
+        connection.close()
+
+    def fast():
+        recorded.wait(5)
+        with transaction.atomic():
+            event = events.record("session.update", ["sessions"], session_id=session.pk, data={})
+        commits.append(("fast", event.pk))
+        connection.close()
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=fast)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert [name for name, _ in commits] == ["slow", "fast"]
+    assert commits[0][1] < commits[1][1]
