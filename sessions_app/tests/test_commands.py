@@ -167,3 +167,28 @@ def test_replay_rejects_a_missing_file_and_a_bad_speed(tmp_path):
         run("replay_events", str(tmp_path / "missing.jsonl"))
     with pytest.raises(CommandError, match="speed"):
         run("replay_events", str(tmp_path / "missing.jsonl"), "--speed", "-1")
+
+
+def test_prune_deletes_ended_sessions_and_old_events_and_marks_the_cut(tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sessions_app.events import pruned_through
+
+    old, _ = make_history()
+    running = services.create_session(name="still running")[0]
+    long_ago = timezone.now() - timedelta(days=40)
+    Session.objects.filter(pk=old.pk).update(finished_at=long_ago)
+    Event.objects.update(ts=long_ago)
+    newest_old = Event.objects.order_by("-id").first().pk
+    services.update_session(running.pk, status="running")  # a recent event stays
+    assert "Would delete 1 sessions" in run("prune", "--older-than", "30", "--dry-run")
+    assert Session.objects.filter(pk=old.pk).exists()
+    run("prune", "--older-than", "30")
+    assert not Session.objects.filter(pk=old.pk).exists()
+    assert Session.objects.filter(pk=running.pk).exists()
+    assert pruned_through() == newest_old
+    assert not Event.objects.filter(id__lte=newest_old).exists()
+    with pytest.raises(CommandError):
+        run("prune", "--older-than", "-1")
