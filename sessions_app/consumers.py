@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -33,6 +34,7 @@ CLOSE_TOO_LARGE = 4413
 # Refused frames within one second after which a flooding client is dropped.
 FLOOD_LIMIT = 500
 BACKLOG_PAGE = 500
+HEAD_CHECK_SECONDS = 20.0
 
 
 class FrameError(Exception):
@@ -104,6 +106,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         conf = settings.SWITCHBOARD
         self.bucket = TokenBucket(conf["RATE_PER_SECOND"], conf["RATE_BURST"])
         self.refused, self.refused_since = 0, 0.0
+        self.heads_checked = 0.0
         self.last_heard = time.monotonic()
         await self.accept()
         stats.live.connected()
@@ -178,11 +181,16 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
     async def do_ping(self, frame: dict, frame_id) -> None:
         reply = {"type": "pong", "ts": frame.get("ts")}
         await self.reply(frame_id, reply)
-        # A safety net for a frame the layer lost while nothing followed it.
-        for sub in list(self.subs.values()):
-            if sub.ref.kind != "system":
-                head = await database_sync_to_async(events.channel_head)(sub.ref.name)
-                if head > sub.cursor:
+        # A safety net for a frame the layer lost while nothing followed it:
+        # at most once per HEAD_CHECK_SECONDS, so pinging fast costs nothing more.
+        now = time.monotonic()
+        names = [name for name, sub in self.subs.items() if sub.ref.kind != "system"]
+        if names and now - self.heads_checked >= HEAD_CHECK_SECONDS:
+            self.heads_checked = now
+            heads = await database_sync_to_async(events.channel_heads)(names)
+            for name, head in heads.items():
+                sub = self.subs.get(name)
+                if sub is not None and head > sub.cursor:
                     await self.catch_up(sub)
 
     async def do_subscribe(self, frame: dict, frame_id) -> None:
@@ -282,12 +290,13 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
     # --- frames from the channel layer --------------------------------------------
 
     async def dispatch(self, message) -> None:
-        # Live frames skip the base class's per-message database hop: they
-        # touch no database unless a gap has to be filled.
-        if message["type"] == "sb.event":
-            await self.sb_event(message)
-        else:
-            await super().dispatch(message)
+        # Skip the base class's database hop before every message: handlers that
+        # touch the database do it through database_sync_to_async, which closes
+        # stale connections itself. Live frames then cost no thread switch.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
 
     async def sb_event(self, message: dict) -> None:
         sub = self.subs.get(message["channel"])

@@ -1,0 +1,150 @@
+"""Delivery latency of one write to many subscribers, over a real daphne.
+
+    .venv/bin/python bench/fanout.py [--connections 600] [--writes 50]
+
+Starts daphne on a fresh database (SQLite and the in-memory layer, or
+DATABASE_URL / REDIS_URL from the environment), opens N sockets subscribed to
+one session, then PATCHes a task's progress M times over HTTP. For every
+write it records when each socket got the frame. The baseline, measured in
+the same run on the same sockets, is a ping → pong round trip: the cost of
+the socket path alone.
+
+Only 127.0.0.1 is used; the run is bounded by --connections and --writes.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+def manage(env: dict, *args: str) -> str:
+    return subprocess.run(
+        [PY, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def api(base: str, token: str, method: str, path: str, body=None) -> dict:
+    request = urllib.request.Request(
+        f"{base}/api/v1/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+async def main(args) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
+    tmp = tempfile.mkdtemp(prefix="switchboard-bench-")
+    env = {**os.environ}
+    env.setdefault("DATABASE_URL", f"sqlite:///{tmp}/bench.sqlite3")
+    env["SWITCHBOARD_RATE_PER_SECOND"] = "10000"
+    manage(env, "migrate", "-v0")
+    token = manage(env, "create_token", "bench", "--create-user").strip().splitlines()[-1]
+    subprocess.run(
+        [PY, "-c", "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='project.settings';"
+         "django.setup();from django.contrib.auth.models import User;"
+         "User.objects.filter(username='bench').update(is_superuser=True,is_staff=True)"],
+        cwd=ROOT, env=env, check=True,
+    )  # fmt: skip
+    port = args.port
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/api/v1/openapi.json", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        session = api(base, token, "POST", "sessions", {"name": "bench"})
+        task = api(base, token, "POST", f"sessions/{session['id']}/tasks", {"name": "t"})
+        channel = f"session:{session['id']}"
+        headers = {"Authorization": f"Bearer {token}"}
+        sockets = []
+        started = time.perf_counter()
+        for _ in range(args.connections):
+            ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws/", additional_headers=headers)
+            await ws.send(json.dumps({"action": "subscribe", "channel": channel}))
+            await ws.recv()
+            sockets.append(ws)
+        connect_seconds = time.perf_counter() - started
+
+        # Baseline: ping round trips on the same sockets.
+        rtts = []
+        for _ in range(args.writes):
+            sent = time.perf_counter()
+            await asyncio.gather(*(ws.send('{"action":"ping"}') for ws in sockets))
+            arrivals = await asyncio.gather(*(recv_time(ws) for ws in sockets))
+            rtts.extend(a - sent for a in arrivals)
+
+        latencies = []
+        loop = asyncio.get_running_loop()
+        for n in range(args.writes):
+            sent = time.perf_counter()
+            write = loop.run_in_executor(
+                None, api, base, token, "PATCH", f"tasks/{task['id']}", {"progress": n % 100}
+            )
+            arrivals = await asyncio.gather(*(recv_time(ws) for ws in sockets))
+            await write
+            latencies.extend(a - sent for a in arrivals)
+        for ws in sockets:
+            await ws.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    ms = 1000
+    config = "PostgreSQL + Redis" if env.get("REDIS_URL") else "SQLite + in-memory layer"
+    print(f"configuration          {config}")
+    print(
+        f"connections            {args.connections} (opened and subscribed in {connect_seconds:.1f} s)"
+    )
+    print(f"writes                 {args.writes} (each fanned out to every connection)")
+    print(
+        f"baseline ping RTT      p50 {percentile(rtts, 50) * ms:7.1f} ms   p99 {percentile(rtts, 99) * ms:7.1f} ms"
+    )
+    print(
+        f"write → frame          p50 {percentile(latencies, 50) * ms:7.1f} ms   p99 {percentile(latencies, 99) * ms:7.1f} ms"
+    )
+    print(
+        f"ratio to baseline      p50 {percentile(latencies, 50) / percentile(rtts, 50):7.2f} x    p99 {percentile(latencies, 99) / percentile(rtts, 99):7.2f} x"
+    )
+    print(f"mean write → frame     {statistics.mean(latencies) * ms:.1f} ms")
+
+
+async def recv_time(ws) -> float:
+    await ws.recv()
+    return time.perf_counter()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=600)
+    parser.add_argument("--writes", type=int, default=50)
+    parser.add_argument("--port", type=int, default=8931)
+    asyncio.run(main(parser.parse_args()))
