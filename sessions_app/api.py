@@ -20,6 +20,7 @@ from sessions_app.schemas import (
     SessionOut,
     SessionPage,
     SessionPatch,
+    SnapshotOut,
     StatsOut,
     TaskIn,
     TaskOut,
@@ -276,6 +277,41 @@ def list_events(request, query: Query[EventsQuery]):
             frames = [f for f in (streams.filter_entries(f, log_filter) for f in frames) if f]
         has_more = events.channel_head(ref.name) > cursor
     return {"results": frames, "seq": cursor, "has_more": has_more, "reset": reset}
+
+
+def _channel(user, query) -> tuple[streams.ChannelRef, log_services.LogFilter]:
+    """The channel a query names, checked for access, and its log filter."""
+    try:
+        ref = streams.parse(query.channel)
+        if ref.kind == "system":
+            raise streams.ChannelError("invalid_channel", "the system channel is live only")
+        streams.check_access(user, ref)
+    except streams.ChannelError as error:
+        code = 403 if error.code == "forbidden" else 400
+        raise HttpError(code, f"channel: {error.message}") from None
+    log_filter = log_services.LogFilter()
+    if ref.kind == "logs":
+        raw = {"level": query.level, "task": query.task, "q": query.q}
+        log_filter = log_services.parse_filter({k: v for k, v in raw.items() if v})
+    return ref, log_filter
+
+
+class SnapshotQuery(Schema):
+    channel: str = Field(description="the channel, as in a subscribe frame")
+    level: str | None = Field(None, description="logs channels: minimum level")
+    task: str | None = Field(None, description="logs channels: only lines of this task")
+    q: str | None = Field(None, description="logs channels: text in the message")
+
+
+@router.get("/snapshot", response={200: SnapshotOut, **ERRORS}, tags=["events"])
+def get_snapshot(request, query: Query[SnapshotQuery]):
+    """What a `subscribed` reply carries: the channel's state and the seq it includes.
+
+    For clients that cannot hold a socket: take the snapshot, then poll
+    /events with `since` set to its `seq`."""
+    ref, log_filter = _channel(request.auth, query)
+    opened = streams.open_channel(request.auth, ref, None, log_filter)
+    return {"channel": ref.name, "seq": opened.cursor, "snapshot": opened.snapshot}
 
 
 @router.get("/stats", response={200: StatsOut, **ERRORS}, tags=["stats"])

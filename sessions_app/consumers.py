@@ -306,7 +306,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             await self.catch_up(sub)
             return
         sub.cursor = message["seq"]
-        hidden = sub.ref.kind == "sessions" and not self.sees_all
+        hidden = sub.ref.kind in streams.SHARED and not self.sees_all
         if hidden and message.get("owner_id") != self.user.pk:
             return
         if sub.ref.kind == "logs" and not sub.log_filter.is_empty:

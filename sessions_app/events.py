@@ -29,7 +29,14 @@ log = logging.getLogger("switchboard.events")
 # Any constant works; it names the PostgreSQL advisory lock of event writers.
 EVENT_LOCK_KEY = 0x5B0A2D
 
-AVAILABLE_CHANNELS = ["sessions", "session:<id>", "task:<id>", "logs:<session_id>", "system"]
+AVAILABLE_CHANNELS = [
+    "sessions",
+    "tasks",
+    "session:<id>",
+    "task:<id>",
+    "logs:<session_id>",
+    "system",
+]
 
 
 def _default(value: Any) -> Any:

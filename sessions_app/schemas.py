@@ -202,6 +202,12 @@ class EventsOut(Schema):
     reset: bool
 
 
+class SnapshotOut(Schema):
+    channel: str
+    seq: int
+    snapshot: dict[str, Any]
+
+
 class StatsOut(Schema):
     connections: int
     connections_total: int

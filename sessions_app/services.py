@@ -70,13 +70,22 @@ def record_session(session: Session, ts: datetime | None = None) -> None:
     )
 
 
-def record_task(task: Task, ts: datetime | None = None) -> None:
+def task_channels(task: Task) -> list[str]:
+    return [f"session:{task.session_id}", f"task:{task.pk}", "tasks"]
+
+
+def _owner(task: Task) -> int | None:
+    return Session.objects.values_list("owner_id", flat=True).filter(pk=task.session_id).first()
+
+
+def record_task(task: Task, ts: datetime | None = None, owner_id: int | None = UNSET) -> None:
     events.record(
         "task.update",
-        [f"session:{task.session_id}", f"task:{task.pk}"],
+        task_channels(task),
         session_id=task.session_id,
         task_id=task.pk,
         data=task.as_json(),
+        extras={"owner_id": _owner(task) if owner_id is UNSET else owner_id},
         ts=ts,
     )
 
@@ -84,9 +93,10 @@ def record_task(task: Task, ts: datetime | None = None) -> None:
 def record_progress(task: Task, session: Session, ts: datetime | None = None) -> None:
     events.record(
         "progress.update",
-        [f"session:{task.session_id}", f"task:{task.pk}"],
+        task_channels(task),
         session_id=task.session_id,
         task_id=task.pk,
+        extras={"owner_id": session.owner_id},
         data={
             "task_id": str(task.pk),
             "session_id": str(task.session_id),
@@ -248,7 +258,7 @@ def create_task(
         session.refresh_counts()
         session.updated_at = now
         session.save()
-        record_task(task, ts=ts)
+        record_task(task, ts=ts, owner_id=session.owner_id)
         record_session(session, ts=ts)
     return task, True
 
@@ -313,7 +323,7 @@ def update_task(
                 session.updated_at = now
                 session.save()
                 record_session(session, ts=ts)
-            record_task(task, ts=ts)
+            record_task(task, ts=ts, owner_id=session.owner_id)
         if reports_progress:
             record_progress(task, session, ts=ts)
     return task

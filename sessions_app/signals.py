@@ -40,10 +40,11 @@ def task_deleted(sender, instance: Task, origin=None, **kwargs) -> None:
         session = Session.objects.select_for_update().filter(pk=instance.session_id).first()
         events.record(
             "task.deleted",
-            [f"session:{instance.session_id}", f"task:{instance.pk}"],
+            services.task_channels(instance),
             session_id=instance.session_id,
             task_id=instance.pk,
             data={"id": str(instance.pk), "session_id": str(instance.session_id)},
+            extras={"owner_id": session.owner_id if session else None},
         )
         if session is not None and session.refresh_counts():
             session.save(update_fields=["completed_tasks", "total_tasks"])

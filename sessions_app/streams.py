@@ -15,7 +15,7 @@ from sessions_app import access, events, stats
 from sessions_app.models import Session, Task
 from sessions_app.services import task_output
 
-CHANNEL_RE = re.compile(r"^(sessions|system)$|^(session|task|logs):([1-9][0-9]{0,17})$")
+CHANNEL_RE = re.compile(r"^(sessions|tasks|system)$|^(session|task|logs):([1-9][0-9]{0,17})$")
 SESSIONS_SNAPSHOT_SIZE = 100
 
 
@@ -29,7 +29,7 @@ class ChannelError(Exception):
 @dataclass(frozen=True)
 class ChannelRef:
     name: str
-    kind: str  # sessions, session, task, logs, system
+    kind: str  # sessions, tasks, session, task, logs, system
     id: int | None = None
 
 
@@ -44,9 +44,13 @@ def parse(name) -> ChannelRef:
     return ChannelRef(name=name, kind=match.group(2), id=int(match.group(3)))
 
 
+# Channels that carry every visible session's events, filtered per user.
+SHARED = {"sessions": "id", "tasks": "session_id"}
+
+
 def check_access(user, ref: ChannelRef) -> Session | Task | None:
     """The object behind a channel, if the user may see it; ChannelError if not."""
-    if ref.kind == "sessions":
+    if ref.kind in SHARED:
         return None
     if ref.kind == "system":
         if not user.is_staff:
@@ -69,6 +73,14 @@ def snapshot(user, ref: ChannelRef, obj, log_filter: log_services.LogFilter) -> 
         counts = dict(visible.order_by().values_list("status").annotate(n=Count("id")))
         return {
             "sessions": [s.as_json() for s in visible.order_by("-id")[:SESSIONS_SNAPSHOT_SIZE]],
+            "counts": counts,
+            "total": sum(counts.values()),
+        }
+    if ref.kind == "tasks":
+        visible = access.visible_tasks(user)
+        counts = dict(visible.order_by().values_list("status").annotate(n=Count("id")))
+        return {
+            "tasks": [t.as_json() for t in visible.order_by("-id")[:SESSIONS_SNAPSHOT_SIZE]],
             "counts": counts,
             "total": sum(counts.values()),
         }
@@ -117,11 +129,12 @@ def read_visible(user, ref: ChannelRef, since: int, limit: int) -> tuple[list[di
     stored = events.read_channel(ref.name, since, limit)
     cursor = stored[-1].seq if stored else since
     frames = [s.frame for s in stored]
-    if ref.kind == "sessions" and not access.sees_all(user):
-        ids = [int(f["data"]["id"]) for f in frames]
+    if ref.kind in SHARED and not access.sees_all(user):
+        key = SHARED[ref.kind]
+        ids = [int(f["data"][key]) for f in frames]
         owned = Session.objects.filter(owner_id=user.pk, pk__in=ids).values_list("pk", flat=True)
         mine = {str(pk) for pk in owned}
-        frames = [f for f in frames if f["data"]["id"] in mine]
+        frames = [f for f in frames if f["data"][key] in mine]
     return frames, cursor
 
 

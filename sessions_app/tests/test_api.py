@@ -243,3 +243,18 @@ def test_a_browser_session_needs_csrf_on_writes(admin_user):
     response = browser.post("/api/v1/sessions", {"name": "x"}, content_type="application/json")
     assert response.status_code == 403
     assert Task.objects.count() == 0
+
+
+def test_the_snapshot_endpoint_answers_what_subscribed_would(api, worker, other_token):
+    _, session = api.call("POST", "sessions", {"name": "s"})
+    api.call("POST", f"sessions/{session['id']}/tasks", {"name": "t"})
+    status, body = api.call("GET", "snapshot", channel=f"session:{session['id']}")
+    assert status == 200 and body["channel"] == f"session:{session['id']}"
+    assert [t["name"] for t in body["snapshot"]["tasks"]] == ["t"]
+    _, events = api.call("GET", "events", channel=f"session:{session['id']}")
+    assert body["seq"] == events["seq"]
+    status, tasks = api.call("GET", "snapshot", channel="tasks")
+    assert status == 200 and tasks["snapshot"]["counts"] == {"pending": 1}
+    assert worker.call("GET", "snapshot", channel="tasks")[1]["snapshot"]["tasks"] == []
+    assert Api(other_token).call("GET", "snapshot", channel="system")[0] == 403
+    assert api.call("GET", "snapshot", channel=f"logs:{session['id']}", level="LOUD")[0] == 400

@@ -177,3 +177,19 @@ async def test_a_token_with_a_foreign_origin_and_no_identity_are_refused(admin_t
         communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
         connected, _ = await communicator.connect()
         assert not connected
+
+
+async def test_the_tasks_channel_carries_every_visible_task(worker_token, worker_user, other_user):
+    mine = (await db(services.create_session)(name="mine", owner=worker_user))[0]
+    theirs = (await db(services.create_session)(name="theirs", owner=other_user))[0]
+    ws = await connect(worker_token)
+    reply = await subscribe(ws, "tasks")
+    assert reply["snapshot"]["tasks"] == []
+    await db(services.create_task)(theirs.pk, name="hidden")
+    task = (await db(services.create_task)(mine.pk, name="shown"))[0]
+    await db(services.update_task)(task.pk, progress=50)
+    created = await next_event(ws, "task.update")
+    progress = await next_event(ws, "progress.update")
+    assert created["data"]["name"] == "shown" and progress["data"]["progress"] == 50
+    assert await ws.receive_nothing(0.3)
+    await ws.disconnect()
