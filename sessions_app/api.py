@@ -283,9 +283,9 @@ def _channel(user, query) -> tuple[streams.ChannelRef, log_services.LogFilter]:
     """The channel a query names, checked for access, and its log filter."""
     try:
         ref = streams.parse(query.channel)
+        streams.check_access(user, ref)
         if ref.kind == "system":
             raise streams.ChannelError("invalid_channel", "the system channel is live only")
-        streams.check_access(user, ref)
     except streams.ChannelError as error:
         code = 403 if error.code == "forbidden" else 400
         raise HttpError(code, f"channel: {error.message}") from None
