@@ -1,9 +1,17 @@
 from django.contrib import admin
 from django.urls import path
 
+from logs_app import views as log_views
 from project.api import api
+from sessions_app import views
 
 urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("sessions/", views.sessions, name="sessions"),
+    path("sessions/<int:session_id>/", views.workspace, name="workspace"),
+    path("sessions/<int:session_id>/logs/", log_views.viewer, name="logs"),
+    path("sessions/<int:session_id>/logs/download", log_views.download, name="logs-download"),
+    path("tasks/", views.tasks, name="tasks"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
 ]

@@ -1,0 +1,50 @@
+import { renderRows, sessionRow } from "./rows.js";
+import { $, coalesce, clone, setText, startSocket, watchSessions } from "./ui.js";
+
+const STATUSES = ["running", "pending", "paused", "completed", "failed", "cancelled"];
+const sessions = new Map();
+let counts = {};
+
+const draw = coalesce(drawNow);
+
+function drawNow() {
+  const box = $("#counts");
+  box.replaceChildren(
+    ...STATUSES.map((status) => {
+      const card = clone("count-card");
+      card.href = `/sessions/?status=${status}`;
+      card.dataset.status = status;
+      setText(card, "n", counts[status] || 0);
+      setText(card, "k", status);
+      return card;
+    }),
+  );
+  const all = [...sessions.values()].sort((a, b) => Number(b.id) - Number(a.id));
+  renderRows($("#running"), all.filter((s) => s.status === "running"), sessionRow, $("#running-empty"));
+  renderRows($("#failures"), all.filter((s) => s.status === "failed").slice(0, 10), sessionRow, $("#failures-empty"));
+}
+
+const client = startSocket();
+watchSessions(client, {
+  onSnapshot(snapshot) {
+    sessions.clear();
+    for (const s of snapshot.sessions) sessions.set(s.id, s);
+    counts = { ...snapshot.counts };
+    draw();
+  },
+  onEvent(frame) {
+    if (frame.event === "session.update") {
+      const before = sessions.get(frame.data.id);
+      if (before) counts[before.status] = (counts[before.status] || 1) - 1;
+      counts[frame.data.status] = (counts[frame.data.status] || 0) + 1;
+      sessions.set(frame.data.id, frame.data);
+    } else if (frame.event === "session.deleted") {
+      const before = sessions.get(frame.data.id);
+      if (before) counts[before.status] -= 1;
+      sessions.delete(frame.data.id);
+    }
+    draw();
+  },
+});
+// Durations of running sessions move on their own.
+setInterval(draw, 1000);

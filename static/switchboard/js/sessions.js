@@ -1,0 +1,47 @@
+import { renderRows, sessionRow } from "./rows.js";
+import { $, coalesce, startSocket, watchSessions } from "./ui.js";
+
+const params = new URLSearchParams(location.search);
+const wanted = { status: params.get("status") || "", q: (params.get("q") || "").toLowerCase() };
+const sessions = new Map();
+
+function matches(session) {
+  if (wanted.status && session.status !== wanted.status) return false;
+  if (!wanted.q) return true;
+  return `${session.name} ${session.external_id || ""}`.toLowerCase().includes(wanted.q);
+}
+
+const draw = coalesce(drawNow);
+
+function drawNow() {
+  const shown = [...sessions.values()].filter(matches).sort((a, b) => Number(b.id) - Number(a.id));
+  renderRows($("#rows"), shown, sessionRow, $("#empty"));
+  $("#count").textContent = `${shown.length} shown`;
+}
+
+async function firstPage() {
+  const query = new URLSearchParams({ limit: "200" });
+  if (wanted.status) query.set("status", wanted.status);
+  if (wanted.q) query.set("q", wanted.q);
+  const response = await fetch(`/api/v1/sessions?${query}`, { credentials: "same-origin" });
+  if (!response.ok) return;
+  for (const session of (await response.json()).results) {
+    if (!sessions.has(session.id)) sessions.set(session.id, session);
+  }
+  draw();
+}
+
+const client = startSocket();
+firstPage();
+watchSessions(client, {
+  onSnapshot(snapshot) {
+    for (const s of snapshot.sessions) sessions.set(s.id, s);
+    draw();
+  },
+  onEvent(frame) {
+    if (frame.event === "session.update") sessions.set(frame.data.id, frame.data);
+    if (frame.event === "session.deleted") sessions.delete(frame.data.id);
+    draw();
+  },
+});
+setInterval(draw, 1000);

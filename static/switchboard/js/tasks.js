@@ -1,0 +1,78 @@
+import { renderRows, taskRow } from "./rows.js";
+import { $, coalesce, Watcher, startSocket, toast, watchSessions } from "./ui.js";
+
+const params = new URLSearchParams(location.search);
+const wanted = {
+  status: params.get("status") || "",
+  session: params.get("session") || "",
+  q: (params.get("q") || "").toLowerCase(),
+};
+const tasks = new Map();
+const names = new Map();
+const watcher = new Watcher("Task");
+
+function matches(task) {
+  if (wanted.status && task.status !== wanted.status) return false;
+  if (wanted.session && task.session_id !== wanted.session) return false;
+  return !wanted.q || `${task.name} ${task.external_id || ""}`.toLowerCase().includes(wanted.q);
+}
+
+async function cancel(id, button) {
+  button.disabled = true;
+  try {
+    await client.cancelTask(id);
+  } catch (error) {
+    toast(`Could not cancel: ${error.message}`, "failed");
+    button.disabled = false;
+  }
+}
+
+const options = { sessionName: (id) => names.get(id) || `session ${id}`, onCancel: cancel };
+
+const draw = coalesce(drawNow);
+
+function drawNow() {
+  const shown = [...tasks.values()].filter(matches).sort((a, b) => Number(b.id) - Number(a.id)).slice(0, 500);
+  renderRows($("#rows"), shown, (task, row) => taskRow(task, row, options), $("#empty"));
+  $("#count").textContent = `${shown.length} shown`;
+}
+
+async function firstPage() {
+  const query = new URLSearchParams({ limit: "200" });
+  for (const key of ["status", "session", "q"]) if (wanted[key]) query.set(key, wanted[key]);
+  const response = await fetch(`/api/v1/tasks?${query}`, { credentials: "same-origin" });
+  if (!response.ok) return;
+  for (const task of (await response.json()).results) if (!tasks.has(task.id)) tasks.set(task.id, task);
+  draw();
+}
+
+const client = startSocket();
+firstPage();
+watchSessions(client, {
+  onSnapshot(snapshot) {
+    for (const s of snapshot.sessions) names.set(s.id, s.name);
+    draw();
+  },
+  onEvent(frame) {
+    if (frame.event === "session.update") names.set(frame.data.id, frame.data.name);
+  },
+});
+client.subscribe("tasks", {
+  onSnapshot(snapshot) {
+    for (const t of snapshot.tasks) tasks.set(t.id, t);
+    watcher.seed(snapshot.tasks);
+    draw();
+  },
+  onEvent(frame) {
+    if (frame.event === "task.update") {
+      tasks.set(frame.data.id, frame.data);
+      watcher.see(frame.data, `/sessions/${frame.data.session_id}/`);
+    } else if (frame.event === "progress.update") {
+      const task = tasks.get(frame.data.task_id);
+      if (task) Object.assign(task, { progress: frame.data.progress, message: frame.data.message });
+    } else if (frame.event === "task.deleted") {
+      tasks.delete(frame.data.id);
+    }
+    draw();
+  },
+});
