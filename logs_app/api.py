@@ -9,7 +9,7 @@ from pydantic import Field
 
 from logs_app import services
 from sessions_app.api import ERRORS, changeable_session, visible_session
-from sessions_app.schemas import LogsCreated, LogsIn, LogsOut
+from sessions_app.schemas import LogsCreated, LogsIn, LogsOut, RateOut
 from sessions_app.services import ServiceError
 
 router = Router(tags=["logs"])
@@ -75,3 +75,16 @@ def read_logs(request, session_id: int, query: Query[LogQuery]):
     entries = [entry.as_json() for entry in page.entries]
     next_before = entries[0]["id"] if entries and page.has_more and query.after is None else None
     return {"entries": entries, "has_more": page.has_more, "next_before": next_before}
+
+
+class RateQuery(Schema):
+    minutes: int = Field(60, ge=1, le=1440, description="how far back, in minutes")
+    task: str | None = Field(None, description="only lines of this task")
+
+
+@router.get("/sessions/{int:session_id}/logs/rate", response={200: RateOut, **ERRORS})
+def log_rate(request, session_id: int, query: Query[RateQuery]):
+    """Lines a minute by level, for the last `minutes` minutes (for the rate chart)."""
+    visible_session(request, session_id)
+    log_filter = services.LogFilter(task_id=services.parse_id(query.task, "task"))
+    return {"buckets": services.rate(session_id, log_filter, minutes=query.minutes)}

@@ -212,3 +212,34 @@ def aware(value: datetime | None) -> datetime | None:
     if value is not None and timezone.is_naive(value):
         return value.replace(tzinfo=timezone.UTC)
     return value
+
+
+def rate(session_id: int, log_filter: LogFilter, minutes: int) -> list[dict]:
+    """Lines per minute and level over the last `minutes` minutes, oldest first."""
+    from datetime import timedelta
+
+    from django.db.models import Count
+    from django.db.models.functions import TruncMinute
+
+    from logs_app.models import level_name
+
+    since = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    rows = (
+        log_filter.apply(LogEntry.objects.filter(session_id=session_id, ts__gte=since))
+        .annotate(minute=TruncMinute("ts"))
+        .values("minute", "level")
+        .annotate(n=Count("id"))
+        .order_by("minute")
+    )
+    buckets: dict[datetime, dict[str, int]] = {}
+    for row in rows:
+        counts = buckets.setdefault(row["minute"], {})
+        name = level_name(row["level"])
+        counts[name] = counts.get(name, 0) + row["n"]
+    return [
+        {
+            "ts": (since + timedelta(minutes=i)).isoformat(),
+            "counts": buckets.get(since + timedelta(minutes=i), {}),
+        }
+        for i in range(minutes)
+    ]

@@ -1,9 +1,9 @@
 from asgiref.sync import sync_to_async
 from django.contrib.admin.views.decorators import staff_member_required
-from django.views.decorators.csrf import ensure_csrf_cookie
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.dateparse import parse_datetime
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from logs_app import services
 from logs_app.models import LEVELS, LogEntry, level_name

@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from logs_app import views as log_views
 from project.api import api
@@ -14,4 +16,5 @@ urlpatterns = [
     path("tasks/", views.tasks, name="tasks"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("favicon.ico", RedirectView.as_view(url=static("switchboard/favicon.svg"))),
 ]

@@ -186,6 +186,15 @@ class LogsOut(Schema):
     next_before: str | None
 
 
+class RateBucket(Schema):
+    ts: str
+    counts: dict[str, int]
+
+
+class RateOut(Schema):
+    buckets: list[RateBucket]
+
+
 class EventOut(Schema):
     type: str
     channel: str

@@ -2,8 +2,8 @@
 channel snapshot and keep it live (static/switchboard/js/)."""
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.views.decorators.csrf import ensure_csrf_cookie
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from sessions_app import access
 from sessions_app.models import TASK_STATUSES, Status

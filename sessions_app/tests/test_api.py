@@ -258,3 +258,8 @@ def test_the_snapshot_endpoint_answers_what_subscribed_would(api, worker, other_
     assert worker.call("GET", "snapshot", channel="tasks")[1]["snapshot"]["tasks"] == []
     assert Api(other_token).call("GET", "snapshot", channel="system")[0] == 403
     assert api.call("GET", "snapshot", channel=f"logs:{session['id']}", level="LOUD")[0] == 400
+
+
+def test_a_write_with_a_bad_token_is_401_not_a_csrf_failure(db):
+    status, body = Api("sb_not-a-token").call("POST", "sessions", {"name": "x"})
+    assert status == 401

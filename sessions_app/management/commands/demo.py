@@ -48,5 +48,7 @@ class Command(BaseCommand):
             + "\n  Stop with Ctrl-C.\n"
         )
         # One line per request from three busy jobs would bury the text above.
-        logging.getLogger("django.channels.server").setLevel(logging.WARNING)
+        logging.getLogger("django.channels.server").addFilter(
+            lambda record: record.levelno >= logging.WARNING
+        )
         call_command("runserver", addr, use_reloader=False, skip_checks=True)

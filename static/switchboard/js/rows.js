@@ -24,7 +24,7 @@ export function taskRow(task, row = clone("task-row"), { sessionName, onCancel }
   const link = setText(row, "name", task.name);
   link.href = `/sessions/${task.session_id}/#task-${task.id}`;
   const session = field(row, "session");
-  if (session) session.textContent = sessionName ? sessionName(task.session_id) : `session ${task.session_id}`;
+  if (session) session.textContent = sessionName ? sessionName(task.session_id) : "";
   setStatus(field(row, "status"), task.status, task.cancel_requested);
   setBar(field(row, "bar"), task.progress, task.status);
   setText(row, "message", task.message || task.error || "");

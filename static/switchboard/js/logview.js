@@ -1,0 +1,298 @@
+// A virtualized log list: only the rows in sight exist in the DOM, so 100,000
+// lines scroll as smoothly as 100. Rows have one height; a multi-line entry
+// (a stack trace) shows its first line and "+N lines", and opens in full in
+// the detail pane. Messages are untrusted: text nodes only.
+
+const LEVEL_NAMES = { 10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL" };
+const ANSI = /\x1b\[([0-9;]*)m/g;
+
+export function levelName(entry) {
+  return entry.level || LEVEL_NAMES[entry.levelno] || `Level ${entry.levelno}`;
+}
+
+// [{text, classes}] for a string with ANSI SGR colour codes.
+export function ansiSegments(text) {
+  const segments = [];
+  let classes = [];
+  let last = 0;
+  for (const match of text.matchAll(ANSI)) {
+    if (match.index > last) segments.push({ text: text.slice(last, match.index), classes });
+    const codes = match[1] === "" ? [0] : match[1].split(";").map(Number);
+    for (const code of codes) {
+      if (code === 0) classes = [];
+      else if (code === 1) classes = [...classes, "ansi-bold"];
+      else if ((code >= 30 && code <= 37) || (code >= 90 && code <= 97)) {
+        classes = [...classes.filter((c) => !/^ansi-\d/.test(c)), `ansi-${code >= 90 ? code - 60 : code}`];
+      } else if (code === 39) classes = classes.filter((c) => !/^ansi-\d/.test(c));
+    }
+    last = match.index + match[0].length;
+  }
+  if (last < text.length) segments.push({ text: text.slice(last), classes });
+  return segments;
+}
+
+// Appends `text` to `parent` with ANSI colours and the search term marked.
+export function fillText(parent, text, term) {
+  const needle = term ? term.toLowerCase() : "";
+  for (const segment of ansiSegments(text)) {
+    const holder = segment.classes.length ? document.createElement("span") : parent;
+    if (holder !== parent) {
+      holder.className = segment.classes.join(" ");
+      parent.append(holder);
+    }
+    if (!needle) {
+      holder.append(segment.text);
+      continue;
+    }
+    const lower = segment.text.toLowerCase();
+    let at = 0;
+    for (let hit = lower.indexOf(needle); hit !== -1; hit = lower.indexOf(needle, at)) {
+      holder.append(segment.text.slice(at, hit));
+      const mark = document.createElement("mark");
+      mark.textContent = segment.text.slice(hit, hit + needle.length);
+      holder.append(mark);
+      at = hit + needle.length;
+    }
+    holder.append(segment.text.slice(at));
+  }
+}
+
+const isError = (entry) => entry.levelno >= 40;
+
+export class LogView {
+  constructor(box, { detail = null, pausedBar = null, permalink = null, onOlder = null, onLatest = null } = {}) {
+    this.box = box;
+    this.detail = detail;
+    this.pausedBar = pausedBar;
+    this.permalink = permalink;
+    this.onOlder = onOlder;
+    this.onLatest = onLatest;
+    this.entries = [];
+    this.ids = new Set();
+    this.term = "";
+    this.following = true;
+    this.unseen = 0;
+    this.unseenErrors = 0;
+    this.selected = null;
+    this.atStart = false;
+    this.rowHeight = parseFloat(getComputedStyle(box).getPropertyValue("--row")) || 22;
+    this.spacer = document.createElement("div");
+    this.spacer.className = "spacer";
+    box.replaceChildren(this.spacer);
+    this.rows = new Map();
+    this.queued = false;
+    box.addEventListener("scroll", () => this.scrolled(), { passive: true });
+    window.addEventListener("resize", () => this.draw());
+    pausedBar?.querySelector("button")?.addEventListener("click", () => this.jumpToLatest());
+  }
+
+  setTerm(term) {
+    this.term = term || "";
+    this.redrawAll();
+  }
+
+  reset(entries) {
+    this.entries = [];
+    this.ids.clear();
+    this.atStart = false;
+    this.following = true;
+    this.unseen = this.unseenErrors = 0;
+    this.add(entries);
+    this.redrawAll();
+    this.scrollToBottom();
+  }
+
+  // Newer lines: shown at once when following, counted when paused.
+  append(entries) {
+    const fresh = this.add(entries);
+    if (!fresh.length) return;
+    if (!this.following) {
+      this.unseen += fresh.length;
+      this.unseenErrors += fresh.filter(isError).length;
+    }
+    this.draw();
+    if (this.following) this.scrollToBottom();
+  }
+
+  // Older lines, from paging back: the view stays on the line it showed.
+  prepend(entries, atStart) {
+    const before = this.entries.length;
+    this.add(entries);
+    const added = this.entries.length - before;
+    this.atStart = atStart;
+    this.size();
+    this.box.scrollTop += added * this.rowHeight;
+    this.redrawAll();
+  }
+
+  add(entries) {
+    const fresh = entries.filter((e) => !this.ids.has(e.id));
+    if (!fresh.length) return fresh;
+    for (const e of fresh) this.ids.add(e.id);
+    const newest = this.entries.length ? Number(this.entries[this.entries.length - 1].id) : -1;
+    if (fresh.every((e) => Number(e.id) > newest)) this.entries.push(...fresh);
+    else {
+      this.entries.push(...fresh);
+      this.entries.sort((a, b) => Number(a.id) - Number(b.id));
+    }
+    return fresh;
+  }
+
+  scrolled() {
+    const bottom = this.box.scrollTop + this.box.clientHeight >= this.box.scrollHeight - this.rowHeight * 1.5;
+    if (bottom && !this.following) {
+      this.following = true;
+      this.unseen = this.unseenErrors = 0;
+    } else if (!bottom && this.following && this.entries.length * this.rowHeight > this.box.clientHeight) {
+      this.following = false;
+    }
+    if (this.box.scrollTop < this.rowHeight * 20 && !this.atStart) this.onOlder?.();
+    this.draw();
+  }
+
+  // The spacer's height now, not at the next frame: scrolling depends on it.
+  size() {
+    this.spacer.style.height = `${this.entries.length * this.rowHeight}px`;
+  }
+
+  scrollToBottom() {
+    this.size();
+    this.box.scrollTop = this.box.scrollHeight;
+  }
+
+  jumpToLatest() {
+    this.following = true;
+    this.unseen = this.unseenErrors = 0;
+    if (this.onLatest) this.onLatest();
+    else this.scrollToBottom();
+    this.draw();
+  }
+
+  scrollToIndex(index) {
+    this.size();
+    this.following = index >= this.entries.length - 1;
+    const top = index * this.rowHeight - this.box.clientHeight / 2;
+    this.box.scrollTop = Math.max(0, top);
+    this.draw();
+  }
+
+  select(id, scroll = true) {
+    this.selected = id;
+    const index = this.entries.findIndex((e) => e.id === id);
+    if (index >= 0 && scroll) this.scrollToIndex(index);
+    this.showDetail(this.entries[index]);
+    this.redrawAll();
+  }
+
+  // The next entry after the selected one (or the top of the view) that matches.
+  next(predicate) {
+    const from = this.selected ? this.entries.findIndex((e) => e.id === this.selected) : -1;
+    for (let i = from + 1; i < this.entries.length; i++) {
+      if (predicate(this.entries[i])) {
+        this.select(this.entries[i].id);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  nextMatch() {
+    const term = this.term.toLowerCase();
+    return term ? this.next((e) => e.message.toLowerCase().includes(term)) : false;
+  }
+
+  nextError() {
+    return this.next(isError);
+  }
+
+  showDetail(entry) {
+    if (!this.detail) return;
+    this.detail.hidden = !entry;
+    this.detail.replaceChildren();
+    if (entry) fillText(this.detail, `${entry.ts} ${levelName(entry)} ${entry.logger || ""}\n${entry.message}`, this.term);
+  }
+
+  redrawAll() {
+    for (const row of this.rows.values()) row.remove();
+    this.rows.clear();
+    this.draw();
+  }
+
+  draw() {
+    if (this.queued) return;
+    this.queued = true;
+    requestAnimationFrame(() => {
+      this.queued = false;
+      this.drawNow();
+    });
+  }
+
+  drawNow() {
+    const h = this.rowHeight;
+    this.size();
+    const first = Math.max(0, Math.floor(this.box.scrollTop / h) - 10);
+    const last = Math.min(this.entries.length, Math.ceil((this.box.scrollTop + this.box.clientHeight) / h) + 10);
+    const keep = new Set();
+    for (let i = first; i < last; i++) {
+      const entry = this.entries[i];
+      keep.add(entry.id);
+      let row = this.rows.get(entry.id);
+      if (!row) {
+        row = this.makeRow(entry);
+        this.rows.set(entry.id, row);
+        this.spacer.append(row);
+      }
+      row.style.top = `${i * h}px`;
+    }
+    for (const [id, row] of this.rows) {
+      if (!keep.has(id)) {
+        row.remove();
+        this.rows.delete(id);
+      }
+    }
+    if (this.pausedBar) {
+      this.pausedBar.hidden = this.following;
+      const button = this.pausedBar.querySelector("button");
+      const errors = this.unseenErrors ? ` (${this.unseenErrors} error${this.unseenErrors > 1 ? "s" : ""})` : "";
+      button.textContent = this.unseen ? `${this.unseen} new${errors} · jump to latest` : "jump to latest";
+    }
+  }
+
+  makeRow(entry) {
+    const row = document.createElement("div");
+    const level = levelName(entry);
+    row.className = `logrow${isError(entry) ? " error" : ""}${entry.id === this.selected ? " target" : ""}`;
+    row.id = `L${entry.id}`;
+    row.dataset.id = entry.id;
+    const ts = document.createElement("span");
+    ts.className = "ts";
+    ts.textContent = entry.ts.slice(11, 23);
+    ts.title = entry.ts;
+    const lv = document.createElement("span");
+    lv.className = `lv lv-${level}`;
+    lv.textContent = level;
+    const msg = document.createElement("span");
+    msg.className = "msg";
+    const lines = entry.message.split("\n");
+    fillText(msg, lines[0], this.term);
+    row.append(ts, lv, msg);
+    if (lines.length > 1) {
+      const more = document.createElement("span");
+      more.className = "more";
+      more.textContent = `+${lines.length - 1} lines`;
+      row.append(more);
+    }
+    if (this.permalink) {
+      const link = document.createElement("a");
+      link.className = "perma";
+      link.href = this.permalink(entry);
+      link.textContent = "¶";
+      link.title = "link to this line";
+      row.append(link);
+    }
+    row.addEventListener("click", (event) => {
+      if (event.target.tagName !== "A") this.select(entry.id, false);
+    });
+    return row;
+  }
+}
