@@ -27,7 +27,8 @@ export function taskRow(task, row = clone("task-row"), { sessionName, onCancel }
   if (session) session.textContent = sessionName ? sessionName(task.session_id) : "";
   setStatus(field(row, "status"), task.status, task.cancel_requested);
   setBar(field(row, "bar"), task.progress, task.status);
-  setText(row, "message", task.message || task.error || "");
+  const failure = task.status === "failed" && task.error;
+  setText(row, "message", failure ? task.error : task.message || "");
   setText(row, "updated", when(task.updated_at));
   const actions = field(row, "actions");
   if (actions && onCancel) {
