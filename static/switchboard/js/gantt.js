@@ -23,11 +23,12 @@ export function drawGantt(svg, tasks, now = Date.now()) {
   const t0 = Math.min(...starts, now);
   const t1 = Math.max(...ends, t0 + 1000);
   const x = (t) => label + ((t - t0) / (t1 - t0)) * (width - label - 8);
-  for (let i = 0; i <= 4; i++) {
-    const t = t0 + ((t1 - t0) * i) / 4;
+  const ticks = width < 560 ? 2 : 4;
+  for (let i = 0; i <= ticks; i++) {
+    const t = t0 + ((t1 - t0) * i) / ticks;
     const gx = x(t);
     parts.push(node("line", { x1: gx, x2: gx, y1: top - 4, y2: height, stroke: "currentColor", "stroke-opacity": 0.12 }));
-    parts.push(node("text", { x: gx, y: 11, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" },
+    parts.push(node("text", { x: gx, y: 11, "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle" },
       new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })));
   }
   tasks.forEach((task, i) => {

@@ -169,8 +169,11 @@ let buckets = [];
 
 async function drawRate() {
   const task = filters().task;
+  // The last hour, or less for a young session, so its bars are not squeezed to one side.
+  const age = (Date.now() - Date.parse(root.dataset.created)) / 60000;
+  const minutes = Math.round(Math.min(60, Math.max(10, age + 1)));
   const response = await fetch(
-    `/api/v1/sessions/${sessionId}/logs/rate?minutes=60${task ? `&task=${task}` : ""}`,
+    `/api/v1/sessions/${sessionId}/logs/rate?minutes=${minutes}${task ? `&task=${task}` : ""}`,
     { credentials: "same-origin" },
   );
   if (response.ok) buckets = (await response.json()).buckets;
@@ -184,7 +187,7 @@ function countRate(entry) {
   if (!bucket) {
     bucket = { ts: minute.toISOString(), counts: {} };
     buckets.push(bucket);
-    buckets = buckets.slice(-60);
+    buckets = buckets.slice(-Math.max(10, buckets.length - 1));
   }
   const level = levelName(entry);
   bucket.counts[level] = (bucket.counts[level] || 0) + 1;
@@ -208,7 +211,7 @@ function paintRate() {
   const ns = "http://www.w3.org/2000/svg";
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const peak = Math.max(1, ...buckets.map((b) => Object.values(b.counts).reduce((a, c) => a + c, 0)));
-  const w = width / Math.max(60, buckets.length);
+  const w = width / Math.max(10, buckets.length);
   const parts = [];
   buckets.forEach((bucket, i) => {
     let y = height - 12;
@@ -231,7 +234,7 @@ function paintRate() {
   label.setAttribute("y", height - 2);
   label.setAttribute("font-size", "10");
   label.setAttribute("fill", "currentColor");
-  label.textContent = `lines a minute, last hour (peak ${peak})`;
+  label.textContent = `lines a minute, last ${buckets.length} minutes (peak ${peak})`;
   parts.push(label);
   svg.replaceChildren(...parts);
 }

@@ -39,6 +39,8 @@ const draw = coalesce(() => {
     const end = session.finished_at ? Date.parse(session.finished_at) : Date.now();
     setText(root, "duration", duration(end - start));
     document.title = `${session.name} · Switchboard`;
+    const cancelSession = $("#cancel-session");
+    if (cancelSession) cancelSession.hidden = ["completed", "failed", "cancelled"].includes(session.status);
   }
   const list = [...tasks.values()].sort((a, b) => Number(a.id) - Number(b.id));
   renderRows($("#tasks"), list, (task, row) => {
