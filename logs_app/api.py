@@ -54,10 +54,10 @@ class LogQuery(Schema):
 def read_logs(request, session_id: int, query: Query[LogQuery]):
     """The newest `limit` matching lines, oldest first within the page.
 
-    Page back with `before` set to the answer's `next_before`."""
+    Page back with `before` set to the answer's `next_before`; page forward
+    with `after`. Both together read the lines between two ids (for example
+    the range of a log.skipped notice)."""
     visible_session(request, session_id)
-    if query.before is not None and query.after is not None:
-        raise ServiceError("before", "give before or after, not both")
     log_filter = services.LogFilter(
         level=services.parse_level(query.level),
         task_id=services.parse_id(query.task, "task"),

@@ -169,6 +169,7 @@ def _record_batch(session_id: int, batch: list[dict]) -> list[LogEntry]:
         session_id=session_id,
         data={"count": len(batch)},
         payload=payload,
+        extras={"count": len(batch)},
     )
     return rows
 

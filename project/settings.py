@@ -170,6 +170,10 @@ SWITCHBOARD = {
     "LOG_SNAPSHOT_LINES": env_int("SWITCHBOARD_LOG_SNAPSHOT_LINES", 100, minimum=1),
     # Log entries in one log.append frame at most.
     "LOG_FRAME_ENTRIES": env_int("SWITCHBOARD_LOG_FRAME_ENTRIES", 1000, minimum=1),
+    # Live log lines a second one subscription is sent, and the burst; lines
+    # past that are skipped with a log.skipped notice naming exactly which.
+    "LOG_LINES_PER_SECOND": env_int("SWITCHBOARD_LOG_LINES_PER_SECOND", 2000, minimum=1),
+    "LOG_LINES_BURST": env_int("SWITCHBOARD_LOG_LINES_BURST", 10000, minimum=1),
     # Seconds between system.stats frames on the system channel.
     "STATS_INTERVAL": env_int("SWITCHBOARD_STATS_INTERVAL", 5, minimum=1),
 }

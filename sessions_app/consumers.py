@@ -18,6 +18,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
 from logs_app import services as log_services
 from sessions_app import access, events, services, stats, streams
@@ -44,11 +45,33 @@ class FrameError(Exception):
 
 
 @dataclass
+class Skipped:
+    """Live log lines not sent to one subscriber, as one notice."""
+
+    seq: int = 0
+    count: int = 0
+    errors: int = 0
+    first_id: int = 0
+    last_id: int = 0
+
+    def add(self, seq: int, entries: list[dict]) -> None:
+        self.seq = seq
+        self.count += len(entries)
+        self.errors += sum(1 for e in entries if e["levelno"] >= 40)
+        ids = [int(e["id"]) for e in entries]
+        self.first_id = min(ids + ([self.first_id] if self.first_id else []))
+        self.last_id = max(ids + [self.last_id])
+
+
+@dataclass
 class Subscription:
     ref: streams.ChannelRef
     cursor: int
     log_filter: log_services.LogFilter = field(default_factory=log_services.LogFilter)
     ticker: asyncio.Task | None = None
+    budget: "TokenBucket | None" = None
+    skipped: Skipped | None = None
+    flusher: asyncio.TimerHandle | None = None
 
 
 class TokenBucket:
@@ -57,12 +80,12 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = time.monotonic()
 
-    def take(self) -> bool:
+    def take(self, count: int = 1) -> bool:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= count:
+            self.tokens -= count
             return True
         return False
 
@@ -225,6 +248,9 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
             raise
         sub = Subscription(ref=ref, cursor=opened.cursor, log_filter=log_filter)
+        if ref.kind == "logs":
+            conf = settings.SWITCHBOARD
+            sub.budget = TokenBucket(conf["LOG_LINES_PER_SECOND"], conf["LOG_LINES_BURST"])
         self.subs[channel] = sub
         stats.live.subscribed(channel)
         reply = {"type": "subscribed", "channel": channel, "seq": opened.cursor}
@@ -309,12 +335,59 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         hidden = sub.ref.kind in streams.SHARED and not self.sees_all
         if hidden and message.get("owner_id") != self.user.pk:
             return
-        if sub.ref.kind == "logs" and not sub.log_filter.is_empty:
-            frame = streams.filter_entries(parsed_frame(message), sub.log_filter)
-            if frame is not None:
-                await self.send_frame(events.dumps(frame))
+        if sub.ref.kind == "logs":
+            await self.relay_log(sub, message)
             return
         await self.send_frame(message["frame"])
+
+    async def relay_log(self, sub: Subscription, message: dict) -> None:
+        """A live log batch, filtered, within the subscriber's line budget.
+
+        Past the budget (a flood), the batch is not sent; one log.skipped
+        notice then says how many lines, how many errors, and which ids, so
+        the page can fetch exactly those lines. The stream itself never waits.
+        """
+        frame = None
+        count = message.get("count", 0)
+        if not sub.log_filter.is_empty:
+            frame = streams.filter_entries(parsed_frame(message), sub.log_filter)
+            if frame is None:
+                return
+            count = len(frame["data"]["entries"])
+        if not sub.budget.take(count):
+            entries = (frame or parsed_frame(message))["data"]["entries"]
+            sub.skipped = sub.skipped or Skipped()
+            sub.skipped.add(message["seq"], entries)
+            if sub.flusher is None:
+                loop = asyncio.get_running_loop()
+                sub.flusher = loop.call_later(
+                    1.0, lambda: asyncio.ensure_future(self.tell_skipped(sub))
+                )
+            return
+        await self.tell_skipped(sub)
+        await self.send_frame(events.dumps(frame) if frame else message["frame"])
+
+    async def tell_skipped(self, sub: Subscription) -> None:
+        if sub.flusher is not None:
+            sub.flusher.cancel()
+            sub.flusher = None
+        skipped, sub.skipped = sub.skipped, None
+        if skipped is None or self.subs.get(sub.ref.name) is not sub:
+            return
+        frame = {
+            "type": "event",
+            "channel": sub.ref.name,
+            "event": "log.skipped",
+            "seq": skipped.seq,
+            "ts": timezone.now().isoformat(),
+            "data": {
+                "count": skipped.count,
+                "errors": skipped.errors,
+                "first_id": str(skipped.first_id),
+                "last_id": str(skipped.last_id),
+            },
+        }
+        await self.send_frame(events.dumps(frame))
 
     async def catch_up(self, sub: Subscription) -> None:
         """Relay every stored event of the channel after the cursor, in order."""
@@ -361,6 +434,8 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         stats.live.unsubscribed(channel)
         if sub.ticker is not None:
             sub.ticker.cancel()
+        if sub.flusher is not None:
+            sub.flusher.cancel()
         await self.channel_layer.group_discard(events.group_for(channel), self.channel_name)
 
     async def idle_watch(self, timeout: int) -> None:

@@ -193,3 +193,36 @@ async def test_the_tasks_channel_carries_every_visible_task(worker_token, worker
     assert created["data"]["name"] == "shown" and progress["data"]["progress"] == 50
     assert await ws.receive_nothing(0.3)
     await ws.disconnect()
+
+
+async def test_a_log_flood_is_skipped_with_a_notice_naming_exactly_the_lines(
+    admin_token, admin_user, settings
+):
+    settings.SWITCHBOARD = {
+        **settings.SWITCHBOARD,
+        "LOG_LINES_PER_SECOND": 1,
+        "LOG_LINES_BURST": 10,
+    }
+    session = (await db(services.create_session)(name="flood", owner=admin_user))[0]
+    ws = await connect(admin_token)
+    await subscribe(ws, f"logs:{session.pk}")
+    batches = [
+        [{"message": f"b{b} l{n}", "level": 40 if n == 0 else 20} for n in range(10)]
+        for b in range(3)
+    ]
+    for batch in batches:
+        await db(log_services.append_entries)(session.pk, batch)
+    first = await next_event(ws, "log.append")
+    assert [e["message"] for e in first["data"]["entries"]] == [f"b0 l{n}" for n in range(10)]
+    notice = await next_event(ws, "log.skipped", timeout=5)
+    assert notice["data"]["count"] == 20 and notice["data"]["errors"] == 2
+    assert notice["seq"] > first["seq"]
+    page = await db(log_services.query)(
+        session.pk,
+        log_services.LogFilter(),
+        limit=notice["data"]["count"],
+        after=int(notice["data"]["first_id"]) - 1,
+        before=int(notice["data"]["last_id"]) + 1,
+    )
+    assert [e.message for e in page.entries] == [f"b{b} l{n}" for b in (1, 2) for n in range(10)]
+    await ws.disconnect()

@@ -201,3 +201,25 @@ def test_the_log_viewer_pauses_counts_jumps_and_pages_back(live, browse, admin_t
     page.goto(f"{live.url}/sessions/{session['id']}/logs/#L{target}")
     expect(page.locator(f"#L{target}")).to_have_class(re.compile("target"))
     expect(page.locator("#detail")).to_contain_text("line 500")
+
+
+def test_a_flood_shows_a_skipped_row_that_loads_exactly_those_lines(
+    fresh_server, browse, admin_token
+):
+    srv = fresh_server(SWITCHBOARD_LOG_LINES_PER_SECOND="1", SWITCHBOARD_LOG_LINES_BURST="50")
+    api = srv.client(admin_token)
+    session = api.create_session("flood")
+    page = browse(srv, f"/sessions/{session['id']}/logs/")
+    expect(page.locator("#status")).to_contain_text("live")
+    for batch in range(3):
+        api.log(session["id"], [{"message": f"flood {batch}-{n}", "level": "ERROR" if n < 2 else "INFO"}
+                                for n in range(50)])  # fmt: skip
+    skipped = page.locator(".logrow.skipped button")
+    expect(skipped).to_have_text("100 lines skipped (4 errors) — load them")
+    skipped.click()
+    expect(page.locator("#status")).to_contain_text("150 lines loaded")
+    expect(page.locator(".logrow.skipped")).to_have_count(0)
+    page.keyboard.press("G")
+    expect(page.locator("#log")).to_contain_text("flood 2-49")
+    # Only the rows in sight exist: the list is virtualized.
+    assert page.locator(".logrow").count() < 80

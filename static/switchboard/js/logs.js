@@ -13,6 +13,12 @@ const view = new LogView($("#log"), {
   permalink: (entry) => `${location.pathname}${location.search}#L${entry.id}`,
   onOlder: () => older(),
   onLatest: () => latest(),
+  onFill: () => showStatus(),
+  onSkipped: async (notice) => {
+    const first = String(Number(notice.first_id) - 1);
+    const last = String(Number(notice.last_id) + 1);
+    return (await page({ after: first, before: last, limit: String(Math.min(10000, notice.count)) })).entries;
+  },
 });
 
 let live = null;
@@ -47,7 +53,8 @@ async function page(extra) {
 
 function showStatus() {
   const f = filters();
-  const parts = [`${view.entries.length.toLocaleString()} lines loaded`];
+  const lines = view.entries.filter((e) => !e.skipped).length;
+  const parts = [`${lines.toLocaleString()} lines loaded`];
   if (view.atStart) parts.push("from the first line");
   parts.push(live ? "live" : f.until ? "time range (not live)" : "not following");
   $("#status").textContent = parts.join(" · ");
@@ -109,6 +116,11 @@ function follow() {
       showStatus();
     },
     onEvent(frame) {
+      if (frame.event === "log.skipped") {
+        view.skip(frame.data, frame.ts);
+        showStatus();
+        return;
+      }
       const entries = from ? frame.data.entries.filter((e) => e.ts >= from) : frame.data.entries;
       view.append(entries);
       for (const entry of entries) countRate(entry);

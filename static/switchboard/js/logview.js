@@ -57,10 +57,14 @@ export function fillText(parent, text, term) {
   }
 }
 
-const isError = (entry) => entry.levelno >= 40;
+const isError = (entry) => (entry.skipped ? entry.skipped.errors > 0 : entry.levelno >= 40);
+// A "lines skipped" row sorts just before the first line it stands for.
+const key = (entry) => (entry.skipped ? Number(entry.skipped.first_id) - 0.5 : Number(entry.id));
 
 export class LogView {
-  constructor(box, { detail = null, pausedBar = null, permalink = null, onOlder = null, onLatest = null } = {}) {
+  constructor(box, { detail = null, pausedBar = null, permalink = null, onOlder = null, onLatest = null, onSkipped = null, onFill = null } = {}) {
+    this.onSkipped = onSkipped;
+    this.onFill = onFill;
     this.box = box;
     this.detail = detail;
     this.pausedBar = pausedBar;
@@ -129,13 +133,35 @@ export class LogView {
     const fresh = entries.filter((e) => !this.ids.has(e.id));
     if (!fresh.length) return fresh;
     for (const e of fresh) this.ids.add(e.id);
-    const newest = this.entries.length ? Number(this.entries[this.entries.length - 1].id) : -1;
-    if (fresh.every((e) => Number(e.id) > newest)) this.entries.push(...fresh);
+    const newest = this.entries.length ? key(this.entries[this.entries.length - 1]) : -1;
+    if (fresh.every((e) => key(e) > newest)) this.entries.push(...fresh);
     else {
       this.entries.push(...fresh);
-      this.entries.sort((a, b) => Number(a.id) - Number(b.id));
+      this.entries.sort((a, b) => key(a) - key(b));
     }
     return fresh;
+  }
+
+  // A flood notice from the server: one row that stands for the lines not sent.
+  skip(notice, ts) {
+    const entry = { id: `skip-${notice.first_id}`, ts, skipped: notice, message: "", levelno: 0 };
+    this.add([entry]);
+    if (!this.following) {
+      this.unseen += notice.count;
+      this.unseenErrors += notice.errors;
+    }
+    this.draw();
+    if (this.following) this.scrollToBottom();
+  }
+
+  // The lines a notice stood for, in its place.
+  fill(notice, entries) {
+    const id = `skip-${notice.first_id}`;
+    this.entries = this.entries.filter((e) => e.id !== id);
+    this.ids.delete(id);
+    this.add(entries);
+    this.redrawAll();
+    this.onFill?.();
   }
 
   scrolled() {
@@ -259,6 +285,7 @@ export class LogView {
   }
 
   makeRow(entry) {
+    if (entry.skipped) return this.makeSkippedRow(entry);
     const row = document.createElement("div");
     const level = levelName(entry);
     row.className = `logrow${isError(entry) ? " error" : ""}${entry.id === this.selected ? " target" : ""}`;
@@ -293,6 +320,30 @@ export class LogView {
     row.addEventListener("click", (event) => {
       if (event.target.tagName !== "A") this.select(entry.id, false);
     });
+    return row;
+  }
+
+  makeSkippedRow(entry) {
+    const { count, errors } = entry.skipped;
+    const row = document.createElement("div");
+    row.className = `logrow skipped${errors ? " error" : ""}`;
+    row.dataset.id = entry.id;
+    const button = document.createElement("button");
+    button.type = "button";
+    const what = `${count.toLocaleString()} line${count === 1 ? "" : "s"} skipped`;
+    button.textContent = `${what}${errors ? ` (${errors.toLocaleString()} error${errors === 1 ? "" : "s"})` : ""} — load them`;
+    button.title = "Too many lines at once to show live; these were left out and can be loaded now.";
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      button.textContent = "loading…";
+      try {
+        this.fill(entry.skipped, await this.onSkipped(entry.skipped));
+      } catch {
+        button.disabled = false;
+        button.textContent = `${what} — could not load; try again`;
+      }
+    });
+    row.append(button);
     return row;
   }
 }

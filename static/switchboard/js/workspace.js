@@ -121,13 +121,24 @@ const log = new LogView($("#log"), {
   detail: $("#log-detail"),
   pausedBar: $("#log-paused"),
   permalink: (entry) => `/sessions/${sessionId}/logs/#L${entry.id}`,
+  onSkipped: async (notice) => {
+    const query = new URLSearchParams({
+      after: String(Number(notice.first_id) - 1),
+      before: String(Number(notice.last_id) + 1),
+      limit: String(Math.min(10000, notice.count)),
+    });
+    const response = await fetch(`/api/v1/sessions/${sessionId}/logs?${query}`, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return (await response.json()).entries;
+  },
 });
 client.subscribe(`logs:${sessionId}`, {
   onSnapshot(snapshot) {
     log.reset(snapshot.entries);
   },
   onEvent(frame) {
-    log.append(frame.data.entries);
+    if (frame.event === "log.skipped") log.skip(frame.data, frame.ts);
+    else log.append(frame.data.entries);
   },
 });
 
