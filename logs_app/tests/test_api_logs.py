@@ -129,3 +129,46 @@ def test_paging_back_with_before_reaches_the_first_line(http, session):
     assert [e["message"] for e in seen] == [f"line {n}" for n in range(250)]
     ids = [int(e["id"]) for e in seen]
     assert ids == sorted(ids)
+
+
+def test_the_download_streams_exactly_the_current_query(admin_user, session):
+    from logs_app.services import append_entries
+
+    append_entries(
+        session.pk,
+        [
+            {"message": "quiet", "level": 10},
+            {"message": "loud one", "level": 40, "logger": "app"},
+            {"message": "\x1b[31mloud two\x1b[0m\nsecond line", "level": 50},
+        ],
+    )
+    browser = Client()
+    browser.force_login(admin_user)
+    response = browser.get(f"/sessions/{session.pk}/logs/download", {"level": "ERROR"})
+    assert response.status_code == 200
+    assert response["Content-Disposition"].endswith(f'session-{session.pk}.log"')
+    from asgiref.sync import async_to_sync
+
+    async def body():  # the view streams asynchronously, as under daphne
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    text = async_to_sync(body)().decode()
+    assert "quiet" not in text
+    assert " ERROR app: loud one\n" in text
+    assert "CRITICAL \x1b[31mloud two\x1b[0m\nsecond line\n" in text
+    assert (
+        browser.get(f"/sessions/{session.pk}/logs/download", {"level": "LOUD"}).status_code == 400
+    )
+
+
+def test_the_rate_endpoint_counts_lines_a_minute_by_level(http, session):
+    from logs_app.services import append_entries
+
+    append_entries(
+        session.pk, [{"message": "a", "level": 20}] * 3 + [{"message": "b", "level": 40}]
+    )
+    response = http.get(f"/api/v1/sessions/{session.pk}/logs/rate", {"minutes": 5})
+    assert response.status_code == 200
+    buckets = response.json()["buckets"]
+    assert len(buckets) == 5 and buckets[-1]["counts"] == {"INFO": 3, "ERROR": 1}
+    assert http.get(f"/api/v1/sessions/{session.pk}/logs/rate", {"minutes": 0}).status_code == 400

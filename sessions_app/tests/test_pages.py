@@ -113,6 +113,32 @@ def test_a_log_line_with_html_is_shown_as_text_and_runs_nothing(live, browse, ad
     expect(page.locator("h1")).to_contain_text("<b>bold session</b>")
 
 
+def test_ansi_colours_stacks_and_matches_are_drawn(live, browse, admin_token):
+    api = live.client(admin_token)
+    session = api.create_session("colours")
+    api.log(
+        session["id"],
+        [
+            {"message": "\x1b[31mred alert\x1b[0m plain", "level": "ERROR"},
+            {
+                "message": "Traceback (most recent call last):\n  File x\nValueError: bad",
+                "level": "ERROR",
+            },
+            {"message": "needle in a haystack"},
+        ],
+    )
+    page = browse(live, f"/sessions/{session['id']}/logs/?q=needle")
+    expect(page.locator(".logrow mark")).to_have_text("needle")
+    page = browse(live, f"/sessions/{session['id']}/logs/")
+    expect(page.locator(".logrow .ansi-31")).to_have_text("red alert")
+    stack = page.locator(".logrow").filter(has_text="Traceback")
+    expect(stack.locator(".more")).to_have_text("+2 lines")
+    stack.click()
+    expect(page.locator("#detail")).to_contain_text("ValueError: bad")
+    page.keyboard.press("e")
+    expect(page.locator(".logrow.target")).to_have_count(1)
+
+
 def test_the_cancel_button_cancels_for_everyone(live, browse, admin_token):
     api = live.client(admin_token)
     session = api.create_session("cancel me")

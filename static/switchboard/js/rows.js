@@ -29,6 +29,11 @@ export function taskRow(task, row = clone("task-row"), { sessionName, onCancel }
   setBar(field(row, "bar"), task.progress, task.status);
   const failure = task.status === "failed" && task.error;
   setText(row, "message", failure ? task.error : task.message || "");
+  const details = Object.entries(task.details || {})
+    .map(([key, value]) => `${key}: ${typeof value === "object" ? JSON.stringify(value) : value}`)
+    .join(" · ");
+  const detailNode = setText(row, "details", details);
+  if (detailNode) detailNode.title = details;
   setText(row, "updated", when(task.updated_at));
   const actions = field(row, "actions");
   if (actions && onCancel) {
