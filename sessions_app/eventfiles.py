@@ -273,12 +273,10 @@ class Replay:
     def _find_session(self, key: str) -> int | None:
         if key in self.sessions:
             return self.sessions[key]
-        found = Session.objects.filter(external_id=key).values_list("pk", flat=True).first()
-        if found is None and key.isdigit():
-            found = Session.objects.filter(pk=int(key)).values_list("pk", flat=True).first()
-        if found is not None:
-            self.sessions[key] = found
-        return found
+        session = Session.objects.by_key(key)
+        if session is not None:
+            self.sessions[key] = session.pk
+        return self.sessions.get(key)
 
     def _session(self, line: Line) -> int:
         found = self._find_session(line.session)

@@ -20,6 +20,15 @@ TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 TASK_STATUSES = [s for s in Status if s != Status.PAUSED]
 
 
+class SessionQuerySet(models.QuerySet):
+    def by_key(self, key: str) -> "Session | None":
+        """The session named by an external_id or, failing that, by an id."""
+        found = self.filter(external_id=key).first()
+        if found is None and key.isdigit():
+            found = self.filter(pk=int(key)).first()
+        return found
+
+
 class Session(models.Model):
     name = models.CharField(max_length=200)
     external_id = models.CharField(max_length=200, null=True, blank=True)
@@ -35,6 +44,8 @@ class Session(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SessionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]

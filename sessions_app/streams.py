@@ -67,23 +67,21 @@ def check_access(user, ref: ChannelRef) -> Session | Task | None:
     return session
 
 
+def listing(name: str, visible) -> dict:
+    """The newest items of a shared channel, with counts by status."""
+    counts = dict(visible.order_by().values_list("status").annotate(n=Count("id")))
+    return {
+        name: [item.as_json() for item in visible.order_by("-id")[:SESSIONS_SNAPSHOT_SIZE]],
+        "counts": counts,
+        "total": sum(counts.values()),
+    }
+
+
 def snapshot(user, ref: ChannelRef, obj, log_filter: log_services.LogFilter) -> dict:
     if ref.kind == "sessions":
-        visible = access.visible_sessions(user)
-        counts = dict(visible.order_by().values_list("status").annotate(n=Count("id")))
-        return {
-            "sessions": [s.as_json() for s in visible.order_by("-id")[:SESSIONS_SNAPSHOT_SIZE]],
-            "counts": counts,
-            "total": sum(counts.values()),
-        }
+        return listing("sessions", access.visible_sessions(user))
     if ref.kind == "tasks":
-        visible = access.visible_tasks(user)
-        counts = dict(visible.order_by().values_list("status").annotate(n=Count("id")))
-        return {
-            "tasks": [t.as_json() for t in visible.order_by("-id")[:SESSIONS_SNAPSHOT_SIZE]],
-            "counts": counts,
-            "total": sum(counts.values()),
-        }
+        return listing("tasks", access.visible_tasks(user))
     if ref.kind == "session":
         return {"session": obj.as_json(), "tasks": [t.as_json() for t in obj.tasks.order_by("id")]}
     if ref.kind == "task":

@@ -47,9 +47,7 @@ class Command(BaseCommand):
         path = Path(file).resolve()
         if not path.parent.is_dir():
             raise CommandError(f"no folder {path.parent}")
-        found = Session.objects.filter(external_id=session).first()
-        if found is None and session.isdigit():
-            found = Session.objects.filter(pk=int(session)).first()
+        found = Session.objects.by_key(session)
         if found is None:
             raise CommandError(f"no session with id or external_id {session!r}")
         task_id = None

@@ -23,9 +23,7 @@ class Command(BaseCommand):
             raise CommandError("--since must be 0 or more")
         session_id = None
         if session is not None:
-            found = Session.objects.filter(external_id=session).first()
-            if found is None and session.isdigit():
-                found = Session.objects.filter(pk=int(session)).first()
+            found = Session.objects.by_key(session)
             if found is None:
                 raise CommandError(f"no session with id or external_id {session!r}")
             session_id = found.pk

@@ -1,4 +1,4 @@
-import { LogView, levelName } from "./logview.js";
+import { LogView, fetchSkipped, levelName } from "./logview.js";
 import { $, startSocket, toast, watchSessions } from "./ui.js";
 
 const root = $("#viewer");
@@ -14,11 +14,7 @@ const view = new LogView($("#log"), {
   onOlder: () => older(),
   onLatest: () => latest(),
   onFill: () => showStatus(),
-  onSkipped: async (notice) => {
-    const first = String(Number(notice.first_id) - 1);
-    const last = String(Number(notice.last_id) + 1);
-    return (await page({ after: first, before: last, limit: String(Math.min(10000, notice.count)) })).entries;
-  },
+  onSkipped: (notice) => fetchSkipped(sessionId, notice, apiParams()),
 });
 
 let live = null;

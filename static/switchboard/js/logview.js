@@ -57,6 +57,17 @@ export function fillText(parent, text, term) {
   }
 }
 
+// The lines a log.skipped notice stands for, through the API (same filters).
+export async function fetchSkipped(sessionId, notice, filters = new URLSearchParams()) {
+  const query = new URLSearchParams(filters);
+  query.set("after", String(Number(notice.first_id) - 1));
+  query.set("before", String(Number(notice.last_id) + 1));
+  query.set("limit", String(Math.min(10000, notice.count)));
+  const response = await fetch(`/api/v1/sessions/${sessionId}/logs?${query}`, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return (await response.json()).entries;
+}
+
 const isError = (entry) => (entry.skipped ? entry.skipped.errors > 0 : entry.levelno >= 40);
 // A "lines skipped" row sorts just before the first line it stands for.
 const key = (entry) => (entry.skipped ? Number(entry.skipped.first_id) - 0.5 : Number(entry.id));

@@ -1,5 +1,5 @@
 import { drawGantt } from "./gantt.js";
-import { LogView } from "./logview.js";
+import { LogView, fetchSkipped } from "./logview.js";
 import { renderRows, taskRow } from "./rows.js";
 import { csrfToken } from "./socket.js";
 import { $, Watcher, coalesce, duration, field, setBar, setStatus, setText, startSocket, toast, watchSessions } from "./ui.js";
@@ -121,16 +121,7 @@ const log = new LogView($("#log"), {
   detail: $("#log-detail"),
   pausedBar: $("#log-paused"),
   permalink: (entry) => `/sessions/${sessionId}/logs/#L${entry.id}`,
-  onSkipped: async (notice) => {
-    const query = new URLSearchParams({
-      after: String(Number(notice.first_id) - 1),
-      before: String(Number(notice.last_id) + 1),
-      limit: String(Math.min(10000, notice.count)),
-    });
-    const response = await fetch(`/api/v1/sessions/${sessionId}/logs?${query}`, { credentials: "same-origin" });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    return (await response.json()).entries;
-  },
+  onSkipped: (notice) => fetchSkipped(sessionId, notice),
 });
 client.subscribe(`logs:${sessionId}`, {
   onSnapshot(snapshot) {
