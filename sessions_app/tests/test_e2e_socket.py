@@ -291,3 +291,42 @@ async def test_a_subscription_held_longer_than_redis_timeouts_still_gets_events(
         await asyncio.to_thread(api.update_session, session["id"], status="running")
         frame, _ = await wc.recv_until(ws, lambda f: f.get("event") == "session.update")
         assert frame["data"]["status"] == "running"
+
+
+async def test_replay_events_from_another_process_reaches_subscribers(live, admin_token, tmp_path):
+    """With Redis the replay is seen live; with the in-memory layer (one process
+    only) the server learns of it at the client's next ping, and says so."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, database_url
+
+    api = live.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "replayed live", None, "replay-live")
+    task = await asyncio.to_thread(api.create_task, session["id"], "step")
+    lines = [
+        {"event": "progress.update", "session": "replay-live", "task": task["id"],
+         "data": {"progress": p, "message": f"at {p}"}}
+        for p in (25, 50, 75)
+    ]  # fmt: skip
+    path = tmp_path / "live.jsonl"
+    path.write_text("".join(__import__("json").dumps(line) + "\n" for line in lines))
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        await wc.subscribe(ws, f"session:{session['id']}")
+        env = {**os.environ, "DATABASE_URL": await sync_to_async(database_url)()}
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "manage.py", "replay_events", str(path), "--speed", "0"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        if os.environ.get("REDIS_URL"):
+            frames = events_of(await wc.drain(ws, quiet=2.0))
+        else:
+            assert "REDIS_URL is not set" in done.stderr
+            assert events_of(await wc.drain(ws, quiet=0.5)) == []
+            await wc.send(ws, {"action": "ping"})
+            frames = events_of(await wc.drain(ws, quiet=1.0))
+        progress = [f["data"]["progress"] for f in frames if f["event"] == "progress.update"]
+        assert progress == [25, 50, 75]

@@ -33,18 +33,34 @@ watchSessions(client, {
     draw();
   },
   onEvent(frame) {
+    const before = sessions.get(frame.data.id);
     if (frame.event === "session.update") {
-      const before = sessions.get(frame.data.id);
       if (before) counts[before.status] = (counts[before.status] || 1) - 1;
+      else if (Number(frame.data.id) < oldestKnown()) recount();
       counts[frame.data.status] = (counts[frame.data.status] || 0) + 1;
       sessions.set(frame.data.id, frame.data);
     } else if (frame.event === "session.deleted") {
-      const before = sessions.get(frame.data.id);
       if (before) counts[before.status] -= 1;
+      else recount();
       sessions.delete(frame.data.id);
     }
     draw();
   },
 });
+
+// The page holds the newest sessions only; a change to an older one (whose
+// previous status it does not know) is counted again by the server.
+const oldestKnown = () => Math.min(...[...sessions.keys()].map(Number));
+let recounting = null;
+function recount() {
+  clearTimeout(recounting);
+  recounting = setTimeout(async () => {
+    const response = await fetch("/api/v1/snapshot?channel=sessions", { credentials: "same-origin" });
+    if (response.ok) {
+      counts = { ...(await response.json()).snapshot.counts };
+      draw();
+    }
+  }, 1000);
+}
 // Durations of running sessions move on their own.
 setInterval(draw, 1000);
