@@ -35,6 +35,8 @@ CLOSE_TOO_LARGE = 4413
 # Refused frames within one second after which a flooding client is dropped.
 FLOOD_LIMIT = 500
 BACKLOG_PAGE = 500
+# A log.append event carries up to LOG_FRAME_ENTRIES lines: page those finer.
+LOG_BACKLOG_PAGE = 10
 HEAD_CHECK_SECONDS = 20.0
 
 
@@ -392,8 +394,9 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
     async def catch_up(self, sub: Subscription) -> None:
         """Relay every stored event of the channel after the cursor, in order."""
         while self.subs.get(sub.ref.name) is sub:
+            page = LOG_BACKLOG_PAGE if sub.ref.kind == "logs" else BACKLOG_PAGE
             frames, cursor = await database_sync_to_async(streams.read_visible)(
-                self.user, sub.ref, sub.cursor, BACKLOG_PAGE
+                self.user, sub.ref, sub.cursor, page
             )
             if cursor == sub.cursor:
                 return

@@ -175,10 +175,14 @@ def frames_for(events: list[Event], channel: str | None = None) -> list[StoredFr
     """Frames for stored events; log.append lines are read back from LogEntry."""
     from logs_app.models import LogEntry
 
-    log_ids = [e.id for e in events if e.kind == "log.append"]
+    log_events = [e for e in events if e.kind == "log.append"]
     lines: dict[int, list[dict]] = {}
-    if log_ids:
-        for entry in LogEntry.objects.filter(seq__in=log_ids).order_by("id"):
+    if log_events:
+        rows = LogEntry.objects.filter(
+            session_id__in={e.session_id for e in log_events},  # uses (session, seq)
+            seq__in=[e.id for e in log_events],
+        )
+        for entry in rows.order_by("id"):
             lines.setdefault(entry.seq, []).append(entry.as_json())
     frames = []
     for event in events:
