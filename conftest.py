@@ -21,6 +21,9 @@ from switchboard_client import Client  # noqa: E402
 
 def pytest_configure(config):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Tests run database work in many threads; none may keep a connection past
+    # its work, or the test database cannot be dropped at the end.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
 def pytest_report_header(config):

@@ -85,6 +85,7 @@ async def main(args) -> None:
         task = api(base, token, "POST", f"sessions/{session['id']}/tasks", {"name": "t"})
         channel = f"session:{session['id']}"
         headers = {"Authorization": f"Bearer {token}"}
+        rss_idle = rss_kib(server.pid)
         sockets = []
         started = time.perf_counter()
         for _ in range(args.connections):
@@ -93,6 +94,7 @@ async def main(args) -> None:
             await ws.recv()
             sockets.append(ws)
         connect_seconds = time.perf_counter() - started
+        rss_connected = rss_kib(server.pid)
 
         # Baseline: ping round trips on the same sockets.
         rtts = []
@@ -135,6 +137,19 @@ async def main(args) -> None:
         f"ratio to baseline      p50 {percentile(latencies, 50) / percentile(rtts, 50):7.2f} x    p99 {percentile(latencies, 99) / percentile(rtts, 99):7.2f} x"
     )
     print(f"mean write → frame     {statistics.mean(latencies) * ms:.1f} ms")
+    per = (rss_connected - rss_idle) / max(1, args.connections)
+    print(
+        f"server memory          {rss_idle / 1024:.0f} MiB idle, {rss_connected / 1024:.0f} MiB with "
+        f"{args.connections} subscribed sockets ({per:.0f} KiB each)"
+    )
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 async def recv_time(ws) -> float:

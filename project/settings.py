@@ -59,10 +59,14 @@ TEMPLATES = [
 ]
 
 # Database: DATABASE_URL, or a SQLite file in the project folder.
+# Connections are kept between requests: under daphne, sync views and the
+# consumers' database calls all run in one thread, so one connection serves
+# them (with a health check before reuse).
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=0,
+        conn_max_age=env_int("DJANGO_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

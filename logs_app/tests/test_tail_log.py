@@ -6,6 +6,7 @@ import time
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connections
 
 from logs_app.management.commands.tail_log import Command
 from logs_app.models import LogEntry
@@ -70,9 +71,14 @@ def test_the_command_ships_lines_into_the_session_until_stopped(tmp_path):
     write(path, "before\n", "w")
     command = Command(stdout=io.StringIO())
     command.stop = threading.Event()
-    runner = threading.Thread(
-        target=lambda: call_command(command, str(path), "--session", "tail-1", "--interval", "0.2")
-    )
+
+    def run():
+        try:
+            call_command(command, str(path), "--session", "tail-1", "--interval", "0.2")
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    runner = threading.Thread(target=run)
     runner.start()
     time.sleep(0.5)
     write(path, "ERROR first\nsecond\n")

@@ -130,6 +130,7 @@ export function startSocket() {
   box.addEventListener("mouseenter", describe);
   box.addEventListener("focus", describe);
   box.tabIndex = 0;
+  globalThis.switchboard = client; // for the browser's devtools and bench/render.py
   return client.start();
 }
 
