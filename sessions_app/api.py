@@ -316,5 +316,6 @@ def get_snapshot(request, query: Query[SnapshotQuery]):
 
 @router.get("/stats", response={200: StatsOut, **ERRORS}, tags=["stats"])
 def get_stats(request):
-    """Connections and subscriptions of this server process; event rate of all."""
+    """Connections, subscriptions and frames of every live server process
+    (each reports every 5 s), and the event rate of the last 10 s."""
     return stats.snapshot()

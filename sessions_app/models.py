@@ -248,3 +248,15 @@ class ApiToken(models.Model):
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
             cls.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user
+
+
+class ServerProcess(models.Model):
+    """The live figures of one server process, written every few seconds, so
+    that any process can answer for all of them (connections, subscriptions)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    seen_at = models.DateTimeField(db_index=True)
+    data = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return self.name

@@ -226,6 +226,7 @@ class StatsOut(Schema):
     events_per_second: float
     last_seq: int
     process: str
+    processes: list[dict[str, Any]]
     uptime_seconds: float
     ts: str
 

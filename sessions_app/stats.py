@@ -1,27 +1,42 @@
-"""Live figures of this server process, for /api/v1/stats and the system channel."""
+"""Live figures for /api/v1/stats and the system channel.
 
+Each server process counts its own connections, subscriptions and frames,
+and writes them to a ServerProcess row every REPORT_SECONDS; an answer sums
+the processes seen in the last STALE_SECONDS, so it covers them all.
+"""
+
+import asyncio
 import os
 import socket
 import time
 from collections import Counter
 from datetime import timedelta
 
+from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from sessions_app.models import Event
+from sessions_app.models import Event, ServerProcess
+
+REPORT_SECONDS = 5
+STALE_SECONDS = 15
 
 
 class ProcessStats:
     def __init__(self) -> None:
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.started = time.time()
         self.connections = 0
         self.connections_total = 0
         self.messages_sent = 0
         self.subscriptions: Counter[str] = Counter()
+        self.reporter: asyncio.Task | None = None
 
     def connected(self) -> None:
         self.connections += 1
         self.connections_total += 1
+        loop = asyncio.get_running_loop()
+        if self.reporter is None or self.reporter.done() or self.reporter.get_loop() is not loop:
+            self.reporter = loop.create_task(report_forever())
 
     def disconnected(self) -> None:
         self.connections -= 1
@@ -34,24 +49,60 @@ class ProcessStats:
         if self.subscriptions[channel] <= 0:
             del self.subscriptions[channel]
 
+    def figures(self) -> dict:
+        return {
+            "connections": self.connections,
+            "connections_total": self.connections_total,
+            "messages_sent": self.messages_sent,
+            "subscriptions": dict(self.subscriptions),
+            "uptime_seconds": round(time.time() - self.started, 1),
+        }
+
 
 live = ProcessStats()
 
 
+def report() -> None:
+    """Write this process's figures; forget processes long gone."""
+    now = timezone.now()
+    ServerProcess.objects.update_or_create(
+        name=live.name, defaults={"seen_at": now, "data": live.figures()}
+    )
+    ServerProcess.objects.filter(seen_at__lt=now - timedelta(hours=1)).delete()
+
+
+async def report_forever() -> None:
+    while True:
+        await database_sync_to_async(report)()
+        await asyncio.sleep(REPORT_SECONDS)
+
+
 def snapshot(window_seconds: int = 10) -> dict:
-    """This process's connections and subscriptions, and the event rate from the database."""
-    since = timezone.now() - timedelta(seconds=window_seconds)
-    recent = Event.objects.filter(ts__gte=since).count()
+    """Figures of every live server process, and the event rate from the database."""
+    report()
+    now = timezone.now()
+    processes = list(
+        ServerProcess.objects.filter(seen_at__gte=now - timedelta(seconds=STALE_SECONDS))
+        .order_by("name")
+        .values("name", "data")
+    )
+    subscriptions: Counter[str] = Counter()
+    for process in processes:
+        subscriptions.update(process["data"].get("subscriptions", {}))
+    total = {
+        key: sum(p["data"].get(key, 0) for p in processes)
+        for key in ("connections", "connections_total", "messages_sent")
+    }
+    recent = Event.objects.filter(ts__gte=now - timedelta(seconds=window_seconds)).count()
     newest = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     return {
-        "connections": live.connections,
-        "connections_total": live.connections_total,
-        "channels": len(live.subscriptions),
-        "subscriptions": dict(sorted(live.subscriptions.items())),
-        "messages_sent": live.messages_sent,
+        **total,
+        "channels": len(subscriptions),
+        "subscriptions": dict(sorted(subscriptions.items())),
         "events_per_second": round(recent / window_seconds, 2),
         "last_seq": newest,
-        "process": f"{socket.gethostname()}:{os.getpid()}",
+        "process": live.name,
+        "processes": [{"name": p["name"], **p["data"]} for p in processes],
         "uptime_seconds": round(time.time() - live.started, 1),
-        "ts": timezone.now().isoformat(),
+        "ts": now.isoformat(),
     }

@@ -330,3 +330,24 @@ async def test_replay_events_from_another_process_reaches_subscribers(live, admi
             frames = events_of(await wc.drain(ws, quiet=1.0))
         progress = [f["data"]["progress"] for f in frames if f["event"] == "progress.update"]
         assert progress == [25, 50, 75]
+
+
+async def test_stats_count_the_connections_of_every_server_process(live, fresh_server, admin_token):
+    other = fresh_server()
+    async with (
+        await wc.connect(live.ws_url, admin_token) as one,
+        await wc.connect(other.ws_url, admin_token) as two,
+    ):
+        await wc.subscribe(one, "sessions")
+        await wc.subscribe(two, "sessions")
+        await wc.subscribe(two, "tasks")
+        api = live.client(admin_token)
+        for _ in range(40):  # each process reports every 5 s
+            stats = await asyncio.to_thread(api.request, "GET", "stats")
+            if len(stats["processes"]) >= 2 and stats["subscriptions"].get("tasks"):
+                break
+            await asyncio.sleep(0.25)
+        assert len(stats["processes"]) == 2
+        assert stats["connections"] == 2 and stats["connections_total"] >= 2
+        assert stats["subscriptions"] == {"sessions": 2, "tasks": 1} and stats["channels"] == 2
+        assert stats["messages_sent"] >= 3
