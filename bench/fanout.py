@@ -15,20 +15,13 @@ Only 127.0.0.1 is used; the run is bounded by --connections and --writes.
 import argparse
 import asyncio
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import websockets
-
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from benchserver import BenchServer
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -36,56 +29,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
-def manage(env: dict, *args: str) -> str:
-    return subprocess.run(
-        [PY, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def api(base: str, token: str, method: str, path: str, body=None) -> dict:
-    request = urllib.request.Request(
-        f"{base}/api/v1/{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 async def main(args) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
-    tmp = tempfile.mkdtemp(prefix="switchboard-bench-")
-    env = {**os.environ}
-    env.setdefault("DATABASE_URL", f"sqlite:///{tmp}/bench.sqlite3")
-    env["SWITCHBOARD_RATE_PER_SECOND"] = "10000"
-    manage(env, "migrate", "-v0")
-    token = manage(env, "create_token", "bench", "--create-user").strip().splitlines()[-1]
-    subprocess.run(
-        [PY, "-c", "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='project.settings';"
-         "django.setup();from django.contrib.auth.models import User;"
-         "User.objects.filter(username='bench').update(is_superuser=True,is_staff=True)"],
-        cwd=ROOT, env=env, check=True,
-    )  # fmt: skip
-    port = args.port
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/api/v1/openapi.json", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        session = api(base, token, "POST", "sessions", {"name": "bench"})
-        task = api(base, token, "POST", f"sessions/{session['id']}/tasks", {"name": "t"})
+    with BenchServer(args.port, SWITCHBOARD_RATE_PER_SECOND="10000") as server:
+        port, token, env = args.port, server.token, server.env
+        session = server.api("POST", "sessions", {"name": "bench"})
+        task = server.api("POST", f"sessions/{session['id']}/tasks", {"name": "t"})
         channel = f"session:{session['id']}"
         headers = {"Authorization": f"Bearer {token}"}
-        rss_idle = rss_kib(server.pid)
+        rss_idle = rss_kib(server.process.pid)
         sockets = []
         started = time.perf_counter()
         for _ in range(args.connections):
@@ -94,7 +47,7 @@ async def main(args) -> None:
             await ws.recv()
             sockets.append(ws)
         connect_seconds = time.perf_counter() - started
-        rss_connected = rss_kib(server.pid)
+        rss_connected = rss_kib(server.process.pid)
 
         # Baseline: ping round trips on the same sockets.
         rtts = []
@@ -109,16 +62,13 @@ async def main(args) -> None:
         for n in range(args.writes):
             sent = time.perf_counter()
             write = loop.run_in_executor(
-                None, api, base, token, "PATCH", f"tasks/{task['id']}", {"progress": n % 100}
+                None, server.api, "PATCH", f"tasks/{task['id']}", {"progress": n % 100}
             )
             arrivals = await asyncio.gather(*(recv_time(ws) for ws in sockets))
             await write
             latencies.extend(a - sent for a in arrivals)
         for ws in sockets:
             await ws.close()
-    finally:
-        server.terminate()
-        server.wait(10)
 
     ms = 1000
     config = "PostgreSQL + Redis" if env.get("REDIS_URL") else "SQLite + in-memory layer"

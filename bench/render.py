@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/render.py [--seconds 5] [--writers 8]
 
-Starts daphne on a fresh SQLite database, opens a session's workspace in
+Starts daphne on a fresh database (SQLite and the in-memory layer, or
+DATABASE_URL / REDIS_URL from the environment), opens a session's workspace in
 headless Chromium, and records the page's frame times (requestAnimationFrame
 intervals). Baseline: the same page idle, in the same run. Load: `--writers`
 threads PATCH one task's progress in a loop for `--seconds`; every write is a
@@ -10,17 +11,13 @@ progress.update the page must draw. Only 127.0.0.1 is used.
 """
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
+from benchserver import PASSWORD, BenchServer
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,17 +32,6 @@ requestAnimationFrame(tick);
 """
 
 
-def api(base, token, method, path, body=None):
-    request = urllib.request.Request(
-        f"{base}/api/v1/{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def frame_stats(frames):
     ordered = sorted(frames)
     return (
@@ -57,44 +43,17 @@ def frame_stats(frames):
 
 
 def main(args) -> None:
-    tmp = tempfile.mkdtemp(prefix="switchboard-render-")
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/render.sqlite3"}
-    env.pop("REDIS_URL", None)
-
-    def manage(*argv):
-        return subprocess.run([PY, "manage.py", *argv], cwd=ROOT, env=env, check=True,
-                              capture_output=True, text=True).stdout  # fmt: skip
-
-    manage("migrate", "-v0")
-    token = manage("create_token", "bench", "--create-user").strip().splitlines()[-1]
-    subprocess.run(
-        [PY, "-c", "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='project.settings';"
-         "django.setup();from django.contrib.auth.models import User;u=User.objects.get(username='bench');"
-         "u.is_staff=u.is_superuser=True;u.set_password('bench-pass');u.save()"],
-        cwd=ROOT, env=env, check=True,
-    )  # fmt: skip
-    port = args.port
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/api/v1/openapi.json", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        session = api(base, token, "POST", "sessions", {"name": "render"})
-        task = api(base, token, "POST", f"sessions/{session['id']}/tasks", {"name": "fast"})
-        api(base, token, "PATCH", f"tasks/{task['id']}", {"status": "running"})
+    with BenchServer(args.port) as server:
+        base = server.base
+        session = server.api("POST", "sessions", {"name": "render"})
+        task = server.api("POST", f"sessions/{session['id']}/tasks", {"name": "fast"})
+        server.api("PATCH", f"tasks/{task['id']}", {"status": "running"})
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{base}/admin/login/?next=/sessions/{session['id']}/")
             page.fill("#id_username", "bench")
-            page.fill("#id_password", "bench-pass")
+            page.fill("#id_password", PASSWORD)
             page.click("input[type=submit]")
             page.wait_for_selector(f"#tasks tr[data-id='{task['id']}']")
             page.evaluate(RECORD)
@@ -108,7 +67,7 @@ def main(args) -> None:
                 n = 0
                 while time.monotonic() < stop:
                     n += 1
-                    api(base, token, "PATCH", f"tasks/{task['id']}", {"progress": (n % 1000) / 10})
+                    server.api("PATCH", f"tasks/{task['id']}", {"progress": (n % 1000) / 10})
                     writes[index] += 1
 
             threads = [threading.Thread(target=writer, args=(i,)) for i in range(args.writers)]
@@ -117,7 +76,7 @@ def main(args) -> None:
             for thread in threads:
                 thread.join()
             loaded = page.evaluate("window.frames_.splice(0)")
-            final = api(base, token, "PATCH", f"tasks/{task['id']}", {"progress": 99.9})
+            final = server.api("PATCH", f"tasks/{task['id']}", {"progress": 99.9})
             page.wait_for_function(
                 f"document.querySelector(\"#tasks tr[data-id='{task['id']}'] .bar b\").textContent === '99.9%'"
             )
@@ -143,9 +102,6 @@ def main(args) -> None:
             injected = page.evaluate("window.injected_")
             flooded = page.evaluate("window.frames_.splice(0)")
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(10)
 
     rate = sum(writes) / args.seconds
     i50, i99, imax, ijank = frame_stats(idle)
