@@ -249,3 +249,25 @@ def test_a_flood_shows_a_skipped_row_that_loads_exactly_those_lines(
     expect(page.locator("#log")).to_contain_text("flood 2-49")
     # Only the rows in sight exist: the list is virtualized.
     assert page.locator(".logrow").count() < 80
+
+
+def test_tabs_of_one_browser_stay_in_sync(live, chromium, admin_user, admin_token):
+    web = DjangoClient()
+    web.force_login(admin_user)
+    context = chromium.new_context()
+    context.add_cookies(
+        [{"name": "sessionid", "value": web.cookies["sessionid"].value, "url": live.url}]
+    )
+    api = live.client(admin_token)
+    session = api.create_session("two tabs")
+    task = api.create_task(session["id"], "shared")
+    tabs = [context.new_page() for _ in range(3)]
+    for tab in tabs:
+        tab.goto(f"{live.url}/sessions/{session['id']}/")
+        expect(tab.locator("#connection")).to_have_attribute("data-state", "connected")
+    tabs[0].locator(f"#tasks tr[data-id='{task['id']}']").get_by_role(
+        "button", name="Cancel"
+    ).click()
+    for tab in tabs:
+        expect(tab.locator(f"#tasks tr[data-id='{task['id']}'] .status")).to_have_text("cancelled")
+    context.close()

@@ -41,7 +41,7 @@ class Command(BaseCommand):
         DemoJobs(base_url, token, parallel=jobs, pace=pace).start()
         self.stdout.write(
             self.style.SUCCESS("Switchboard demo")
-            + f"\n  open     {base_url}/admin/  (the live pages are at {base_url}/)"
+            + f"\n  open     {base_url}/  (and the admin at {base_url}/admin/)"
             + f"\n  login    {username} / {password}"
             + f"\n  API      {base_url}/api/v1/docs  (token for scripts: {token})"
             + f"\n  socket   ws://{host or '127.0.0.1'}:{port}/ws/"
