@@ -32,8 +32,11 @@ CLOSE_IDLE = 4408
 CLOSE_FLOOD = 4429
 # daphne (autobahn) sends only 1000 or 3000-4999 from an application, so not 1009.
 CLOSE_TOO_LARGE = 4413
-# Refused frames within one second after which a flooding client is dropped.
+# A flooding client is dropped when its refused frames, forgiven at
+# FLOOD_FORGIVE a second, pile up past FLOOD_LIMIT: sending at twice the rate
+# limit trips it within seconds, however fast the server drains the frames.
 FLOOD_LIMIT = 500
+FLOOD_FORGIVE = 50
 BACKLOG_PAGE = 500
 # A log.append event carries up to LOG_FRAME_ENTRIES lines: page those finer.
 LOG_BACKLOG_PAGE = 10
@@ -130,7 +133,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         self.subs: dict[str, Subscription] = {}
         conf = settings.SWITCHBOARD
         self.bucket = TokenBucket(conf["RATE_PER_SECOND"], conf["RATE_BURST"])
-        self.refused, self.refused_since = 0, 0.0
+        self.refused, self.refused_at = 0.0, time.monotonic()
         self.heads_checked = 0.0
         self.last_heard = time.monotonic()
         await self.accept()
@@ -161,12 +164,12 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             return
         if not self.bucket.take():
             now = time.monotonic()
-            if now - self.refused_since > 1.0:
-                self.refused, self.refused_since = 0, now
-            self.refused += 1
+            forgiven = (now - self.refused_at) * FLOOD_FORGIVE
+            self.refused_at = now
+            self.refused = max(0.0, self.refused - forgiven) + 1
             if self.refused > FLOOD_LIMIT:
                 await self.close(code=CLOSE_FLOOD)
-            elif self.refused == 1 or self.refused % 100 == 0:
+            elif int(self.refused) % 100 == 1:
                 await self.send_error(
                     None, FrameError("rate_limited", "too many frames; slow down")
                 )
