@@ -27,10 +27,6 @@ class ServiceError(Exception):
         self.message = message
 
 
-class Conflict(ServiceError):
-    status_code = 409
-
-
 UNSET: Any = object()
 
 # True while a service function writes: the model signals then stay quiet,
@@ -131,7 +127,7 @@ def _check_progress(value: Any) -> float:
 def _check_transition(current: str, new: Status, what: str) -> None:
     if current in TERMINAL and new not in TERMINAL:
         hint = "; retry the task for a new attempt" if what == "task" else ""
-        raise Conflict("status", f"a {current} {what} cannot become {new.value}{hint}")
+        raise ServiceError("status", f"a {current} {what} cannot become {new.value}{hint}")
 
 
 def _stamp(obj: Session | Task, status: Status, now: datetime) -> None:
@@ -364,7 +360,7 @@ def retry_task(task_id: int) -> Task:
         task = Task.objects.select_for_update().get(pk=task_id)
         session = Session.objects.select_for_update().get(pk=task.session_id)
         if not task.is_terminal:
-            raise Conflict(
+            raise ServiceError(
                 "status", f"only an ended task can be retried; this one is {task.status}"
             )
         now = timezone.now()

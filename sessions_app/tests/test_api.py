@@ -162,7 +162,7 @@ def test_an_ended_task_does_not_run_again_until_retried(api):
     _, task = api.call("POST", f"sessions/{session['id']}/tasks", {"name": "t"})
     api.call("PATCH", f"tasks/{task['id']}", {"status": "failed", "error": "boom"})
     status, answer = api.call("PATCH", f"tasks/{task['id']}", {"status": "running"})
-    assert status == 409 and "status" in answer["errors"]
+    assert status == 400 and "retry" in answer["errors"]["status"][0]
     status, retried = api.call("POST", f"tasks/{task['id']}/retry")
     assert status == 200 and retried["attempt"] == 2 and retried["status"] == "pending"
     assert api.call("PATCH", f"tasks/{task['id']}", {"status": "running"})[0] == 200
