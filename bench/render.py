@@ -101,6 +101,42 @@ def main(args) -> None:
             )
             injected = page.evaluate("window.injected_")
             flooded = page.evaluate("window.frames_.splice(0)")
+
+            # The log view with 100,000 lines, scrolled from top to bottom in 2 s.
+            page.goto(f"{base}/sessions/{session['id']}/logs/")
+            page.wait_for_selector("#log")
+            page.evaluate(RECORD)
+            logrows = page.evaluate(
+                r"""async () => {
+                  const { LogView } = await import("/static/switchboard/js/logview.js");
+                  const box = document.querySelector("#log");
+                  const view = new LogView(box);
+                  const levels = [10, 20, 20, 30, 40];
+                  const names = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR"};
+                  const entries = Array.from({length: 100000}, (_, i) => ({
+                    id: String(i + 1), seq: i + 1, ts: new Date(1.7e12 + i * 10).toISOString(),
+                    levelno: levels[i % 5], level: names[levels[i % 5]], logger: "bench",
+                    message: `line ${i + 1} \u001b[32mok\u001b[0m` + (i % 50 ? "" : "\n  more"),
+                  }));
+                  const started = performance.now();
+                  view.reset(entries);
+                  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+                  const loadMs = performance.now() - started;
+                  window.frames_.splice(0);
+                  box.scrollTop = 0;
+                  const t0 = performance.now();
+                  await new Promise((done) => {
+                    function step(now) {
+                      const f = Math.min(1, (now - t0) / 2000);
+                      box.scrollTop = f * (box.scrollHeight - box.clientHeight);
+                      if (f < 1) requestAnimationFrame(step); else done();
+                    }
+                    requestAnimationFrame(step);
+                  });
+                  return { loadMs, rows: box.querySelectorAll(".logrow").length };
+                }"""
+            )
+            scrolled = page.evaluate("window.frames_.splice(0)")
             browser.close()
 
     rate = sum(writes) / args.seconds
@@ -125,6 +161,14 @@ def main(args) -> None:
     )
     print(f"ratio to idle          p50 {f50 / i50:5.2f} x   p99 {f99 / i99:5.2f} x")
     print(f"last report drawn      {final['progress']}%")
+    s50, s99, smax, sjank = frame_stats(scrolled)
+    print(
+        f"log view, 100,000 lines: shown in {logrows['loadMs']:.0f} ms, {logrows['rows']} rows in the DOM"
+    )
+    print(
+        f"frames while scrolling p50 {s50:5.1f} ms  p99 {s99:6.1f} ms  max {smax:6.1f} ms  >50 ms: {sjank}"
+    )
+    print(f"ratio to idle          p50 {s50 / i50:5.2f} x   p99 {s99 / i99:5.2f} x")
 
 
 if __name__ == "__main__":
