@@ -124,6 +124,8 @@ def parse_seq(value, name: str) -> int | None:
 
 
 class SwitchboardConsumer(AsyncWebsocketConsumer):
+    closing = False
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         if not await database_sync_to_async(allowed_user)(self.user, self.scope.get("auth")):
@@ -153,6 +155,8 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
     # --- frames from the client -------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.closing:
+            return  # frames still queued behind our close
         self.last_heard = time.monotonic()
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         limit = settings.SWITCHBOARD["MAX_FRAME_BYTES"]
@@ -459,8 +463,23 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         )
 
     async def send_frame(self, text: str) -> None:
+        if self.closing:
+            return
+        try:
+            await self.send(text_data=text)
+        except Exception:
+            # The peer is gone (daphne refuses sends on a closed socket). Stop
+            # sending; the disconnect that follows cleans up. Raising here would
+            # end the consumer before it could.
+            self.closing = True
+            return
         stats.live.messages_sent += 1
-        await self.send(text_data=text)
+
+    async def close(self, code=None, reason=None) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        await super().close(code=code, reason=reason)
 
     async def reply(self, frame_id, body: dict) -> None:
         if frame_id is not None:

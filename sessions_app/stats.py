@@ -6,6 +6,8 @@ the processes seen in the last STALE_SECONDS, so it covers them all.
 """
 
 import asyncio
+import atexit
+import logging
 import os
 import socket
 import time
@@ -16,6 +18,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from sessions_app.models import Event, ServerProcess
+
+log = logging.getLogger("switchboard.stats")
 
 REPORT_SECONDS = 5
 STALE_SECONDS = 15
@@ -36,6 +40,8 @@ class ProcessStats:
         self.connections_total += 1
         loop = asyncio.get_running_loop()
         if self.reporter is None or self.reporter.done() or self.reporter.get_loop() is not loop:
+            if self.reporter is None:
+                atexit.register(forget)
             self.reporter = loop.create_task(report_forever())
 
     def disconnected(self) -> None:
@@ -71,9 +77,21 @@ def report() -> None:
     ServerProcess.objects.filter(seen_at__lt=now - timedelta(hours=1)).delete()
 
 
+def forget() -> None:
+    """At a clean exit, leave the totals at once rather than after STALE_SECONDS."""
+    try:
+        ServerProcess.objects.filter(name=live.name).delete()
+    except Exception:
+        pass  # the database may be gone first; the row then ages out
+
+
 async def report_forever() -> None:
     while True:
-        await database_sync_to_async(report)()
+        try:
+            await database_sync_to_async(report)()
+        except Exception:
+            # A database that is briefly away must not stop the reports for good.
+            log.exception("could not report this process's figures")
         await asyncio.sleep(REPORT_SECONDS)
 
 
