@@ -153,7 +153,6 @@ def record(
 @dataclass
 class StoredFrame:
     seq: int
-    kind: str
     frame: dict
 
 
@@ -186,7 +185,6 @@ def frames_for(events: list[Event], channel: str | None = None) -> list[StoredFr
         frames.append(
             StoredFrame(
                 seq=event.id,
-                kind=event.kind,
                 frame={
                     "type": "event",
                     "channel": channel or primary_channel(event),
