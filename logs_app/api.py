@@ -8,8 +8,8 @@ from ninja import Status as Answer
 from pydantic import Field
 
 from logs_app import services
+from logs_app.schemas import LogsCreated, LogsIn, LogsOut, RateOut
 from sessions_app.api import ERRORS, changeable_session, visible_session
-from sessions_app.schemas import LogsCreated, LogsIn, LogsOut, RateOut
 from sessions_app.services import ServiceError
 
 router = Router(tags=["logs"])

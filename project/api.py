@@ -7,7 +7,7 @@ from ninja.errors import ValidationError
 from logs_app.api import router as logs_router
 from sessions_app.api import router as sessions_router
 from sessions_app.auth import API_AUTH
-from sessions_app.services import ServiceError
+from sessions_app.errors import Refused
 
 api = NinjaAPI(
     title="Switchboard API",
@@ -40,9 +40,13 @@ def invalid_input(request, exc: ValidationError):
     return api.create_response(request, {"detail": detail, "errors": errors}, status=400)
 
 
-@api.exception_handler(ServiceError)
-def refused(request, exc: ServiceError):
-    body = {"detail": f"{exc.field}: {exc.message}", "errors": {exc.field: [exc.message]}}
+@api.exception_handler(Refused)
+def refused(request, exc: Refused):
+    """Every refusal of a service or a check, answered in one shape."""
+    if exc.field:
+        body = {"detail": f"{exc.field}: {exc.message}", "errors": {exc.field: [exc.message]}}
+    else:
+        body = {"detail": exc.message}
     return api.create_response(request, body, status=exc.status_code)
 
 

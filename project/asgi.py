@@ -9,13 +9,21 @@ django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
-from sessions_app.auth import BindPublisher, IdentityMiddleware  # noqa: E402
+from sessions_app.auth import IdentityMiddleware  # noqa: E402
+from sessions_app.events import BindPublisher  # noqa: E402
+from sessions_app.flow import FlowApp  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": BindPublisher(django_asgi_app),
-        "websocket": IdentityMiddleware(URLRouter(websocket_urlpatterns)),
-    }
+application = BindPublisher(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": FlowApp(
+                IdentityMiddleware(URLRouter(websocket_urlpatterns)),
+                limit=lambda: settings.SWITCHBOARD["SEND_BUFFER_BYTES"],
+            ),
+        }
+    )
 )

@@ -175,6 +175,11 @@ SWITCHBOARD = {
     # past that are skipped with a log.skipped notice naming exactly which.
     "LOG_LINES_PER_SECOND": env_int("SWITCHBOARD_LOG_LINES_PER_SECOND", 2000, minimum=1),
     "LOG_LINES_BURST": env_int("SWITCHBOARD_LOG_LINES_BURST", 10000, minimum=1),
+    # Bytes the server holds for one socket that does not read what it is sent;
+    # past that it is paused, and caught up from the database once it reads.
+    "SEND_BUFFER_BYTES": env_int("SWITCHBOARD_SEND_BUFFER_BYTES", 2 * 1024 * 1024, minimum=16384),
+    # Seconds a socket may stay paused before it is closed (4503).
+    "SLOW_CLOSE": env_int("SWITCHBOARD_SLOW_CLOSE", 120, minimum=1),
     # Seconds between system.stats frames on the system channel.
     "STATS_INTERVAL": env_int("SWITCHBOARD_STATS_INTERVAL", 5, minimum=1),
 }

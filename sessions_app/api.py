@@ -1,5 +1,7 @@
 """HTTP API for sessions, tasks, events and stats (mounted at /api/v1/ by project/api.py)."""
 
+from typing import Any
+
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema
@@ -7,7 +9,6 @@ from ninja import Status as Answer
 from ninja.errors import HttpError
 from pydantic import Field
 
-from logs_app import services as log_services
 from sessions_app import access, events, services, stats, streams
 from sessions_app.models import TASK_STATUSES, Event, Session, Status, Task
 from sessions_app.schemas import (
@@ -255,45 +256,24 @@ def list_events(request, query: Query[EventsQuery]):
         cursor = stored[-1].seq if stored else query.since
         has_more = len(batch) > query.limit
     else:
-        try:
-            ref = streams.parse(query.channel)
-            if ref.kind == "system":
-                raise streams.ChannelError("invalid_channel", "the system channel is live only")
-            streams.check_access(user, ref)
-        except streams.ChannelError as error:
-            code = 403 if error.code == "forbidden" else 400
-            raise HttpError(code, f"channel: {error.message}") from None
-        log_filter = log_services.LogFilter()
-        if ref.kind == "logs":
-            log_filter = log_services.parse_filter(
-                {
-                    k: v
-                    for k, v in (("level", query.level), ("task", query.task), ("q", query.q))
-                    if v
-                }
-            )
+        ref, narrowing = _channel(user, query)
+        stream = ref.stream
         frames, cursor = streams.read_visible(user, ref, query.since, query.limit)
-        if not log_filter.is_empty:
-            frames = [f for f in (streams.filter_entries(f, log_filter) for f in frames) if f]
+        frames = [f for f in (stream.narrow(f, narrowing) for f in frames) if f is not None]
         has_more = events.channel_head(ref.name) > cursor
     return {"results": frames, "seq": cursor, "has_more": has_more, "reset": reset}
 
 
-def _channel(user, query) -> tuple[streams.ChannelRef, log_services.LogFilter]:
-    """The channel a query names, checked for access, and its log filter."""
-    try:
-        ref = streams.parse(query.channel)
-        streams.check_access(user, ref)
-        if ref.kind == "system":
-            raise streams.ChannelError("invalid_channel", "the system channel is live only")
-    except streams.ChannelError as error:
-        code = 403 if error.code == "forbidden" else 400
-        raise HttpError(code, f"channel: {error.message}") from None
-    log_filter = log_services.LogFilter()
-    if ref.kind == "logs":
-        raw = {"level": query.level, "task": query.task, "q": query.q}
-        log_filter = log_services.parse_filter({k: v for k, v in raw.items() if v})
-    return ref, log_filter
+def _channel(user, query) -> tuple[streams.ChannelRef, Any]:
+    """The channel a query names, checked for access, and its filter
+    (level, task and q narrow a logs channel; other channels ignore them)."""
+    ref = streams.parse(query.channel)
+    ref.stream.check_access(user, ref)
+    if ref.kind == "system":
+        raise streams.ChannelError("invalid_channel", "the system channel is live only")
+    raw = {k: getattr(query, k) for k in ("level", "task", "q") if getattr(query, k)}
+    narrowing = ref.stream.parse_filter(raw if ref.stream.filters else None)
+    return ref, narrowing
 
 
 class SnapshotQuery(Schema):
@@ -309,8 +289,8 @@ def get_snapshot(request, query: Query[SnapshotQuery]):
 
     For clients that cannot hold a socket: take the snapshot, then poll
     /events with `since` set to its `seq`."""
-    ref, log_filter = _channel(request.auth, query)
-    opened = streams.open_channel(request.auth, ref, None, log_filter)
+    ref, narrowing = _channel(request.auth, query)
+    opened = streams.open_channel(request.auth, ref, None, narrowing)
     return {"channel": ref.name, "seq": opened.cursor, "snapshot": opened.snapshot}
 
 

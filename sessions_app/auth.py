@@ -6,7 +6,6 @@ Bearer <token>`, with no Origin needed (an Origin that is present must still
 be allowed). Anything else is refused at the handshake (HTTP 403).
 """
 
-import asyncio
 from urllib.parse import urlparse
 
 from channels.auth import AuthMiddlewareStack
@@ -14,7 +13,6 @@ from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from ninja.security import HttpBearer, SessionAuth
 
-from sessions_app.events import publisher
 from sessions_app.models import ApiToken
 
 
@@ -47,7 +45,6 @@ class IdentityMiddleware:
         self.cookie_app = AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
 
     async def __call__(self, scope, receive, send):
-        publisher.bind(asyncio.get_running_loop())
         headers = scope.get("headers", [])
         token = bearer_token(headers)
         if token is None:
@@ -58,17 +55,6 @@ class IdentityMiddleware:
         if user is None:
             return await WebsocketDenier()(scope, receive, send)
         return await self.token_app(dict(scope, user=user, auth="token"), receive, send)
-
-
-class BindPublisher:
-    """Lets sync views publish on the server's loop (see events.Publisher)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):
-        publisher.bind(asyncio.get_running_loop())
-        return await self.inner(scope, receive, send)
 
 
 def allowed_user(user, auth: str) -> bool:

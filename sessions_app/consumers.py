@@ -1,28 +1,34 @@
 """The one WebSocket endpoint, /ws/: many subscriptions on one connection.
 
-Live frames arrive from the channel layer already serialized (events.record)
-and are relayed as they are. Each subscription keeps a cursor, the seq of the
-last event relayed; a frame whose `prev` is past the cursor means something
-went missing on the way (a layer that dropped it, two writers whose messages
-crossed), and the gap is filled from the database, in order, before going on.
+The consumer speaks the protocol. Live messages reach it from the process's
+hub (sessions_app.hub), one layer message per process, already serialized
+(events.record); each subscription relays them in order from its cursor, the
+seq of the last event relayed. A message whose `prev` is past the cursor
+means something went missing on the way (a layer that dropped it, two
+writers whose messages crossed, a layer restart): the subscription then
+catches up from the database, in order, before it goes on. A socket that
+does not read is paused (sessions_app.flow) and caught up the same way once
+it has drained, so the server never buffers more than a bound for it.
 """
 
 import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.utils import timezone
 
-from logs_app import services as log_services
 from sessions_app import access, events, services, stats, streams
 from sessions_app.auth import allowed_user
+from sessions_app.errors import Refused
+from sessions_app.flow import EXTENSION as FLOW
+from sessions_app.hub import get_hub
 from sessions_app.models import Event
 
 log = logging.getLogger("switchboard.consumers")
@@ -32,51 +38,18 @@ CLOSE_IDLE = 4408
 CLOSE_FLOOD = 4429
 # daphne (autobahn) sends only 1000 or 3000-4999 from an application, so not 1009.
 CLOSE_TOO_LARGE = 4413
+# A socket that has not read what it was sent for SLOW_CLOSE seconds.
+CLOSE_SLOW = 4503
 # A flooding client is dropped when its refused frames, forgiven at
 # FLOOD_FORGIVE a second, pile up past FLOOD_LIMIT: sending at twice the rate
 # limit trips it within seconds, however fast the server drains the frames.
 FLOOD_LIMIT = 500
 FLOOD_FORGIVE = 50
-BACKLOG_PAGE = 500
-# A log.append event carries up to LOG_FRAME_ENTRIES lines: page those finer.
-LOG_BACKLOG_PAGE = 10
 HEAD_CHECK_SECONDS = 20.0
-
-
-class FrameError(Exception):
-    def __init__(self, code: str, message: str, field: str | None = None, **extra) -> None:
-        super().__init__(message)
-        self.code, self.message, self.field, self.extra = code, message, field, extra
-
-
-@dataclass
-class Skipped:
-    """Live log lines not sent to one subscriber, as one notice."""
-
-    seq: int = 0
-    count: int = 0
-    errors: int = 0
-    first_id: int = 0
-    last_id: int = 0
-
-    def add(self, seq: int, entries: list[dict]) -> None:
-        self.seq = seq
-        self.count += len(entries)
-        self.errors += sum(1 for e in entries if e["levelno"] >= 40)
-        ids = [int(e["id"]) for e in entries]
-        self.first_id = min(ids + ([self.first_id] if self.first_id else []))
-        self.last_id = max(ids + [self.last_id])
-
-
-@dataclass
-class Subscription:
-    ref: streams.ChannelRef
-    cursor: int
-    log_filter: log_services.LogFilter = field(default_factory=log_services.LogFilter)
-    ticker: asyncio.Task | None = None
-    budget: "TokenBucket | None" = None
-    skipped: Skipped | None = None
-    flusher: asyncio.TimerHandle | None = None
+# Live messages held for a subscription while it catches up; past this it
+# reads them from the database instead.
+INBOX_LIMIT = 1000
+RETRY_MAX = 10.0
 
 
 class TokenBucket:
@@ -95,36 +68,87 @@ class TokenBucket:
         return False
 
 
-# Parsed log.append frames, shared by the filtered subscribers of one process.
-_parsed: OrderedDict[tuple[str, int], dict] = OrderedDict()
+@dataclass(eq=False)
+class Subscription:
+    """One channel on one connection: its cursor and its live state.
 
+    `busy` while it catches up from the database: live messages then wait in
+    `inbox` (or, past INBOX_LIMIT or while the socket is paused, are dropped
+    and `behind` is set, to be read from the database instead).
+    """
 
-def parsed_frame(message: dict) -> dict:
-    key = (message["channel"], message["seq"])
-    frame = _parsed.get(key)
-    if frame is None:
-        frame = _parsed[key] = json.loads(message["frame"])
-        if len(_parsed) > 256:
-            _parsed.popitem(last=False)
-    return frame
+    consumer: "SwitchboardConsumer"
+    ref: streams.ChannelRef
+    narrowing: Any
+    relay: streams.Relay
+    cursor: int = 0
+    busy: bool = True
+    behind: bool = False
+    counted: bool = False
+    inbox: deque = field(default_factory=deque)
+    flusher: asyncio.TimerHandle | None = None
+    ticker: asyncio.Task | None = None
+
+    async def deliver(self, message: dict) -> None:
+        await self.consumer.on_message(self, message)
+
+    def lost(self) -> None:
+        self.behind = True
+        self.consumer.catch_up_later(self)
 
 
 def parse_seq(value, name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise FrameError("invalid_action", f"{name} must be a whole number ≥ 0", name)
+        raise Refused(f"{name} must be a whole number ≥ 0", field=name)
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or value < 0:
-        raise FrameError("invalid_action", f"{name} must be a whole number ≥ 0", name)
+        raise Refused(f"{name} must be a whole number ≥ 0", field=name)
     return value
 
 
+class Watchdog:
+    """One task per process closes connections silent for too long (not one per socket)."""
+
+    def __init__(self) -> None:
+        self.connections: dict[SwitchboardConsumer, None] = {}
+        self.task: asyncio.Task | None = None
+
+    def watch(self, consumer: "SwitchboardConsumer") -> None:
+        self.connections[consumer] = None
+        if self.task is None or self.task.done() or self.task.get_loop().is_closed():
+            self.task = asyncio.get_running_loop().create_task(self.run())
+
+    def forget(self, consumer: "SwitchboardConsumer") -> None:
+        self.connections.pop(consumer, None)
+
+    async def run(self) -> None:
+        timeout = settings.SWITCHBOARD["IDLE_TIMEOUT"]
+        step = min(5.0, max(timeout / 4, 0.25))
+        while self.connections:
+            await asyncio.sleep(step)
+            now = time.monotonic()
+            for consumer in list(self.connections):
+                try:
+                    await consumer.check(now, timeout)
+                except Exception:
+                    log.exception("connection check failed")
+
+
+watchdog = Watchdog()
+
+
 class SwitchboardConsumer(AsyncWebsocketConsumer):
+    # No layer channel per socket: the process's hub receives for all of them.
+    channel_layer_alias = "switchboard.none"
+    accepted = False
     closing = False
+    paused = False
+    holding = 0
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")
@@ -133,24 +157,46 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             return
         self.sees_all = await database_sync_to_async(access.sees_all)(self.user)
         self.subs: dict[str, Subscription] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.hub = get_hub()
         conf = settings.SWITCHBOARD
         self.bucket = TokenBucket(conf["RATE_PER_SECOND"], conf["RATE_BURST"])
         self.refused, self.refused_at = 0.0, time.monotonic()
         self.heads_checked = 0.0
         self.last_heard = time.monotonic()
+        self.paused_at: float | None = None
         await self.accept()
-        stats.live.connected()
         self.accepted = True
-        self.watchdog = asyncio.create_task(self.idle_watch(conf["IDLE_TIMEOUT"]))
+        stats.live.connected()
+        flow = (self.scope.get("extensions") or {}).get(FLOW)
+        if flow is not None:
+            flow.attach(self.on_pause, self.on_resume)
+        watchdog.watch(self)
 
     async def disconnect(self, code) -> None:
-        if not getattr(self, "accepted", False):
+        if not self.accepted:
             return
         self.accepted = False
+        self.closing = True
         stats.live.disconnected()
-        self.watchdog.cancel()
+        if self.paused:
+            stats.live.paused -= 1
+        watchdog.forget(self)
+        for task in list(self.tasks):
+            task.cancel()
         for channel in list(self.subs):
             await self.drop(channel)
+
+    async def check(self, now: float, timeout: float) -> None:
+        """The watchdog's round: silence, and sockets that stopped reading."""
+        if now - self.last_heard > timeout:
+            log.info("closing a connection silent for over %s s", timeout)
+            await self.close(code=CLOSE_IDLE)
+        elif (
+            self.paused_at is not None and now - self.paused_at > settings.SWITCHBOARD["SLOW_CLOSE"]
+        ):
+            log.info("closing a connection that has not read for %s s", now - self.paused_at)
+            await self.close(code=CLOSE_SLOW)
 
     # --- frames from the client -------------------------------------------------
 
@@ -162,7 +208,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         limit = settings.SWITCHBOARD["MAX_FRAME_BYTES"]
         if size > limit:
             await self.send_error(
-                None, FrameError("too_large", f"frames are limited to {limit} bytes")
+                None, Refused(f"frames are limited to {limit} bytes", code="too_large")
             )
             await self.close(code=CLOSE_TOO_LARGE)
             return
@@ -175,44 +221,38 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
                 await self.close(code=CLOSE_FLOOD)
             elif int(self.refused) % 100 == 1:
                 await self.send_error(
-                    None, FrameError("rate_limited", "too many frames; slow down")
+                    None, Refused("too many frames; slow down", code="rate_limited")
                 )
             return
         frame_id = None
         try:
-            if text_data is None:
-                raise FrameError("invalid_json", "frames must be JSON text, not binary")
-            try:
-                frame = json.loads(text_data)
-            except ValueError as error:
-                raise FrameError("invalid_json", f"not valid JSON: {error}") from None
-            if not isinstance(frame, dict):
-                raise FrameError("invalid_json", "a frame must be a JSON object")
+            frame = parse_frame(text_data)
             frame_id = frame.get("id")
             if frame_id is not None and (
                 isinstance(frame_id, bool) or not isinstance(frame_id, (str, int, float))
             ):
                 frame_id = None
-                raise FrameError("invalid_action", "id must be a string or a number", "id")
+                raise Refused("id must be a string or a number", field="id")
             action = frame.get("action")
             if not isinstance(action, str) or not action:
-                raise FrameError("invalid_action", "every frame needs an action", "action")
+                raise Refused("every frame needs an action", field="action")
             if action not in ACTIONS:
-                raise FrameError(
-                    "invalid_action",
-                    f"unknown action {action[:50]!r}; known: {', '.join(ACTIONS)}",
-                    "action",
+                raise Refused(
+                    f"unknown action {action[:50]!r}; known: {', '.join(ACTIONS)}", field="action"
                 )
             await getattr(self, f"do_{action}")(frame, frame_id)
-        except FrameError as error:
+        except Refused as error:
             await self.send_error(frame_id, error)
         except Exception:
             log.exception("frame failed")
-            await self.send_error(frame_id, FrameError("internal", "the server could not do that"))
+            await self.send_error(
+                frame_id, Refused("the server could not do that", code="internal")
+            )
+        finally:
+            await self.release()
 
     async def do_ping(self, frame: dict, frame_id) -> None:
-        reply = {"type": "pong", "ts": frame.get("ts")}
-        await self.reply(frame_id, reply)
+        await self.reply(frame_id, {"type": "pong", "ts": frame.get("ts")})
         # A safety net for a frame the layer lost while nothing followed it:
         # at most once per HEAD_CHECK_SECONDS, so pinging fast costs nothing more.
         now = time.monotonic()
@@ -223,62 +263,56 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             for name, head in heads.items():
                 sub = self.subs.get(name)
                 if sub is not None and head > sub.cursor:
-                    await self.catch_up(sub)
+                    sub.behind = True
+                    self.catch_up_later(sub)
 
     async def do_subscribe(self, frame: dict, frame_id) -> None:
         channel = frame.get("channel")
         if not isinstance(channel, str) or not channel:
-            raise FrameError("invalid_action", "subscribe needs a channel", "channel")
+            raise Refused("subscribe needs a channel", field="channel")
         since = parse_seq(frame.get("since"), "since")
-        try:
-            ref = streams.parse(channel)
-        except streams.ChannelError as error:
-            raise self.channel_error(error) from None
-        raw_filter = frame.get("filter")
-        if ref.kind != "logs" and raw_filter not in (None, {}):
-            raise FrameError("invalid_action", "filter applies to logs channels only", "filter")
-        try:
-            log_filter = log_services.parse_filter(raw_filter)
-        except services.ServiceError as error:
-            raise FrameError("invalid_action", error.message, "filter") from None
+        ref = streams.parse(channel)
+        stream = ref.stream
+        narrowing = stream.parse_filter(frame.get("filter"))
         if channel in self.subs:
             await self.drop(channel)
-        group = events.group_for(channel)
-        # Join the group first: nothing committed after the cursor is read can be missed.
-        await self.channel_layer.group_add(group, self.channel_name)
+        sub = Subscription(self, ref, narrowing, stream.relay(narrowing))
+        self.subs[channel] = sub
+        if ref.kind != "system":
+            # Listen first: nothing committed after the cursor is read can be missed.
+            await self.hub.join(channel, sub)
         try:
             opened = await database_sync_to_async(streams.open_channel)(
-                self.user, ref, since, log_filter
+                self.user, ref, since, narrowing
             )
-        except streams.ChannelError as error:
-            await self.channel_layer.group_discard(group, self.channel_name)
-            raise self.channel_error(error) from None
         except BaseException:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.drop(channel)
             raise
-        sub = Subscription(ref=ref, cursor=opened.cursor, log_filter=log_filter)
-        if ref.kind == "logs":
-            conf = settings.SWITCHBOARD
-            sub.budget = TokenBucket(conf["LOG_LINES_PER_SECOND"], conf["LOG_LINES_BURST"])
-        self.subs[channel] = sub
+        if self.subs.get(channel) is not sub:
+            return  # unsubscribed meanwhile
+        sub.cursor = opened.cursor
+        sub.counted = True
         stats.live.subscribed(channel)
         reply = {"type": "subscribed", "channel": channel, "seq": opened.cursor}
         if opened.snapshot is not None:
             reply["snapshot"] = opened.snapshot
         if opened.reset:
             reply["reset"] = True
-        if ref.kind == "logs":
-            reply["filter"] = log_filter.as_json()
+        described = stream.describe_filter(narrowing)
+        if described is not None:
+            reply["filter"] = described
         await self.reply(frame_id, reply)
         if ref.kind == "system":
+            sub.busy = False
             sub.ticker = asyncio.create_task(self.tick_stats(sub))
-        elif since is not None and not opened.reset:
-            await self.catch_up(sub)
+            return
+        sub.behind = since is not None and not opened.reset
+        await self.settle(sub)
 
     async def do_unsubscribe(self, frame: dict, frame_id) -> None:
         channel = frame.get("channel")
         if not isinstance(channel, str) or not channel:
-            raise FrameError("invalid_action", "unsubscribe needs a channel", "channel")
+            raise Refused("unsubscribe needs a channel", field="channel")
         was = channel in self.subs
         await self.drop(channel)
         await self.reply(
@@ -288,9 +322,13 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
     async def do_cancel_task(self, frame: dict, frame_id) -> None:
         task_id = parse_seq(frame.get("task_id"), "task_id")
         if not task_id:
-            raise FrameError("invalid_action", "cancel_task needs a task_id", "task_id")
-        outcome = await database_sync_to_async(self.cancel)(task_id)
-        task, changed, update = outcome
+            raise Refused("cancel_task needs a task_id", field="task_id")
+        # Live frames wait until the ack is out: "ack, then a task.update".
+        self.holding += 1
+        try:
+            task, changed, update = await database_sync_to_async(self.cancel)(task_id)
+        finally:
+            self.holding -= 1
         await self.reply(
             frame_id,
             {
@@ -307,12 +345,21 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             # Not subscribed to it: the task.update still follows the ack.
             await self.send_frame(update)
 
+    async def release(self) -> None:
+        """Relay what waited while a reply was being made."""
+        if self.holding or self.closing:
+            return
+        for sub in list(self.subs.values()):
+            if sub.inbox and not sub.busy:
+                sub.busy = True
+                await self.settle(sub)
+
     def cancel(self, task_id: int) -> tuple[dict, bool, str | None]:
         task = access.visible_tasks(self.user).select_related("session").filter(pk=task_id).first()
         if task is None:
-            raise FrameError("not_found", f"no task {task_id} that you can see", "task_id")
+            raise Refused(f"no task {task_id} that you can see", code="not_found", field="task_id")
         if not access.can_change(self.user, task.session):
-            raise FrameError("forbidden", "you may not cancel this task", "task_id")
+            raise Refused("you may not cancel this task", code="forbidden", field="task_id")
         task, changed = services.cancel_task(task_id)
         update = None
         if changed:
@@ -322,118 +369,167 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             update = events.dumps(events.frames_for([event], f"task:{task_id}")[0].frame)
         return task.as_json(), changed, update
 
-    # --- frames from the channel layer --------------------------------------------
+    # --- live messages, from the hub ----------------------------------------------
 
     async def dispatch(self, message) -> None:
         # Skip the base class's database hop before every message: handlers that
         # touch the database do it through database_sync_to_async, which closes
-        # stale connections itself. Live frames then cost no thread switch.
+        # stale connections itself.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"no handler for message type {message['type']}")
         await handler(message)
 
-    async def sb_event(self, message: dict) -> None:
-        sub = self.subs.get(message["channel"])
-        if sub is None or message["seq"] <= sub.cursor:
+    async def on_message(self, sub: Subscription, message: dict) -> None:
+        if self.subs.get(sub.ref.name) is not sub or self.closing:
+            return
+        if self.paused or sub.busy or self.holding:
+            if self.paused or len(sub.inbox) >= INBOX_LIMIT:
+                sub.behind = True  # read from the database when it can go on
+            else:
+                sub.inbox.append(message)
+            return
+        if message["seq"] <= sub.cursor:
             return
         if message["prev"] > sub.cursor:
-            await self.catch_up(sub)
+            sub.inbox.append(message)
+            self.catch_up_later(sub)
             return
+        await self.relay_live(sub, message)
+
+    async def relay_live(self, sub: Subscription, message: dict) -> None:
         sub.cursor = message["seq"]
-        hidden = sub.ref.kind in streams.SHARED and not self.sees_all
-        if hidden and message.get("owner_id") != self.user.pk:
+        key = sub.ref.stream.shared_key
+        if key and not self.sees_all and message.get("owner_id") != self.user.pk:
             return
-        if sub.ref.kind == "logs":
-            await self.relay_log(sub, message)
-            return
-        await self.send_frame(message["frame"])
+        frames, flush_after = sub.relay.live(message)
+        for frame in frames:
+            await self.send_frame(frame)
+        if flush_after is not None and sub.flusher is None:
+            loop = asyncio.get_running_loop()
+            sub.flusher = loop.call_later(flush_after, self.flush_later, sub)
 
-    async def relay_log(self, sub: Subscription, message: dict) -> None:
-        """A live log batch, filtered, within the subscriber's line budget.
+    def flush_later(self, sub: Subscription) -> None:
+        sub.flusher = None
+        if self.subs.get(sub.ref.name) is sub:
+            self.spawn(self.flush(sub))
 
-        Past the budget (a flood), the batch is not sent; one log.skipped
-        notice then says how many lines, how many errors, and which ids, so
-        the page can fetch exactly those lines. The stream itself never waits.
-        """
-        frame = None
-        count = message.get("count", 0)
-        if not sub.log_filter.is_empty:
-            frame = streams.filter_entries(parsed_frame(message), sub.log_filter)
-            if frame is None:
-                return
-            count = len(frame["data"]["entries"])
-        if not sub.budget.take(count):
-            entries = (frame or parsed_frame(message))["data"]["entries"]
-            sub.skipped = sub.skipped or Skipped()
-            sub.skipped.add(message["seq"], entries)
-            if sub.flusher is None:
-                loop = asyncio.get_running_loop()
-                sub.flusher = loop.call_later(
-                    1.0, lambda: asyncio.ensure_future(self.tell_skipped(sub))
-                )
-            return
-        await self.tell_skipped(sub)
-        await self.send_frame(events.dumps(frame) if frame else message["frame"])
+    async def flush(self, sub: Subscription) -> None:
+        for frame in sub.relay.flush():
+            await self.send_frame(frame)
 
-    async def tell_skipped(self, sub: Subscription) -> None:
-        if sub.flusher is not None:
-            sub.flusher.cancel()
-            sub.flusher = None
-        skipped, sub.skipped = sub.skipped, None
-        if skipped is None or self.subs.get(sub.ref.name) is not sub:
+    def spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def catch_up_later(self, sub: Subscription) -> None:
+        """Read what the subscription missed from the database, in a task of its own."""
+        if sub.busy:
+            sub.behind = True  # the running catch-up goes round once more
             return
-        frame = {
-            "type": "event",
-            "channel": sub.ref.name,
-            "event": "log.skipped",
-            "seq": skipped.seq,
-            "ts": timezone.now().isoformat(),
-            "data": {
-                "count": skipped.count,
-                "errors": skipped.errors,
-                "first_id": str(skipped.first_id),
-                "last_id": str(skipped.last_id),
-            },
-        }
-        await self.send_frame(events.dumps(frame))
+        if self.subs.get(sub.ref.name) is not sub or self.closing or self.paused:
+            return
+        sub.busy = True
+        self.spawn(self.settle(sub))
+
+    async def settle(self, sub: Subscription) -> None:
+        """Catch up from the database when behind, then relay what queued
+        meanwhile, until the subscription is live again. Errors are logged
+        and retried; they never end the connection."""
+        delay = 0.5
+        try:
+            while self.subs.get(sub.ref.name) is sub and not self.paused and not self.closing:
+                stuck = False
+                if sub.behind:
+                    sub.behind = False
+                    before = sub.cursor
+                    try:
+                        await self.catch_up(sub)
+                    except Exception:
+                        log.exception("could not read %s after seq %s", sub.ref.name, sub.cursor)
+                        sub.behind = True
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, RETRY_MAX)
+                        continue
+                    # Nothing stored before the next queued message that we have
+                    # not read: take that message as it is, rather than wait.
+                    stuck = sub.cursor == before and not sub.behind
+                while sub.inbox and not sub.behind and not self.paused:
+                    message = sub.inbox.popleft()
+                    if message["seq"] <= sub.cursor:
+                        continue
+                    if message["prev"] > sub.cursor and not stuck:
+                        sub.inbox.appendleft(message)
+                        sub.behind = True
+                        break
+                    stuck = False
+                    await self.relay_live(sub, message)
+                if not sub.behind:
+                    return
+        finally:
+            if self.subs.get(sub.ref.name) is sub:
+                sub.busy = False
 
     async def catch_up(self, sub: Subscription) -> None:
         """Relay every stored event of the channel after the cursor, in order."""
+        stream = sub.ref.stream
         while self.subs.get(sub.ref.name) is sub:
-            page = LOG_BACKLOG_PAGE if sub.ref.kind == "logs" else BACKLOG_PAGE
             frames, cursor = await database_sync_to_async(streams.read_visible)(
-                self.user, sub.ref, sub.cursor, page
+                self.user, sub.ref, sub.cursor, stream.backlog_page
             )
             if cursor == sub.cursor:
                 return
             for frame in frames:
-                if sub.ref.kind == "logs" and not sub.log_filter.is_empty:
-                    frame = streams.filter_entries(frame, sub.log_filter)
-                    if frame is None:
-                        continue
-                await self.send_frame(events.dumps(frame))
+                if self.paused or self.closing:
+                    sub.behind = True
+                    return
+                narrowed = stream.narrow(frame, sub.narrowing)
+                if narrowed is not None:
+                    await self.send_frame(events.dumps(narrowed))
+                sub.cursor = frame["seq"]
             sub.cursor = cursor
+
+    # --- a socket that does not read ----------------------------------------------
+
+    def on_pause(self) -> None:
+        """Its transport holds the bound: send it nothing more for now."""
+        if not self.paused:
+            self.paused = True
+            self.paused_at = time.monotonic()
+            stats.live.paused += 1
+            stats.live.pauses += 1
+
+    def on_resume(self) -> None:
+        """It has drained: catch each subscription up from where it stopped."""
+        if not self.paused:
+            return
+        self.paused = False
+        self.paused_at = None
+        stats.live.paused -= 1
+        if self.closing:
+            return
+        for sub in list(self.subs.values()):
+            if sub.behind or sub.inbox:
+                sub.behind = True
+                self.catch_up_later(sub)
+
+    # --- the system channel ---------------------------------------------------------
 
     async def tick_stats(self, sub: Subscription) -> None:
         interval = settings.SWITCHBOARD["STATS_INTERVAL"]
         while True:
             await asyncio.sleep(interval)
-            figures = await database_sync_to_async(stats.snapshot)()
+            try:
+                figures = await database_sync_to_async(stats.snapshot)()
+            except Exception:
+                log.exception("could not read the figures for the system channel")
+                continue
             sub.cursor = figures["last_seq"]
-            frame = {
-                "type": "event",
-                "channel": "system",
-                "event": "system.stats",
-                "seq": figures["last_seq"],
-                "ts": figures["ts"],
-                "data": figures,
-            }
+            frame = events.event_frame(
+                "system", "system.stats", figures["last_seq"], figures["ts"], figures
+            )
             await self.send_frame(events.dumps(frame))
-
-    async def sb_alert(self, message: dict) -> None:
-        if "system" in self.subs:
-            await self.send_frame(message["frame"])
 
     # --- helpers ------------------------------------------------------------------
 
@@ -441,29 +537,20 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         sub = self.subs.pop(channel, None)
         if sub is None:
             return
-        stats.live.unsubscribed(channel)
+        if sub.counted:
+            stats.live.unsubscribed(channel)
         if sub.ticker is not None:
             sub.ticker.cancel()
         if sub.flusher is not None:
             sub.flusher.cancel()
-        await self.channel_layer.group_discard(events.group_for(channel), self.channel_name)
-
-    async def idle_watch(self, timeout: int) -> None:
-        step = min(30.0, max(timeout / 4, 0.25))
-        while True:
-            await asyncio.sleep(step)
-            if time.monotonic() - self.last_heard > timeout:
-                log.info("closing a connection silent for over %s s", timeout)
-                await self.close(code=CLOSE_IDLE)
-                return
-
-    def channel_error(self, error: streams.ChannelError) -> FrameError:
-        return FrameError(
-            error.code, error.message, "channel", available_channels=events.AVAILABLE_CHANNELS
-        )
+        sub.inbox.clear()
+        await self.hub.leave(channel, sub)
 
     async def send_frame(self, text: str) -> None:
         if self.closing:
+            return
+        if self.paused:
+            stats.live.dropped += 1
             return
         try:
             await self.send(text_data=text)
@@ -476,7 +563,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         stats.live.messages_sent += 1
 
     async def close(self, code=None, reason=None) -> None:
-        if self.closing:
+        if self.closing and self.accepted:
             return
         self.closing = True
         await super().close(code=code, reason=reason)
@@ -486,11 +573,24 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             body = {"type": body.pop("type"), "id": frame_id, **body}
         await self.send_frame(events.dumps(body))
 
-    async def send_error(self, frame_id, error: FrameError) -> None:
-        body = {"type": "error", "code": error.code, "message": error.message}
+    async def send_error(self, frame_id, error: Refused) -> None:
+        body = {"type": "error", "code": error.frame_code, "message": error.message}
         if error.field:
             body["field"] = error.field
         body.update(error.extra)
-        if error.code == "invalid_channel":
-            body.setdefault("available_channels", events.AVAILABLE_CHANNELS)
+        if isinstance(error, streams.ChannelError):
+            body.setdefault("available_channels", streams.available_channels())
         await self.reply(frame_id, body)
+
+
+def parse_frame(text: str | None) -> dict:
+    """A client frame as a JSON object, or `invalid_json`."""
+    if text is None:
+        raise Refused("frames must be JSON text, not binary", code="invalid_json")
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise Refused(f"not valid JSON: {str(error)[:200]}", code="invalid_json") from None
+    if not isinstance(frame, dict):
+        raise Refused("a frame must be a JSON object", code="invalid_json")
+    return frame

@@ -11,7 +11,7 @@ events as the original run and subscribers watch it happen.
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
@@ -19,22 +19,42 @@ from django.core.management.color import no_style
 from django.db import connection
 from pydantic import ValidationError
 
-from logs_app import services as log_services
-from logs_app.models import LogEntry
 from sessions_app import events, services
 from sessions_app.models import TERMINAL, Event, Session, Task
-from sessions_app.schemas import LogEntryIn, SessionPatch, TaskPatch
+from sessions_app.schemas import SessionPatch, TaskPatch
 
-KINDS = {
+CORE_KINDS = {
     "session.update",
     "session.deleted",
     "task.update",
     "task.deleted",
     "progress.update",
     "task.output",
-    "log.append",
 }
 TASK_KINDS = {"task.update", "task.deleted", "progress.update", "task.output"}
+
+
+@dataclass
+class Kind:
+    """An event kind another app replays: `check(data)` validates a line's data
+    (ValueError with a message naming the field) and returns what `apply`
+    needs; `apply(replay, line, session_id)` applies it through its services.
+    `models` get their id sequences moved past replayed ids."""
+
+    check: Callable[[dict], Any]
+    apply: Callable[["Replay", "Line", int], None]
+    models: tuple = ()
+
+
+_kinds: dict[str, Kind] = {}
+
+
+def register(kind: str, handler: Kind) -> None:
+    _kinds[kind] = handler
+
+
+def known_kinds() -> set[str]:
+    return CORE_KINDS | set(_kinds)
 
 
 # --- export -------------------------------------------------------------------------
@@ -104,10 +124,11 @@ class Line:
     session: str
     task: str | None
     data: dict
-    entries: list[dict] = field(default_factory=list)
+    checked: Any = None
 
 
-def _errors(error: ValidationError, prefix: str = "data") -> str:
+def describe(error: ValidationError, prefix: str = "data") -> str:
+    """The first problem of a validation error, naming the field."""
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     return f"{prefix}.{where}: {first['msg']}" if where else f"{prefix}: {first['msg']}"
@@ -126,8 +147,9 @@ def parse_lines(lines: Iterator[str]) -> list[Line]:
         if not isinstance(item, dict):
             raise ReplayError(number, "each line must be a JSON object")
         kind = item.get("event")
-        if kind not in KINDS:
-            raise ReplayError(number, f"unknown event {kind!r}; one of {', '.join(sorted(KINDS))}")
+        kinds = known_kinds()
+        if kind not in kinds:
+            raise ReplayError(number, f"unknown event {kind!r}; one of {', '.join(sorted(kinds))}")
         session = item.get("session")
         if isinstance(session, int) and not isinstance(session, bool):
             session = str(session)
@@ -156,20 +178,13 @@ def parse_lines(lines: Iterator[str]) -> list[Line]:
             elif kind == "task.output":
                 if not isinstance(data.get("chunk"), str):
                     raise ReplayError(number, "data.chunk must be a string")
-            elif kind == "log.append":
-                entries = data.get("entries")
-                if not isinstance(entries, list):
-                    raise ReplayError(number, "data.entries must be a list")
-                for index, entry in enumerate(entries):
-                    if not isinstance(entry, dict):
-                        raise ReplayError(number, f"data.entries.{index} must be an object")
-                    try:
-                        checked = LogEntryIn(**_pick(entry, LogEntryIn)).dict()
-                    except ValidationError as error:
-                        raise ReplayError(number, _errors(error, f"data.entries.{index}")) from None
-                    line.entries.append(checked)
+            elif kind in _kinds:
+                try:
+                    line.checked = _kinds[kind].check(data)
+                except ValueError as error:
+                    raise ReplayError(number, str(error)) from None
         except ValidationError as error:
-            raise ReplayError(number, _errors(error)) from None
+            raise ReplayError(number, describe(error)) from None
         parsed.append(line)
     return parsed
 
@@ -222,14 +237,8 @@ class Replay:
             fields = _changed(current, data, ("status", "metadata", "name"))
             if fields:
                 services.update_session(session_id, **fields)
-        elif line.kind == "log.append":
-            entries = []
-            for entry in line.entries:
-                task_key = entry.get("task_id")
-                entry = dict(entry)
-                entry["task_id"] = self._task(session_id, str(task_key), None) if task_key else None
-                entries.append(entry)
-            log_services.append_entries(session_id, entries)
+        elif line.kind in _kinds:
+            _kinds[line.kind].apply(self, line, session_id)
         elif line.kind == "task.deleted":
             task_id = self._find_task(session_id, line.task)
             if task_id is not None:
@@ -311,6 +320,10 @@ class Replay:
             self.tasks[(session_id, key)] = found
         return found
 
+    def task_id(self, session_id: int, key: str) -> int:
+        """The task a line names (by external_id or id), created if unknown."""
+        return self._task(session_id, key, None)
+
     def _task(self, session_id: int, key: str, data: dict | None) -> int:
         found = self._find_task(session_id, key)
         if found is not None:
@@ -346,7 +359,8 @@ def _free_id(model, key: Any) -> int | None:
 
 def _reset_sequences() -> None:
     """After rows were created with explicit ids, move PostgreSQL's sequences past them."""
-    statements = connection.ops.sequence_reset_sql(no_style(), [Session, Task, LogEntry])
+    models = [Session, Task, *(m for kind in _kinds.values() for m in kind.models)]
+    statements = connection.ops.sequence_reset_sql(no_style(), models)
     if statements:
         with connection.cursor() as cursor:
             for sql in statements:

@@ -28,15 +28,6 @@ log = logging.getLogger("switchboard.events")
 # Any constant works; it names the PostgreSQL advisory lock of event writers.
 EVENT_LOCK_KEY = 0x5B0A2D
 
-AVAILABLE_CHANNELS = [
-    "sessions",
-    "tasks",
-    "session:<id>",
-    "task:<id>",
-    "logs:<session_id>",
-    "system",
-]
-
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -126,16 +117,10 @@ def record(
         [EventChannel(event=event, channel=channel, prev=heads[channel]) for channel in channels]
     )
     body = payload(event) if payload else data
+    ts_text = event.ts.isoformat()
     messages = []
     for channel in channels:
-        frame = {
-            "type": "event",
-            "channel": channel,
-            "event": kind,
-            "seq": event.id,
-            "ts": event.ts.isoformat(),
-            "data": body,
-        }
+        frame = event_frame(channel, kind, event.id, ts_text, body)
         message = {
             "type": "sb.event",
             "channel": channel,
@@ -166,42 +151,55 @@ def read_channel(channel: str, since: int, limit: int = 500) -> list[StoredFrame
     return frames_for([p.event for p in placements], channel)
 
 
-def frames_for(events: list[Event], channel: str | None = None) -> list[StoredFrame]:
-    """Frames for stored events; log.append lines are read back from LogEntry."""
-    from logs_app.models import LogEntry
+# Events whose frame data is not stored in the event row, and how to load it
+# (logs_app registers log.append, whose lines live in LogEntry).
+_loaders: dict[str, Callable[[list[Event]], dict[int, dict]]] = {}
+_primary: dict[str, Callable[[Event], str]] = {}
 
-    log_events = [e for e in events if e.kind == "log.append"]
-    lines: dict[int, list[dict]] = {}
-    if log_events:
-        rows = LogEntry.objects.filter(
-            session_id__in={e.session_id for e in log_events},  # uses (session, seq)
-            seq__in=[e.id for e in log_events],
+
+def register_loader(
+    kind: str,
+    load: Callable[[list[Event]], dict[int, dict]],
+    primary: Callable[[Event], str] | None = None,
+) -> None:
+    """`load(events)` gives the frame data of stored events of `kind` by id;
+    `primary(event)` names the channel such an event is listed under."""
+    _loaders[kind] = load
+    if primary is not None:
+        _primary[kind] = primary
+
+
+def event_frame(channel: str, kind: str, seq: int, ts: str, data: Any) -> dict:
+    """The one shape of an event frame, live or stored."""
+    return {"type": "event", "channel": channel, "event": kind, "seq": seq, "ts": ts, "data": data}
+
+
+def frames_for(events: list[Event], channel: str | None = None) -> list[StoredFrame]:
+    """Frames for stored events (data loaded by its kind's loader when it has one)."""
+    loaded: dict[int, dict] = {}
+    for kind, load in _loaders.items():
+        of_kind = [e for e in events if e.kind == kind]
+        if of_kind:
+            loaded.update(load(of_kind))
+    return [
+        StoredFrame(
+            seq=event.id,
+            frame=event_frame(
+                channel or primary_channel(event),
+                event.kind,
+                event.id,
+                event.ts.isoformat(),
+                loaded.get(event.id, event.data),
+            ),
         )
-        for entry in rows.order_by("id"):
-            lines.setdefault(entry.seq, []).append(entry.as_json())
-    frames = []
-    for event in events:
-        data = {"entries": lines.get(event.id, [])} if event.kind == "log.append" else event.data
-        frames.append(
-            StoredFrame(
-                seq=event.id,
-                frame={
-                    "type": "event",
-                    "channel": channel or primary_channel(event),
-                    "event": event.kind,
-                    "seq": event.id,
-                    "ts": event.ts.isoformat(),
-                    "data": data,
-                },
-            )
-        )
-    return frames
+        for event in events
+    ]
 
 
 def primary_channel(event: Event) -> str:
     """The narrowest channel an event is on, for listings that show each event once."""
-    if event.kind == "log.append":
-        return f"logs:{event.session_id}"
+    if event.kind in _primary:
+        return _primary[event.kind](event)
     if event.task_id is not None:
         return f"task:{event.task_id}"
     return f"session:{event.session_id}"
@@ -288,3 +286,15 @@ class Publisher:
 
 
 publisher = Publisher()
+
+
+class BindPublisher:
+    """The ASGI application's outermost layer: publishes go to the server's
+    loop, where the consumers and the in-memory layer live."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        publisher.bind(asyncio.get_running_loop())
+        return await self.inner(scope, receive, send)

@@ -1,11 +1,9 @@
 """Request and response shapes of the HTTP API (they make the OpenAPI schema)."""
 
-from datetime import datetime
 from typing import Any, Literal
 
-from django.utils import timezone
 from ninja import Schema
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from sessions_app.models import Status
 
@@ -110,89 +108,6 @@ class SessionPage(Page):
 
 class TaskPage(Page):
     results: list[TaskOut]
-
-
-class LogEntryIn(Schema):
-    message: str = Field(max_length=MAX_TEXT)
-    ts: datetime | None = None
-    level: int | str = Field(20, description="DEBUG INFO WARNING ERROR CRITICAL, or a number")
-    logger: str = Field("", max_length=200)
-    task_id: int | str | None = None
-    extra: dict[str, Any] | None = None
-    uid: str | None = Field(None, min_length=1, max_length=64)
-
-    @field_validator("ts")
-    @classmethod
-    def aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and timezone.is_naive(value):
-            return value.replace(tzinfo=timezone.UTC)
-        return value
-
-    @field_validator("level")
-    @classmethod
-    def known_level(cls, value: int | str) -> int:
-        from logs_app.services import parse_level
-        from sessions_app.services import ServiceError
-
-        try:
-            level = parse_level(value)
-        except ServiceError as error:
-            raise ValueError(error.message) from None
-        if level == 0 and value not in (0, "0"):
-            raise ValueError("must be a level name (DEBUG … CRITICAL) or a number")
-        return level
-
-    @field_validator("task_id")
-    @classmethod
-    def task_number(cls, value: int | str | None) -> int | None:
-        if value is None or value == "":
-            return None
-        if isinstance(value, str) and not value.isdigit():
-            raise ValueError("must be a task id")
-        if int(value) <= 0:
-            raise ValueError("must be a task id")
-        return int(value)
-
-
-class LogsIn(Schema):
-    entries: list[LogEntryIn] = Field(max_length=10000)
-
-
-class LogEntryOut(Schema):
-    id: str
-    session_id: str
-    task_id: str | None
-    ts: str
-    level: str
-    levelno: int
-    logger: str
-    message: str
-    extra: dict[str, Any] | None
-    uid: str | None
-    seq: int
-
-
-class LogsCreated(Schema):
-    stored: int
-    skipped: int
-    seq: int | None
-    first_id: str | None
-    last_id: str | None
-
-
-class LogsOut(Schema):
-    entries: list[LogEntryOut]
-    has_more: bool
-    next_before: str | None
-
-
-class RateBucket(Schema):
-    ts: str
-    counts: dict[str, int]
-
-
-class RateOut(Schema):
-    buckets: list[RateBucket]
 
 
 class EventOut(Schema):

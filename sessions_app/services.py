@@ -13,18 +13,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from sessions_app import events
+from sessions_app.errors import Refused
 from sessions_app.models import TASK_STATUSES, TERMINAL, Session, Status, Task
 
 
-class ServiceError(Exception):
+class ServiceError(Refused):
     """A change refused for a reason the caller can fix; `field` names the culprit."""
 
-    status_code = 400
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+    def __init__(self, field: str, message: str, code: str = "invalid") -> None:
+        super().__init__(message, code=code, field=field)
 
 
 UNSET: Any = object()

@@ -32,6 +32,11 @@ class ProcessStats:
         self.connections = 0
         self.connections_total = 0
         self.messages_sent = 0
+        # Sockets paused now because they stopped reading; pauses ever; frames
+        # not sent to paused sockets (they are caught up from the database).
+        self.paused = 0
+        self.pauses = 0
+        self.dropped = 0
         self.subscriptions: Counter[str] = Counter()
         self.reporter: asyncio.Task | None = None
 
@@ -60,6 +65,8 @@ class ProcessStats:
             "connections": self.connections,
             "connections_total": self.connections_total,
             "messages_sent": self.messages_sent,
+            "paused": self.paused,
+            "pauses": self.pauses,
             "subscriptions": dict(self.subscriptions),
             "uptime_seconds": round(time.time() - self.started, 1),
         }

@@ -1,66 +1,122 @@
 """The channels a client can subscribe to: names, access, snapshots, resume.
 
-Shared by the socket consumer and the events API so both answer the same
-question the same way.
+Each kind of channel is a `Stream`. The core registers its own (sessions,
+tasks, session:<id>, task:<id>, system); an app plugs in more at start-up with
+`register()` (logs_app registers logs:<session_id>). The socket consumer and
+the events API ask a channel's stream the same questions, so both answer
+them the same way: who may see it, its snapshot, how a subscriber's filter
+narrows its frames, and how live messages become frames for one subscriber.
 """
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from django.conf import settings
 from django.db.models import Count
 
-from logs_app import services as log_services
 from sessions_app import access, events, stats
+from sessions_app.errors import Refused
 from sessions_app.models import Session, Task
 from sessions_app.services import task_output
 
-CHANNEL_RE = re.compile(r"^(sessions|tasks|system)$|^(session|task|logs):([1-9][0-9]{0,17})$")
+ID_RE = re.compile(r"^[1-9][0-9]{0,17}$")
 SESSIONS_SNAPSHOT_SIZE = 100
 
 
-class ChannelError(Exception):
+class ChannelError(Refused):
+    """A channel that does not exist, or that the user may not see."""
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code, field="channel")
 
 
 @dataclass(frozen=True)
 class ChannelRef:
     name: str
-    kind: str  # sessions, tasks, session, task, logs, system
+    kind: str
     id: int | None = None
+
+    @property
+    def stream(self) -> "Stream":
+        return _streams[self.kind]
+
+
+class Relay:
+    """How one subscription turns live layer messages into frames.
+
+    `live()` answers the frames to send now and, optionally, a delay after
+    which `flush()` should be asked for more (a notice of what was held back).
+    """
+
+    def live(self, message: dict) -> tuple[list[str], float | None]:
+        return [message["frame"]], None
+
+    def flush(self) -> list[str]:
+        return []
+
+
+class Stream:
+    kind: str = ""
+    pattern: str = ""  # as listed in `available_channels`
+    has_id: bool = False
+    # Stored events read per database round trip when catching up.
+    backlog_page: int = 500
+    # Shared channels carry every session's events; each subscriber gets
+    # those of the sessions it may see (the key in the data names the session).
+    shared_key: str | None = None
+    # Whether subscribers may narrow it with a `filter`.
+    filters: bool = False
+
+    def check_access(self, user, ref: ChannelRef) -> Any:
+        """The object behind the channel, if the user may see it; ChannelError if not."""
+        return None
+
+    def parse_filter(self, raw) -> Any:
+        """A subscriber's filter (field `filter`); only some streams take one."""
+        if raw not in (None, {}):
+            raise Refused("filter applies to logs channels only", field="filter")
+        return None
+
+    def describe_filter(self, narrowing) -> dict | None:
+        """The parsed filter, echoed in `subscribed` (None: not echoed)."""
+        return None
+
+    def snapshot(self, user, ref: ChannelRef, obj, narrowing) -> dict:
+        raise NotImplementedError
+
+    def narrow(self, frame: dict, narrowing) -> dict | None:
+        """A stored frame as one subscriber should see it (None: not at all)."""
+        return frame
+
+    def relay(self, narrowing) -> Relay:
+        return Relay()
+
+
+_streams: dict[str, Stream] = {}
+
+
+def register(stream: Stream) -> None:
+    _streams[stream.kind] = stream
+
+
+def available_channels() -> list[str]:
+    return [stream.pattern for stream in _streams.values()]
 
 
 def parse(name) -> ChannelRef:
     if not isinstance(name, str):
         raise ChannelError("invalid_channel", "channel must be a string")
-    match = CHANNEL_RE.match(name)
-    if not match:
+    kind, colon, ident = name.partition(":")
+    stream = _streams.get(kind)
+    if stream is None or bool(colon) != stream.has_id or (colon and not ID_RE.match(ident)):
         raise ChannelError("invalid_channel", f"unknown channel {name[:100]!r}")
-    if match.group(1):
-        return ChannelRef(name=name, kind=match.group(1))
-    return ChannelRef(name=name, kind=match.group(2), id=int(match.group(3)))
+    return ChannelRef(name=name, kind=kind, id=int(ident) if colon else None)
 
 
-# Channels that carry every visible session's events, filtered per user.
-SHARED = {"sessions": "id", "tasks": "session_id"}
+# --- the core's streams --------------------------------------------------------------
 
 
-def check_access(user, ref: ChannelRef) -> Session | Task | None:
-    """The object behind a channel, if the user may see it; ChannelError if not."""
-    if ref.kind in SHARED:
-        return None
-    if ref.kind == "system":
-        if not user.is_staff:
-            raise ChannelError("forbidden", "the system channel is for staff only")
-        return None
-    if ref.kind == "task":
-        task = access.visible_tasks(user).filter(pk=ref.id).first()
-        if task is None:
-            raise ChannelError("invalid_channel", f"no task {ref.id} that you can see")
-        return task
+def visible_session(user, ref: ChannelRef) -> Session:
     session = access.visible_sessions(user).filter(pk=ref.id).first()
     if session is None:
         raise ChannelError("invalid_channel", f"no session {ref.id} that you can see")
@@ -77,21 +133,65 @@ def listing(name: str, visible) -> dict:
     }
 
 
-def snapshot(user, ref: ChannelRef, obj, log_filter: log_services.LogFilter) -> dict:
-    if ref.kind == "sessions":
+class SessionsStream(Stream):
+    kind = pattern = "sessions"
+    shared_key = "id"
+
+    def snapshot(self, user, ref, obj, narrowing) -> dict:
         return listing("sessions", access.visible_sessions(user))
-    if ref.kind == "tasks":
+
+
+class TasksStream(Stream):
+    kind = pattern = "tasks"
+    shared_key = "session_id"
+
+    def snapshot(self, user, ref, obj, narrowing) -> dict:
         return listing("tasks", access.visible_tasks(user))
-    if ref.kind == "session":
+
+
+class SessionStream(Stream):
+    kind, pattern, has_id = "session", "session:<id>", True
+
+    def check_access(self, user, ref) -> Session:
+        return visible_session(user, ref)
+
+    def snapshot(self, user, ref, obj, narrowing) -> dict:
         return {"session": obj.as_json(), "tasks": [t.as_json() for t in obj.tasks.order_by("id")]}
-    if ref.kind == "task":
+
+
+class TaskStream(Stream):
+    kind, pattern, has_id = "task", "task:<id>", True
+
+    def check_access(self, user, ref) -> Task:
+        task = access.visible_tasks(user).filter(pk=ref.id).first()
+        if task is None:
+            raise ChannelError("invalid_channel", f"no task {ref.id} that you can see")
+        return task
+
+    def snapshot(self, user, ref, obj, narrowing) -> dict:
         return {"task": obj.as_json(), "output": task_output(obj)}
-    if ref.kind == "logs":
-        page = log_services.query(
-            ref.id, log_filter, limit=settings.SWITCHBOARD["LOG_SNAPSHOT_LINES"]
-        )
-        return {"entries": [e.as_json() for e in page.entries], "has_more": page.has_more}
-    return {"stats": stats.snapshot()}
+
+
+class SystemStream(Stream):
+    kind = pattern = "system"
+
+    def check_access(self, user, ref) -> None:
+        if not user.is_staff:
+            raise ChannelError("forbidden", "the system channel is for staff only")
+
+    def snapshot(self, user, ref, obj, narrowing) -> dict:
+        return {"stats": stats.snapshot()}
+
+
+for _stream in (SessionsStream(), TasksStream(), SessionStream(), TaskStream(), SystemStream()):
+    register(_stream)
+
+
+# --- opening and reading a channel ---------------------------------------------------
+
+
+def check_access(user, ref: ChannelRef):
+    return ref.stream.check_access(user, ref)
 
 
 @dataclass
@@ -101,7 +201,7 @@ class Opened:
     reset: bool
 
 
-def open_channel(user, ref: ChannelRef, since: int | None, log_filter) -> Opened:
+def open_channel(user, ref: ChannelRef, since: int | None, narrowing=None) -> Opened:
     """Check access, then return the cursor and, unless resuming, the snapshot.
 
     The cursor is read before the snapshot: the snapshot is then at least as
@@ -109,16 +209,17 @@ def open_channel(user, ref: ChannelRef, since: int | None, log_filter) -> Opened
     A `since` older than what is kept, or newer than anything stored (a
     client of a database that was reset), gets a fresh snapshot and reset.
     """
-    obj = check_access(user, ref)
+    stream = ref.stream
+    obj = stream.check_access(user, ref)
     if ref.kind == "system":
-        return Opened(events.newest_seq(), snapshot(user, ref, obj, log_filter), False)
+        return Opened(events.newest_seq(), stream.snapshot(user, ref, obj, narrowing), False)
     reset = False
     if since is not None:
         reset = since < events.pruned_through() or since > events.newest_seq()
         if not reset:
             return Opened(since, None, False)
     cursor = events.channel_head(ref.name)
-    return Opened(cursor, snapshot(user, ref, obj, log_filter), reset)
+    return Opened(cursor, stream.snapshot(user, ref, obj, narrowing), reset)
 
 
 def read_visible(user, ref: ChannelRef, since: int, limit: int) -> tuple[list[dict], int]:
@@ -127,18 +228,10 @@ def read_visible(user, ref: ChannelRef, since: int, limit: int) -> tuple[list[di
     stored = events.read_channel(ref.name, since, limit)
     cursor = stored[-1].seq if stored else since
     frames = [s.frame for s in stored]
-    if ref.kind in SHARED and not access.sees_all(user):
-        key = SHARED[ref.kind]
+    key = ref.stream.shared_key
+    if key and not access.sees_all(user):
         ids = [int(f["data"][key]) for f in frames]
         owned = Session.objects.filter(owner_id=user.pk, pk__in=ids).values_list("pk", flat=True)
         mine = {str(pk) for pk in owned}
         frames = [f for f in frames if f["data"][key] in mine]
     return frames, cursor
-
-
-def filter_entries(frame: dict, log_filter: log_services.LogFilter) -> dict | None:
-    """A log.append frame with only the entries that pass the filter (None if none do)."""
-    entries = [e for e in frame["data"]["entries"] if log_filter.matches(e)]
-    if not entries:
-        return None
-    return dict(frame, data={"entries": entries})
