@@ -195,7 +195,11 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         elif (
             self.paused_at is not None and now - self.paused_at > settings.SWITCHBOARD["SLOW_CLOSE"]
         ):
-            log.info("closing a connection that has not read for %s s", now - self.paused_at)
+            log.info(
+                "closing a connection that has not read for %.0f s (%s)",
+                now - self.paused_at,
+                CLOSE_SLOW,
+            )
             await self.close(code=CLOSE_SLOW)
 
     # --- frames from the client -------------------------------------------------

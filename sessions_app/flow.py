@@ -58,10 +58,15 @@ class Flow:
     def attach(self, on_pause: Callable[[], None], on_resume: Callable[[], None]) -> bool:
         """Start watching; False if the transport does not allow it."""
         transport = getattr(self.protocol, "transport", None)
-        if transport is None or getattr(transport, "producer", None) is not None:
+        if transport is None:
             return False
         self.on_pause, self.on_resume = on_pause, on_resume
         try:
+            if getattr(transport, "producer", None) is not None:
+                # daphne's HTTP channel, left from the upgrade request: on a full
+                # buffer it would stop reading the client (and, as the upgrade
+                # request never ends, not start again). The socket is ours now.
+                transport.unregisterProducer()
             transport.bufferSize = self.limit
             self.protocol.registerProducer(self, True)
         except Exception as error:  # a transport that takes no producer

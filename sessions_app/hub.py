@@ -22,6 +22,7 @@ from typing import Protocol
 
 from channels.layers import get_channel_layer
 
+from sessions_app import stats
 from sessions_app.events import group_for
 
 log = logging.getLogger("switchboard.hub")
@@ -45,8 +46,6 @@ class Hub:
         self.joined: set[str] = set()
         self.channel_name: str | None = None
         self.healthy = True
-        self.layer_errors = 0
-        self.messages = 0
         self._named = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-hub")
 
@@ -94,7 +93,7 @@ class Hub:
     # --- the layer ------------------------------------------------------------------
 
     def _failed(self, why: str) -> None:
-        self.layer_errors += 1
+        stats.live.layer_errors += 1
         if self.healthy:
             log.warning("channel layer unavailable (%s); live frames wait, nothing is lost", why)
         self.healthy = False
@@ -148,7 +147,7 @@ class Hub:
 
     async def deliver(self, message: dict) -> None:
         """Hand one message to every local subscription of its channel."""
-        self.messages += 1
+        stats.live.layer_messages += 1
         members = self.members.get(message.get("channel"))
         if not members:
             return

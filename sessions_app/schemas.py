@@ -138,6 +138,8 @@ class StatsOut(Schema):
     channels: int
     subscriptions: dict[str, int]
     messages_sent: int
+    paused: int = 0
+    layer_messages: int = 0
     events_per_second: float
     last_seq: int
     process: str

@@ -37,6 +37,10 @@ class ProcessStats:
         self.paused = 0
         self.pauses = 0
         self.dropped = 0
+        # Messages the process's hub took from the channel layer (one per
+        # event and process, however many sockets watch), and layer failures.
+        self.layer_messages = 0
+        self.layer_errors = 0
         self.subscriptions: Counter[str] = Counter()
         self.reporter: asyncio.Task | None = None
 
@@ -67,6 +71,8 @@ class ProcessStats:
             "messages_sent": self.messages_sent,
             "paused": self.paused,
             "pauses": self.pauses,
+            "layer_messages": self.layer_messages,
+            "layer_errors": self.layer_errors,
             "subscriptions": dict(self.subscriptions),
             "uptime_seconds": round(time.time() - self.started, 1),
         }
@@ -116,7 +122,13 @@ def snapshot(window_seconds: int = 10) -> dict:
         subscriptions.update(process["data"].get("subscriptions", {}))
     total = {
         key: sum(p["data"].get(key, 0) for p in processes)
-        for key in ("connections", "connections_total", "messages_sent")
+        for key in (
+            "connections",
+            "connections_total",
+            "messages_sent",
+            "paused",
+            "layer_messages",
+        )
     }
     recent = Event.objects.filter(ts__gte=now - timedelta(seconds=window_seconds)).count()
     newest = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
