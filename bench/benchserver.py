@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -21,13 +22,16 @@ class BenchServer:
     which should be empty); the in-memory layer unless REDIS_URL is set.
     """
 
-    def __init__(self, port: int, **env: str) -> None:
+    def __init__(self, port: int, processes: int = 1, cpus: str | None = None, **env: str) -> None:
         self.port = port
+        self.ports = [port + i for i in range(processes)]
+        self.cpus = cpus
         self.base = f"http://127.0.0.1:{port}"
         tmp = tempfile.mkdtemp(prefix="switchboard-bench-")
         self.env = {**os.environ, **env}
         self.env.setdefault("DATABASE_URL", f"sqlite:///{tmp}/bench.sqlite3")
         self.process: subprocess.Popen | None = None
+        self.processes: list[subprocess.Popen] = []
 
     def manage(self, *argv: str) -> str:
         return subprocess.run(
@@ -48,21 +52,19 @@ class BenchServer:
              f"u.is_staff=u.is_superuser=True;u.set_password({PASSWORD!r});u.save()"],
             cwd=ROOT, env=self.env, check=True,
         )  # fmt: skip
-        self.process = subprocess.Popen(
-            [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "project.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{self.base}/api/v1/openapi.json", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("daphne did not start")
+        self.processes = [
+            start_daphne(port, "project.asgi:application", self.env, self.cpus)
+            for port in self.ports
+        ]
+        self.process = self.processes[0]
+        for port in self.ports:
+            wait_until_up(f"http://127.0.0.1:{port}/api/v1/openapi.json")
+        return self
 
     def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+        for process in self.processes:
+            process.terminate()
+            process.wait(10)
 
     def api(self, method: str, path: str, body=None) -> dict:
         request = urllib.request.Request(
@@ -73,3 +75,42 @@ class BenchServer:
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
+
+
+def start_daphne(port: int, app: str, env: dict, cpus: str | None = None) -> subprocess.Popen:
+    """daphne on 127.0.0.1:port, pinned to `cpus` (taskset) when given."""
+    pin = ["taskset", "-c", cpus] if cpus else []
+    return subprocess.Popen(
+        [*pin, PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def wait_until_up(url: str) -> None:
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+class BareServer:
+    """bench/bare.py (a bare ASGI broadcast) on the same daphne."""
+
+    def __init__(self, port: int, cpus: str | None = None) -> None:
+        self.port = port
+        self.cpus = cpus
+
+    def __enter__(self) -> "BareServer":
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = start_daphne(self.port, "bench.bare:application", env, self.cpus)
+        wait_until_up(f"http://127.0.0.1:{self.port}/")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(10)

@@ -1,27 +1,37 @@
-"""Delivery latency of one write to many subscribers, over a real daphne.
+"""Delivery latency of one write to many subscribers, against a bare broadcast.
 
-    .venv/bin/python bench/fanout.py [--connections 600] [--writes 50]
+    .venv/bin/python bench/fanout.py [--subscribers 200 1000] [--writes 50]
+    DATABASE_URL=postgres://…/switchboard_bench REDIS_URL=redis://127.0.0.1:6379/1 \\
+        .venv/bin/python bench/fanout.py --processes 2
 
-Starts daphne on a fresh database (SQLite and the in-memory layer, or
-DATABASE_URL / REDIS_URL from the environment), opens N sockets subscribed to
-one session, then PATCHes a task's progress M times over HTTP. For every
-write it records when each socket got the frame. The baseline, measured in
-the same run on the same sockets, is a ping → pong round trip: the cost of
-the socket path alone.
+For each subscriber count, in the same run and on the same daphne:
 
-Only 127.0.0.1 is used; the run is bounded by --connections and --writes.
+- baseline: bench/bare.py, a bare ASGI app that relays each POST to every
+  open socket (no framework, no database, no layer);
+- Switchboard: N sockets subscribed to one `task:<id>`, and a worker PATCHing
+  the task's progress over HTTP (each write is stored, then fanned out).
+
+The servers are pinned to core 0 and the Node.js clients (bench/node, the `ws`
+package) to core 1, so the client's own cost is the same for both. For every
+write, each socket's arrival time is taken from the moment the write was
+sent; the script prints p50 / p99 of both and their ratio.
+With --processes 2 (PostgreSQL + Redis), Switchboard runs two server
+processes and the subscribers are split between them.
+
+Only 127.0.0.1 is used; the run is bounded by the counts given.
 """
 
 import argparse
-import asyncio
 import json
+import os
 import resource
-import statistics
-import time
+import subprocess
 from pathlib import Path
 
-import websockets
-from benchserver import BenchServer
+from benchserver import BareServer, BenchServer
+
+NODE = Path(__file__).resolve().parent / "node"
+SERVER_CPU, CLIENT_CPU = "0", "1"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -29,87 +39,77 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
-async def main(args) -> None:
+def ensure_node_client() -> None:
+    if not (NODE / "node_modules" / "ws").exists():
+        subprocess.run(
+            ["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=NODE, check=True
+        )
+
+
+def run_clients(conf: dict) -> list[float]:
+    done = subprocess.run(
+        ["taskset", "-c", CLIENT_CPU, "node", "fanout-client.mjs", json.dumps(conf)],
+        cwd=NODE, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"clients failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["latencies_ms"]
+
+
+def main(args) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
-    with BenchServer(args.port, SWITCHBOARD_RATE_PER_SECOND="10000") as server:
-        port, token, env = args.port, server.token, server.env
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 16384)), hard))
+    ensure_node_client()
+    rows = []
+    with (
+        BareServer(args.port, cpus=SERVER_CPU) as bare,
+        BenchServer(
+            args.port + 10, processes=args.processes, cpus=SERVER_CPU,
+            SWITCHBOARD_RATE_PER_SECOND="10000",
+        ) as server,
+    ):  # fmt: skip
         session = server.api("POST", "sessions", {"name": "bench"})
         task = server.api("POST", f"sessions/{session['id']}/tasks", {"name": "t"})
-        channel = f"session:{session['id']}"
-        headers = {"Authorization": f"Bearer {token}"}
-        rss_idle = rss_kib(server.process.pid)
-        sockets = []
-        started = time.perf_counter()
-        for _ in range(args.connections):
-            ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws/", additional_headers=headers)
-            await ws.send(json.dumps({"action": "subscribe", "channel": channel}))
-            await ws.recv()
-            sockets.append(ws)
-        connect_seconds = time.perf_counter() - started
-        rss_connected = rss_kib(server.process.pid)
+        server.api("PATCH", f"tasks/{task['id']}", {"status": "running"})
+        # A frame of the same size as Switchboard's progress.update for the baseline.
+        sample = json.dumps({
+            "type": "event", "channel": f"task:{task['id']}", "event": "progress.update",
+            "seq": 1000, "ts": "2026-11-22T14:30:00.123456+00:00",
+            "data": {"task_id": task["id"], "session_id": session["id"], "progress": "__K__",
+                     "message": "", "details": {}, "completed_tasks": 0, "total_tasks": 1},
+        })  # fmt: skip
+        for n in args.subscribers:
+            base = run_clients({
+                "urls": [f"ws://127.0.0.1:{bare.port}/"], "n": n, "writes": args.writes,
+                "write": {"method": "POST", "url": f"http://127.0.0.1:{bare.port}/",
+                          "body": sample},
+            })  # fmt: skip
+            ours = run_clients({
+                "urls": [f"ws://127.0.0.1:{port}/ws/" for port in server.ports],
+                "n": n, "writes": args.writes, "token": server.token,
+                "channel": f"task:{task['id']}",
+                "write": {"method": "PATCH", "url": f"{server.base}/api/v1/tasks/{task['id']}",
+                          "body": '{"progress": __K__}'},
+            })  # fmt: skip
+            rows.append((n, base, ours))
 
-        # Baseline: ping round trips on the same sockets.
-        rtts = []
-        for _ in range(args.writes):
-            sent = time.perf_counter()
-            await asyncio.gather(*(ws.send('{"action":"ping"}') for ws in sockets))
-            arrivals = await asyncio.gather(*(recv_time(ws) for ws in sockets))
-            rtts.extend(a - sent for a in arrivals)
-
-        latencies = []
-        loop = asyncio.get_running_loop()
-        for n in range(args.writes):
-            sent = time.perf_counter()
-            write = loop.run_in_executor(
-                None, server.api, "PATCH", f"tasks/{task['id']}", {"progress": n % 100}
-            )
-            arrivals = await asyncio.gather(*(recv_time(ws) for ws in sockets))
-            await write
-            latencies.extend(a - sent for a in arrivals)
-        for ws in sockets:
-            await ws.close()
-
-    ms = 1000
-    config = "PostgreSQL + Redis" if env.get("REDIS_URL") else "SQLite + in-memory layer"
-    print(f"configuration          {config}")
-    print(
-        f"connections            {args.connections} (opened and subscribed in {connect_seconds:.1f} s)"
-    )
-    print(f"writes                 {args.writes} (each fanned out to every connection)")
-    print(
-        f"baseline ping RTT      p50 {percentile(rtts, 50) * ms:7.1f} ms   p99 {percentile(rtts, 99) * ms:7.1f} ms"
-    )
-    print(
-        f"write → frame          p50 {percentile(latencies, 50) * ms:7.1f} ms   p99 {percentile(latencies, 99) * ms:7.1f} ms"
-    )
-    print(
-        f"ratio to baseline      p50 {percentile(latencies, 50) / percentile(rtts, 50):7.2f} x    p99 {percentile(latencies, 99) / percentile(rtts, 99):7.2f} x"
-    )
-    print(f"mean write → frame     {statistics.mean(latencies) * ms:.1f} ms")
-    per = (rss_connected - rss_idle) / max(1, args.connections)
-    print(
-        f"server memory          {rss_idle / 1024:.0f} MiB idle, {rss_connected / 1024:.0f} MiB with "
-        f"{args.connections} subscribed sockets ({per:.0f} KiB each)"
-    )
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-async def recv_time(ws) -> float:
-    await ws.recv()
-    return time.perf_counter()
+    config = "PostgreSQL + Redis" if os.environ.get("REDIS_URL") else "SQLite + in-memory layer"
+    print(f"configuration   {config}, {args.processes} Switchboard process(es)")
+    print(f"writes          {args.writes} per run; servers on core {SERVER_CPU}, clients on core {CLIENT_CPU}")
+    print("subscribers   bare p50 / p99 ms     Switchboard p50 / p99 ms     ratio p50 / p99")
+    for n, base, ours in rows:
+        b50, b99 = percentile(base, 50), percentile(base, 99)
+        o50, o99 = percentile(ours, 50), percentile(ours, 99)
+        print(
+            f"{n:>11}   {b50:7.1f} / {b99:7.1f}        {o50:7.1f} / {o99:7.1f}"
+            f"             {o50 / b50:5.2f}x / {o99 / b99:5.2f}x"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=600)
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--writes", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--port", type=int, default=8931)
-    asyncio.run(main(parser.parse_args()))
+    main(parser.parse_args())

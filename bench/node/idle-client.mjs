@@ -1,0 +1,39 @@
+// Holds N WebSocket connections open, each subscribed to one channel and
+// pinging every 30 s (spread over the 30 s), for `hold` seconds. Prints
+// "ready" once all are open, then "done" at the end.
+//
+//   node idle-client.mjs '{"url": "...", "n": 5000, "token": "...", "channel": "...", "hold": 60}'
+import WebSocket from "ws";
+
+const { url, n, token, channel, hold } = JSON.parse(process.argv[2]);
+const headers = { Authorization: `Bearer ${token}` };
+
+function open() {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers, perMessageDeflate: false });
+    ws.once("error", reject);
+    ws.once("open", () => {
+      if (channel === "-") return resolve(ws); // the bare baseline has no protocol
+      ws.send(JSON.stringify({ action: "subscribe", channel, id: 1 }));
+      ws.once("message", () => resolve(ws));
+    });
+  });
+}
+
+const sockets = [];
+for (let i = 0; i < n; i += 50) {
+  const batch = [];
+  for (let j = i; j < Math.min(n, i + 50); j++) batch.push(open());
+  sockets.push(...(await Promise.all(batch)));
+}
+let closed = 0;
+for (const ws of sockets) ws.on("close", () => closed++);
+console.log("ready");
+const timers = sockets.map((ws) =>
+  setTimeout(function ping() {
+    ws.send('{"action":"ping"}');
+    timers.push(setTimeout(ping, 30000));
+  }, Math.random() * 30000),
+);
+await new Promise((resolve) => setTimeout(resolve, hold * 1000));
+process.stdout.write(`done ${closed}\n`, () => process.exit(0));
