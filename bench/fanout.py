@@ -95,7 +95,9 @@ def main(args) -> None:
 
     config = "PostgreSQL + Redis" if os.environ.get("REDIS_URL") else "SQLite + in-memory layer"
     print(f"configuration   {config}, {args.processes} Switchboard process(es)")
-    print(f"writes          {args.writes} per run; servers on core {SERVER_CPU}, clients on core {CLIENT_CPU}")
+    print(
+        f"writes          {args.writes} per run; servers on core {SERVER_CPU}, clients on core {CLIENT_CPU}"
+    )
     print("subscribers   bare p50 / p99 ms     Switchboard p50 / p99 ms     ratio p50 / p99")
     for n, base, ours in rows:
         b50, b99 = percentile(base, 50), percentile(base, 99)

@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import env_bool, env_int, env_list, env_str, secret_key
+from project.env import env_bool, env_float, env_int, env_list, env_str, secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -180,6 +180,13 @@ SWITCHBOARD = {
     "SEND_BUFFER_BYTES": env_int("SWITCHBOARD_SEND_BUFFER_BYTES", 2 * 1024 * 1024, minimum=16384),
     # Seconds a socket may stay paused before it is closed (4503).
     "SLOW_CLOSE": env_int("SWITCHBOARD_SLOW_CLOSE", 120, minimum=1),
+    # Seconds between checks of the watched channels' heads in the database:
+    # a safety net for messages the layer lost, and how a server without Redis
+    # hears of events written by other processes (commands): a subscriber
+    # behind a head seen in one check is caught up at the next.
+    "HEAD_CHECK_SECONDS": env_float(
+        "SWITCHBOARD_HEAD_CHECK_SECONDS", 10.0 if REDIS_URL else 0.5, minimum=0.1
+    ),
     # Seconds between system.stats frames on the system channel.
     "STATS_INTERVAL": env_int("SWITCHBOARD_STATS_INTERVAL", 5, minimum=1),
 }

@@ -45,7 +45,6 @@ CLOSE_SLOW = 4503
 # limit trips it within seconds, however fast the server drains the frames.
 FLOOD_LIMIT = 500
 FLOOD_FORGIVE = 50
-HEAD_CHECK_SECONDS = 20.0
 # Live messages held for a subscription while it catches up; past this it
 # reads them from the database instead.
 INBOX_LIMIT = 1000
@@ -162,7 +161,6 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         conf = settings.SWITCHBOARD
         self.bucket = TokenBucket(conf["RATE_PER_SECOND"], conf["RATE_BURST"])
         self.refused, self.refused_at = 0.0, time.monotonic()
-        self.heads_checked = 0.0
         self.last_heard = time.monotonic()
         self.paused_at: float | None = None
         await self.accept()
@@ -257,18 +255,6 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
 
     async def do_ping(self, frame: dict, frame_id) -> None:
         await self.reply(frame_id, {"type": "pong", "ts": frame.get("ts")})
-        # A safety net for a frame the layer lost while nothing followed it:
-        # at most once per HEAD_CHECK_SECONDS, so pinging fast costs nothing more.
-        now = time.monotonic()
-        names = [name for name, sub in self.subs.items() if sub.ref.kind != "system"]
-        if names and now - self.heads_checked >= HEAD_CHECK_SECONDS:
-            self.heads_checked = now
-            heads = await database_sync_to_async(events.channel_heads)(names)
-            for name, head in heads.items():
-                sub = self.subs.get(name)
-                if sub is not None and head > sub.cursor:
-                    sub.behind = True
-                    self.catch_up_later(sub)
 
     async def do_subscribe(self, frame: dict, frame_id) -> None:
         channel = frame.get("channel")

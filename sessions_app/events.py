@@ -20,6 +20,7 @@ from uuid import UUID
 
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
+from django.db.models import Max, Q
 
 from sessions_app.models import Event, EventChannel, Retention
 
@@ -79,6 +80,28 @@ def channel_heads(channels: list[str]) -> dict[str, int]:
     One index probe each: a GROUP BY with MAX would read every event of a
     busy channel on PostgreSQL, which has no loose index scan."""
     return {channel: channel_head(channel) for channel in channels}
+
+
+def heads_after(cursors: dict[str, int]) -> dict[str, int]:
+    """The newest seq of each channel that has events after the given cursor.
+
+    One query per hundred channels, reading only index entries newer than
+    each cursor (a GROUP BY over whole channels would read every event of a
+    busy channel on PostgreSQL)."""
+    heads: dict[str, int] = {}
+    items = list(cursors.items())
+    for start in range(0, len(items), 100):
+        condition = Q()
+        for channel, cursor in items[start : start + 100]:
+            condition |= Q(channel=channel, event_id__gt=cursor)
+        rows = (
+            EventChannel.objects.filter(condition)
+            .values_list("channel")
+            .annotate(head=Max("event_id"))
+            .order_by()
+        )
+        heads.update(rows)
+    return heads
 
 
 def newest_seq() -> int:

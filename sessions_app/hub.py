@@ -20,10 +20,12 @@ import asyncio
 import logging
 from typing import Protocol
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from sessions_app import stats
-from sessions_app.events import group_for
+from sessions_app.events import group_for, heads_after
 
 log = logging.getLogger("switchboard.hub")
 
@@ -34,6 +36,9 @@ BACKOFF_MAX = 5.0
 
 
 class Listener(Protocol):
+    cursor: int
+    busy: bool
+
     async def deliver(self, message: dict) -> None: ...
 
     def lost(self) -> None: ...
@@ -124,10 +129,39 @@ class Hub:
                     for listener in list(members):
                         listener.lost()
 
+    async def _watch_heads(self) -> None:
+        """Now and then, ask the database whether any watched channel has events
+        that no message brought: a message the layer lost with nothing after
+        it, or events written by a process the layer does not reach (a command
+        with the in-memory layer). Subscribers behind them catch up."""
+        suspects: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(settings.SWITCHBOARD["HEAD_CHECK_SECONDS"])
+            # A head seen last round that a subscriber has still not reached was
+            # not merely on its way: catch that subscriber up.
+            for channel, head in suspects.items():
+                for listener in list(self.members.get(channel, ())):
+                    if head > listener.cursor and not listener.busy:
+                        listener.lost()
+            cursors = {}
+            for channel, members in self.members.items():
+                idle = [listener.cursor for listener in members if not listener.busy]
+                if idle:
+                    cursors[channel] = min(idle)
+            suspects = {}
+            if not cursors:
+                continue
+            try:
+                suspects = await database_sync_to_async(heads_after)(cursors)
+            except Exception as error:
+                log.warning("could not check the channels' heads: %s", error)
+
     async def _run(self) -> None:
         self.channel_name = await self.layer.new_channel("switchboard.hub.")
         self._named.set()
-        keeper = asyncio.get_running_loop().create_task(self._keep())
+        loop = asyncio.get_running_loop()
+        keeper = loop.create_task(self._keep())
+        watcher = loop.create_task(self._watch_heads())
         backoff = 0.1
         try:
             while True:
@@ -144,6 +178,7 @@ class Hub:
                 await self.deliver(message)
         finally:
             keeper.cancel()
+            watcher.cancel()
 
     async def deliver(self, message: dict) -> None:
         """Hand one message to every local subscription of its channel."""

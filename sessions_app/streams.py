@@ -161,6 +161,8 @@ class SessionStream(Stream):
 
 class TaskStream(Stream):
     kind, pattern, has_id = "task", "task:<id>", True
+    # Output chunks may be large (up to 1 MiB each): read fewer at a time.
+    backlog_page = 20
 
     def check_access(self, user, ref) -> Task:
         task = access.visible_tasks(user).filter(pk=ref.id).first()

@@ -41,8 +41,8 @@ class Command(BaseCommand):
             raise CommandError(f"{file}: {error}; nothing was replayed") from None
         if not settings.REDIS_URL:
             self.stderr.write(
-                "REDIS_URL is not set: events are stored, but a server running in another "
-                "process cannot be told. Its subscribers get them when they resume or poll."
+                "REDIS_URL is not set: events are stored, and a server running in another "
+                "process finds them in the database within a second (not at once)."
             )
         replay = eventfiles.Replay(lines, speed=speed)
         try:
