@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from logs_app.models import LEVELS, LogEntry
 from sessions_app import events
+from sessions_app.models import Session
 from sessions_app.services import ServiceError, service_write
 
 
@@ -133,12 +134,13 @@ def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
                 seen.add(uid)
             fresh.append(entry)
         stored: list[LogEntry] = []
+        owner_id = Session.objects.filter(pk=session_id).values_list("owner_id", flat=True).first()
         for start in range(0, len(fresh), per_frame):
-            stored.extend(_record_batch(session_id, fresh[start : start + per_frame]))
+            stored.extend(_record_batch(session_id, owner_id, fresh[start : start + per_frame]))
     return stored
 
 
-def _record_batch(session_id: int, batch: list[dict]) -> list[LogEntry]:
+def _record_batch(session_id: int, owner_id: int | None, batch: list[dict]) -> list[LogEntry]:
     rows: list[LogEntry] = []
 
     def payload(event) -> dict:
@@ -169,7 +171,7 @@ def _record_batch(session_id: int, batch: list[dict]) -> list[LogEntry]:
         session_id=session_id,
         data={"count": len(batch)},
         payload=payload,
-        extras={"count": len(batch)},
+        extras={"count": len(batch), "owner_id": owner_id},
     )
     return rows
 

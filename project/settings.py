@@ -187,6 +187,9 @@ SWITCHBOARD = {
     "HEAD_CHECK_SECONDS": env_float(
         "SWITCHBOARD_HEAD_CHECK_SECONDS", 10.0 if REDIS_URL else 0.5, minimum=0.1
     ),
+    # Seconds between checks that open sockets' identities still hold (a
+    # deleted token or a logged-out browser loses its sockets within this).
+    "IDENTITY_CHECK_SECONDS": env_int("SWITCHBOARD_IDENTITY_CHECK_SECONDS", 5, minimum=1),
     # Seconds between system.stats frames on the system channel.
     "STATS_INTERVAL": env_int("SWITCHBOARD_STATS_INTERVAL", 5, minimum=1),
 }

@@ -14,6 +14,7 @@ it has drained, so the server never buffers more than a bound for it.
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from sessions_app import access, events, services, stats, streams
-from sessions_app.auth import allowed_user
+from sessions_app.auth import allowed_user, identity_of, still_valid
 from sessions_app.errors import Refused
 from sessions_app.flow import EXTENSION as FLOW
 from sessions_app.hub import get_hub
@@ -38,6 +39,9 @@ CLOSE_IDLE = 4408
 CLOSE_FLOOD = 4429
 # daphne (autobahn) sends only 1000 or 3000-4999 from an application, so not 1009.
 CLOSE_TOO_LARGE = 4413
+# An identity revoked while its socket was open (token deleted, user
+# deactivated, browser session logged out or no longer staff).
+CLOSE_REVOKED = 4401
 # A socket that has not read what it was sent for SLOW_CLOSE seconds.
 CLOSE_SLOW = 4503
 # A flooding client is dropped when its refused frames, forgiven at
@@ -126,8 +130,10 @@ class Watchdog:
         self.connections.pop(consumer, None)
 
     async def run(self) -> None:
-        timeout = settings.SWITCHBOARD["IDLE_TIMEOUT"]
-        step = min(5.0, max(timeout / 4, 0.25))
+        conf = settings.SWITCHBOARD
+        timeout = conf["IDLE_TIMEOUT"]
+        step = min(5.0, max(timeout / 4, 0.25), conf["IDENTITY_CHECK_SECONDS"])
+        identities_checked = time.monotonic()
         while self.connections:
             await asyncio.sleep(step)
             now = time.monotonic()
@@ -136,6 +142,24 @@ class Watchdog:
                     await consumer.check(now, timeout)
                 except Exception:
                     log.exception("connection check failed")
+            if now - identities_checked >= conf["IDENTITY_CHECK_SECONDS"]:
+                identities_checked = now
+                try:
+                    await self.check_identities()
+                except Exception:
+                    log.exception("could not check the identities of open sockets")
+
+    async def check_identities(self) -> None:
+        """Close the sockets whose identity would be refused now: a deleted
+        token, a deactivated user, a browser session logged out or no longer staff."""
+        held = {consumer: consumer.identity for consumer in self.connections}
+        valid = await database_sync_to_async(still_valid)(
+            [identity for identity in held.values() if identity is not None]
+        )
+        for consumer, identity in held.items():
+            if identity is not None and identity not in valid and consumer in self.connections:
+                log.info("closing a connection whose identity was revoked (%s)", CLOSE_REVOKED)
+                await consumer.close(code=CLOSE_REVOKED)
 
 
 watchdog = Watchdog()
@@ -155,6 +179,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused with 403
             return
         self.sees_all = await database_sync_to_async(access.sees_all)(self.user)
+        self.identity = identity_of(self.scope)
         self.subs: dict[str, Subscription] = {}
         self.tasks: set[asyncio.Task] = set()
         self.hub = get_hub()
@@ -172,6 +197,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         watchdog.watch(self)
 
     async def disconnect(self, code) -> None:
+        watchdog.forget(self)
         if not self.accepted:
             return
         self.accepted = False
@@ -573,12 +599,23 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         await self.reply(frame_id, body)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_frame(text: str | None) -> dict:
     """A client frame as a JSON object, or `invalid_json`."""
     if text is None:
         raise Refused("frames must be JSON text, not binary", code="invalid_json")
     try:
-        frame = json.loads(text)
+        frame = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError) as error:
         raise Refused(f"not valid JSON: {str(error)[:200]}", code="invalid_json") from None
     if not isinstance(frame, dict):

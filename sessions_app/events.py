@@ -131,6 +131,8 @@ def record(
     """
     lock()
     fields = {"kind": kind, "session_id": session_id, "task_id": task_id, "data": data}
+    if extras and "owner_id" in extras:
+        fields["owner_id"] = extras["owner_id"]
     if ts is not None:
         fields["ts"] = ts
     event = Event.objects.create(**fields)
@@ -164,13 +166,21 @@ class StoredFrame:
     frame: dict
 
 
-def read_channel(channel: str, since: int, limit: int = 500) -> list[StoredFrame]:
-    """Committed events of a channel after `since`, oldest first, as frames."""
-    placements = list(
-        EventChannel.objects.filter(channel=channel, event_id__gt=since)
-        .select_related("event")
-        .order_by("event_id")[:limit]
-    )
+def read_channel(
+    channel: str,
+    since: int,
+    limit: int = 500,
+    owner_id: int | None = None,
+    until: int | None = None,
+) -> list[StoredFrame]:
+    """Committed events of a channel after `since` (up to `until`), oldest
+    first, as frames; with `owner_id`, only events of that user's sessions."""
+    placements = EventChannel.objects.filter(channel=channel, event_id__gt=since)
+    if owner_id is not None:
+        placements = placements.filter(event__owner_id=owner_id)
+    if until is not None:
+        placements = placements.filter(event_id__lte=until)
+    placements = list(placements.select_related("event").order_by("event_id")[:limit])
     return frames_for([p.event for p in placements], channel)
 
 

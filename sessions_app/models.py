@@ -161,6 +161,9 @@ class Event(models.Model):
     kind = models.CharField(max_length=32)
     session_id = models.BigIntegerField(null=True, blank=True)
     task_id = models.BigIntegerField(null=True, blank=True)
+    # The owner of the session when the event was recorded: who may read it
+    # back (it outlives the session, so an owner learns of its deletion).
+    owner_id = models.BigIntegerField(null=True, blank=True)
     ts = models.DateTimeField(default=timezone.now)
     # For log.append, only {"count": n}: the lines live in LogEntry (seq = this id).
     data = models.JSONField(default=dict)
@@ -171,6 +174,7 @@ class Event(models.Model):
             models.Index(fields=["session_id", "id"], name="event_session_idx"),
             models.Index(fields=["task_id", "id"], name="event_task_idx"),
             models.Index(fields=["ts"], name="event_ts_idx"),
+            models.Index(fields=["owner_id", "id"], name="event_owner_idx"),
         ]
 
     def __str__(self) -> str:

@@ -381,12 +381,17 @@ def retry_task(task_id: int) -> Task:
 def append_output(task_id: int, chunk: str, final: bool = False, ts: datetime | None = None):
     """Record one chunk of a task's streamed output (tokens, stdout)."""
     with service_write():
-        task = Task.objects.only("id", "session_id", "attempt").get(pk=task_id)
+        task = (
+            Task.objects.select_related("session")
+            .only("id", "session_id", "attempt", "session__owner_id")
+            .get(pk=task_id)
+        )
         return events.record(
             "task.output",
             [f"task:{task.pk}"],
             session_id=task.session_id,
             task_id=task.pk,
+            extras={"owner_id": task.session.owner_id},
             data={
                 "task_id": str(task.pk),
                 "chunk": chunk,

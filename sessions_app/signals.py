@@ -54,10 +54,11 @@ def task_deleted(sender, instance: Task, origin=None, **kwargs) -> None:
 @receiver(post_delete, sender=Session)
 def session_deleted(sender, instance: Session, **kwargs) -> None:
     with transaction.atomic():
+        # On `tasks` too: the tasks page drops the session's tasks.
         events.record(
             "session.deleted",
-            services.session_channels(instance.pk),
+            [*services.session_channels(instance.pk), "tasks"],
             session_id=instance.pk,
-            data={"id": str(instance.pk)},
+            data={"id": str(instance.pk), "session_id": str(instance.pk)},
             extras={"owner_id": instance.owner_id},
         )

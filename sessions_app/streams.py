@@ -227,13 +227,14 @@ def open_channel(user, ref: ChannelRef, since: int | None, narrowing=None) -> Op
 def read_visible(user, ref: ChannelRef, since: int, limit: int) -> tuple[list[dict], int]:
     """Stored frames of a channel after `since` that the user may see, and the
     seq the reader is then at (past frames it may not see too)."""
-    stored = events.read_channel(ref.name, since, limit)
-    cursor = stored[-1].seq if stored else since
-    frames = [s.frame for s in stored]
-    key = ref.stream.shared_key
-    if key and not access.sees_all(user):
-        ids = [int(f["data"][key]) for f in frames]
-        owned = Session.objects.filter(owner_id=user.pk, pk__in=ids).values_list("pk", flat=True)
-        mine = {str(pk) for pk in owned}
-        frames = [f for f in frames if f["data"][key] in mine]
-    return frames, cursor
+    if not ref.stream.shared_key or access.sees_all(user):
+        stored = events.read_channel(ref.name, since, limit)
+        return [s.frame for s in stored], stored[-1].seq if stored else since
+    # A shared channel, read for one user: their sessions' events only. The
+    # head is read first (ids follow commit order), so that the cursor can pass
+    # the others' events up to it without passing one of the user's.
+    head = events.channel_head(ref.name)
+    stored = events.read_channel(ref.name, since, limit, owner_id=user.pk, until=head)
+    if len(stored) == limit:
+        return [s.frame for s in stored], stored[-1].seq
+    return [s.frame for s in stored], max(since, head)

@@ -72,6 +72,8 @@ client.subscribe("tasks", {
       if (task) Object.assign(task, { progress: frame.data.progress, message: frame.data.message });
     } else if (frame.event === "task.deleted") {
       tasks.delete(frame.data.id);
+    } else if (frame.event === "session.deleted") {
+      for (const [id, task] of tasks) if (task.session_id === frame.data.id) tasks.delete(id);
     }
     draw();
   },
