@@ -6,10 +6,10 @@ from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema
 from ninja import Status as Answer
-from ninja.errors import HttpError
 from pydantic import Field
 
 from sessions_app import access, events, services, stats, streams
+from sessions_app.errors import Refused
 from sessions_app.models import TASK_STATUSES, Event, Session, Status, Task
 from sessions_app.schemas import (
     CancelOut,
@@ -77,7 +77,7 @@ def visible_session(request, session_id: int) -> Session:
 def changeable_session(request, session_id: int) -> Session:
     session = visible_session(request, session_id)
     if not access.can_change(request.auth, session):
-        raise HttpError(403, "you may not change this session")
+        raise Refused("you may not change this session", code="forbidden")
     return session
 
 
@@ -86,7 +86,7 @@ def changeable_task(request, task_id: int) -> Task:
         access.visible_tasks(request.auth).select_related("session"), pk=task_id
     )
     if not access.can_change(request.auth, task.session):
-        raise HttpError(403, "you may not change this task")
+        raise Refused("you may not change this task", code="forbidden")
     return task
 
 
@@ -99,7 +99,11 @@ def create_session(request, payload: SessionIn):
     if payload.external_id is not None:
         existing = Session.objects.filter(external_id=payload.external_id).first()
         if existing is not None and not access.can_change(request.auth, existing):
-            raise HttpError(403, "that external_id belongs to a session you may not change")
+            raise Refused(
+                "that external_id belongs to a session you may not change",
+                code="forbidden",
+                field="external_id",
+            )
     session, created = services.create_session(
         name=payload.name,
         metadata=payload.metadata or {},
