@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from logs_app.models import LEVELS, LogEntry
-from sessions_app import events
+from sessions_app import events, stats
 from sessions_app.models import Session
 from sessions_app.services import ServiceError, service_write
 
@@ -137,6 +138,7 @@ def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
         owner_id = Session.objects.filter(pk=session_id).values_list("owner_id", flat=True).first()
         for start in range(0, len(fresh), per_frame):
             stored.extend(_record_batch(session_id, owner_id, fresh[start : start + per_frame]))
+        transaction.on_commit(lambda: stats.live.stored_lines(len(stored)))
     return stored
 
 

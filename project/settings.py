@@ -190,6 +190,8 @@ SWITCHBOARD = {
     # Seconds between checks that open sockets' identities still hold (a
     # deleted token or a logged-out browser loses its sockets within this).
     "IDENTITY_CHECK_SECONDS": env_int("SWITCHBOARD_IDENTITY_CHECK_SECONDS", 5, minimum=1),
+    # /metrics without a token (on a private network, for Prometheus).
+    "METRICS_PUBLIC": env_bool("SWITCHBOARD_METRICS_PUBLIC", False),
     # Seconds between system.stats frames on the system channel.
     "STATS_INTERVAL": env_int("SWITCHBOARD_STATS_INTERVAL", 5, minimum=1),
 }

@@ -4,6 +4,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from logs_app import views as log_views
+from project import health
 from project.api import api
 from sessions_app import views
 
@@ -16,5 +17,8 @@ urlpatterns = [
     path("tasks/", views.tasks, name="tasks"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("favicon.ico", RedirectView.as_view(url=static("switchboard/favicon.svg"))),
 ]

@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.db.models import Max, Q
 
+from sessions_app import stats
 from sessions_app.models import Event, EventChannel, Retention
 
 log = logging.getLogger("switchboard.events")
@@ -156,8 +157,13 @@ def record(
         if extras:
             message.update(extras)
         messages.append((group_for(channel), message))
-    transaction.on_commit(lambda: publisher.publish(messages))
+    transaction.on_commit(lambda: committed(kind, messages))
     return event
+
+
+def committed(kind: str, messages: list[tuple[str, dict]]) -> None:
+    stats.live.recorded([kind])
+    publisher.publish(messages)
 
 
 @dataclass
@@ -330,4 +336,5 @@ class BindPublisher:
 
     async def __call__(self, scope, receive, send):
         publisher.bind(asyncio.get_running_loop())
+        stats.live.serve()
         return await self.inner(scope, receive, send)

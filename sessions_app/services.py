@@ -4,6 +4,7 @@ admin, the signals and the commands all come through here.
 """
 
 import math
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from sessions_app import events
+from sessions_app import events, stats
 from sessions_app.errors import Refused
 from sessions_app.models import TASK_STATUSES, TERMINAL, Session, Status, Task
 
@@ -38,11 +39,14 @@ def in_service() -> bool:
 @contextmanager
 def service_write():
     token = _in_service.set(True)
+    started = time.perf_counter()
     try:
         with transaction.atomic():
             yield
     finally:
         _in_service.reset(token)
+    if not transaction.get_connection().in_atomic_block:
+        stats.live.wrote(time.perf_counter() - started)
 
 
 # --- events -------------------------------------------------------------------

@@ -7,9 +7,11 @@ the processes seen in the last STALE_SECONDS, so it covers them all.
 
 import asyncio
 import atexit
+import bisect
 import logging
 import os
 import socket
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -23,6 +25,8 @@ log = logging.getLogger("switchboard.stats")
 
 REPORT_SECONDS = 5
 STALE_SECONDS = 15
+# Upper bounds (seconds) of the write latency histogram's buckets.
+WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class ProcessStats:
@@ -42,16 +46,44 @@ class ProcessStats:
         self.layer_messages = 0
         self.layer_errors = 0
         self.subscriptions: Counter[str] = Counter()
+        # Counted in request threads too, hence the lock: events recorded by
+        # kind, log lines stored, and how long writes took (a histogram).
+        self.lock = threading.Lock()
+        self.events: Counter[str] = Counter()
+        self.log_lines = 0
+        self.writes = [0] * (len(WRITE_BUCKETS) + 1)
+        self.write_seconds = 0.0
+        self.stale_tasks = 0
+        self.webhook_failures = 0
         self.reporter: asyncio.Task | None = None
+
+    def serve(self) -> None:
+        """Report this process's figures while its loop runs (made on first use)."""
+        reporter = self.reporter
+        if reporter is not None and not reporter.done():
+            return
+        loop = asyncio.get_running_loop()
+        if reporter is None:
+            atexit.register(forget)
+        self.reporter = loop.create_task(report_forever())
 
     def connected(self) -> None:
         self.connections += 1
         self.connections_total += 1
-        loop = asyncio.get_running_loop()
-        if self.reporter is None or self.reporter.done() or self.reporter.get_loop() is not loop:
-            if self.reporter is None:
-                atexit.register(forget)
-            self.reporter = loop.create_task(report_forever())
+        self.serve()
+
+    def recorded(self, kinds: list[str]) -> None:
+        with self.lock:
+            self.events.update(kinds)
+
+    def stored_lines(self, count: int) -> None:
+        with self.lock:
+            self.log_lines += count
+
+    def wrote(self, seconds: float) -> None:
+        with self.lock:
+            self.writes[bisect.bisect_left(WRITE_BUCKETS, seconds)] += 1
+            self.write_seconds += seconds
 
     def disconnected(self) -> None:
         self.connections -= 1
@@ -73,6 +105,12 @@ class ProcessStats:
             "pauses": self.pauses,
             "layer_messages": self.layer_messages,
             "layer_errors": self.layer_errors,
+            "events": dict(self.events),
+            "log_lines": self.log_lines,
+            "writes": list(self.writes),
+            "write_seconds": round(self.write_seconds, 6),
+            "stale_tasks": self.stale_tasks,
+            "webhook_failures": self.webhook_failures,
             "subscriptions": dict(self.subscriptions),
             "uptime_seconds": round(time.time() - self.started, 1),
         }
@@ -108,15 +146,18 @@ async def report_forever() -> None:
         await asyncio.sleep(REPORT_SECONDS)
 
 
+def live_processes() -> list[dict]:
+    """The name and last figures of every server process seen lately."""
+    since = timezone.now() - timedelta(seconds=STALE_SECONDS)
+    rows = ServerProcess.objects.filter(seen_at__gte=since).order_by("name")
+    return list(rows.values("name", "data"))
+
+
 def snapshot(window_seconds: int = 10) -> dict:
     """Figures of every live server process, and the event rate from the database."""
     report()
     now = timezone.now()
-    processes = list(
-        ServerProcess.objects.filter(seen_at__gte=now - timedelta(seconds=STALE_SECONDS))
-        .order_by("name")
-        .values("name", "data")
-    )
+    processes = live_processes()
     subscriptions: Counter[str] = Counter()
     for process in processes:
         subscriptions.update(process["data"].get("subscriptions", {}))
