@@ -24,6 +24,9 @@ def pytest_configure(config):
     # Tests run database work in many threads; none may keep a connection past
     # its work, or the test database cannot be dropped at the end.
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # The test process is no server: its threads open and close their own
+    # connections (the servers it starts use the pool, as in production).
+    settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 
 
 def pytest_report_header(config):

@@ -1,5 +1,6 @@
 """Settings for Switchboard, read from the environment (see PROTOCOL.md, "Configuration")."""
 
+import os
 import warnings
 from pathlib import Path
 
@@ -79,7 +80,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not memory: end-to-end tests share it with a daphne process.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
-elif DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's ASGI handler runs each request's sync code in a thread of its
+    # own, so connections kept per thread pile up (one per request, until the
+    # garbage collector). A pool bounds them per process whatever the load;
+    # a request that finds it empty waits up to DB_POOL_TIMEOUT seconds.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": env_int("SWITCHBOARD_DB_POOL_MIN", 1),
+            "max_size": env_int("SWITCHBOARD_DB_POOL_MAX", 8, minimum=1),
+            "timeout": env_int("SWITCHBOARD_DB_POOL_TIMEOUT", 10, minimum=1),
+        },
+        # Names the process's connections in pg_stat_activity.
+        "application_name": f"switchboard-{os.getpid()}",
+    }
+else:
     raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

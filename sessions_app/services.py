@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from sessions_app import events, stats
@@ -140,6 +140,23 @@ def _stamp(obj: Session | Task, status: Status, now: datetime) -> None:
         obj.finished_at = None
 
 
+# --- locks ------------------------------------------------------------------------
+#
+# One order everywhere, so that writers never wait for each other in a circle:
+# the session row, then its task rows (by id), then the event lock (taken by
+# events.record, last). Rows are locked FOR NO KEY UPDATE: that does not
+# conflict with the KEY SHARE locks that inserting a log line or a task takes
+# on the rows it refers to, so log ingest never waits for a task update.
+
+
+def lock_task(task_id: int) -> tuple[Session, Task]:
+    """Lock a task's session, then the task, for a change."""
+    session_id = Task.objects.values_list("session_id", flat=True).get(pk=task_id)
+    session = Session.objects.select_for_update(no_key=True).get(pk=session_id)
+    task = Task.objects.select_for_update(no_key=True).get(pk=task_id)
+    return session, task
+
+
 # --- sessions -----------------------------------------------------------------
 
 
@@ -157,7 +174,7 @@ def create_session(
     status = _check_status(status, list(Status.values))
     with service_write():
         if external_id is not None:
-            existing = Session.objects.select_for_update().filter(external_id=external_id).first()
+            existing = Session.objects.filter(external_id=external_id).first()
             if existing is not None:
                 return existing, False
         now = ts or timezone.now()
@@ -172,7 +189,16 @@ def create_session(
             updated_at=now,
         )
         _stamp(session, status, now)
-        session.save(force_insert=True)
+        try:
+            with transaction.atomic():
+                session.save(force_insert=True)
+        except IntegrityError:
+            # The same external_id, created at the same moment by another
+            # request (PostgreSQL waits for it to commit): answer that one.
+            existing = Session.objects.filter(external_id=external_id).first()
+            if external_id is None or existing is None:
+                raise
+            return existing, False
         record_session(session, ts=ts)
     return session, True
 
@@ -186,7 +212,7 @@ def update_session(
     ts: datetime | None = None,
 ) -> Session:
     with service_write():
-        session = Session.objects.select_for_update().get(pk=session_id)
+        session = Session.objects.select_for_update(no_key=True).get(pk=session_id)
         now = ts or timezone.now()
         if status is not UNSET:
             new = _check_status(status, list(Status.values))
@@ -206,8 +232,10 @@ def update_session(
 def cancel_session(session_id: int) -> Session:
     """Cancel every task that has not ended, then the session itself."""
     with service_write():
-        session = Session.objects.select_for_update().get(pk=session_id)
-        for task in session.tasks.select_for_update().exclude(status__in=TERMINAL):
+        session = Session.objects.select_for_update(no_key=True).get(pk=session_id)
+        for task in (
+            session.tasks.select_for_update(no_key=True).exclude(status__in=TERMINAL).order_by("id")
+        ):
             _cancel(task)
         if not session.is_terminal:
             now = timezone.now()
@@ -234,7 +262,7 @@ def create_task(
 ) -> tuple[Task, bool]:
     status = _check_status(status, [s.value for s in TASK_STATUSES])
     with service_write():
-        session = Session.objects.select_for_update().get(pk=session_id)
+        session = Session.objects.select_for_update(no_key=True).get(pk=session_id)
         if external_id is not None:
             existing = session.tasks.filter(external_id=external_id).first()
             if existing is not None:
@@ -250,7 +278,14 @@ def create_task(
             updated_at=now,
         )
         _stamp(task, status, now)
-        task.save(force_insert=True)
+        try:
+            with transaction.atomic():
+                task.save(force_insert=True)
+        except IntegrityError:
+            existing = session.tasks.filter(external_id=external_id).first()
+            if external_id is None or existing is None:
+                raise
+            return existing, False
         _follow_task(session, task, now)
         session.refresh_counts()
         session.updated_at = now
@@ -287,8 +322,7 @@ def update_task(
     if status is not UNSET:
         new_status = _check_status(status, [s.value for s in TASK_STATUSES])
     with service_write():
-        task = Task.objects.select_for_update().get(pk=task_id)
-        session = Session.objects.select_for_update().get(pk=task.session_id)
+        session, task = lock_task(task_id)
         now = ts or timezone.now()
         changed = False
         if new_status is not UNSET and new_status != task.status:
@@ -346,8 +380,7 @@ def cancel_task(task_id: int) -> tuple[Task, bool]:
     """A pending task is cancelled at once; a running one is asked to stop
     (`cancel_requested`); an ended one is left as it is (changed=False)."""
     with service_write():
-        task = Task.objects.select_for_update().get(pk=task_id)
-        session = Session.objects.select_for_update().get(pk=task.session_id)
+        session, task = lock_task(task_id)
         changed = _cancel(task)
         if changed and session.refresh_counts():
             session.save()
@@ -358,8 +391,7 @@ def cancel_task(task_id: int) -> tuple[Task, bool]:
 def retry_task(task_id: int) -> Task:
     """Start a new attempt of an ended task: back to pending, progress 0."""
     with service_write():
-        task = Task.objects.select_for_update().get(pk=task_id)
-        session = Session.objects.select_for_update().get(pk=task.session_id)
+        session, task = lock_task(task_id)
         if not task.is_terminal:
             raise ServiceError(
                 "status", f"only an ended task can be retried; this one is {task.status}"

@@ -24,7 +24,7 @@ def task_saved(sender, instance: Task, raw: bool = False, **kwargs) -> None:
     if raw or services.in_service():
         return
     with services.service_write():
-        session = Session.objects.select_for_update().get(pk=instance.session_id)
+        session = Session.objects.select_for_update(no_key=True).get(pk=instance.session_id)
         if session.refresh_counts():
             session.save(update_fields=["completed_tasks", "total_tasks"])
             services.record_session(session)
@@ -37,7 +37,9 @@ def task_deleted(sender, instance: Task, origin=None, **kwargs) -> None:
     if isinstance(origin, Session) or getattr(origin, "model", None) is Session:
         return  # the whole session goes; session_deleted tells subscribers
     with services.service_write():
-        session = Session.objects.select_for_update().filter(pk=instance.session_id).first()
+        session = (
+            Session.objects.select_for_update(no_key=True).filter(pk=instance.session_id).first()
+        )
         events.record(
             "task.deleted",
             services.task_channels(instance),
