@@ -8,6 +8,9 @@
   the figures each one reports every few seconds (sessions_app.stats).
 """
 
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
@@ -32,11 +35,26 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def database_answers() -> str | None:
+def _select_one() -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
+    finally:
+        connection.close()  # this thread's connection (back to the pool, if any)
+
+
+# Checks run here, so that a database that does not answer at all cannot hold
+# the answer longer than CHECK_SECONDS (a pool waits for a connection longer).
+_checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="switchboard-readyz")
+CHECK_SECONDS = 3.0
+
+
+def database_answers() -> str | None:
+    try:
+        _checks.submit(_select_one).result(timeout=CHECK_SECONDS)
+    except FutureTimeout:
+        return f"database: no answer within {CHECK_SECONDS:.0f} s"
     except Exception as error:
         return f"database: {type(error).__name__}: {str(error).strip()[:200]}"
     return None

@@ -1,0 +1,68 @@
+"""Progress reports a second that one server process takes, against a bare app.
+
+    .venv/bin/python bench/writes.py [--workers 16] [--seconds 10]
+    DATABASE_URL=postgres://…/switchboard_bench .venv/bin/python bench/writes.py
+
+Sixteen workers, each on its own keep-alive connection (a Node.js client,
+bench/node, on core 1), send `PATCH /api/v1/tasks/<id>` with a progress value,
+one after another, each to a task of its own, for the given time; the server
+(pinned to core 0) stores each report and its event. Baseline, in the same
+run on the same daphne: bench/bare.py answering each POST.
+Only 127.0.0.1 is used; the run is bounded by --seconds.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+
+from benchserver import BareServer, BenchServer
+from fanout import CLIENT_CPU, NODE, SERVER_CPU, ensure_node_client
+
+
+def run(conf: dict) -> dict:
+    done = subprocess.run(
+        ["taskset", "-c", CLIENT_CPU, "node", "writes-client.mjs", json.dumps(conf)],
+        cwd=NODE, capture_output=True, text=True, timeout=conf["seconds"] + 120,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(args) -> None:
+    ensure_node_client()
+    with BareServer(args.port, cpus=SERVER_CPU) as bare:
+        base = run({
+            "workers": args.workers, "seconds": args.seconds,
+            "requests": [{"method": "POST", "url": f"http://127.0.0.1:{bare.port}/",
+                          "body": '{"progress": __N__}'}],
+        })  # fmt: skip
+    with BenchServer(args.port + 10, cpus=SERVER_CPU) as server:
+        session = server.api("POST", "sessions", {"name": "writes"})
+        tasks = [
+            server.api(
+                "POST", f"sessions/{session['id']}/tasks", {"name": f"t{n}", "status": "running"}
+            )
+            for n in range(args.workers)
+        ]
+        ours = run({
+            "workers": args.workers, "seconds": args.seconds, "token": server.token,
+            "requests": [{"method": "PATCH", "url": f"{server.base}/api/v1/tasks/{t['id']}",
+                          "body": '{"progress": __N__}'} for t in tasks],
+        })  # fmt: skip
+    config = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
+    print(f"database        {config}; {args.workers} keep-alive workers for {args.seconds} s")
+    for name, row in (("bare ASGI app", base), ("Switchboard", ours)):
+        rate = row["ok"] / row["seconds"]
+        print(f"{name:<14}  {rate:8.1f} requests/s   failed {row['failed']} {row['errors'] or ''}")
+    ratio = (ours["ok"] / ours["seconds"]) / (base["ok"] / base["seconds"])
+    print(f"ratio           {ratio:.3f}x the bare app")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--port", type=int, default=8981)
+    main(parser.parse_args())
