@@ -52,6 +52,28 @@ class DemoJobs:
         self.stop = threading.Event()
         self.count = 0
         self.lock = threading.Lock()
+        self.sessions: list[str] = []
+
+    def finish(self) -> int:
+        """Stop the jobs and end their sessions that are still going as
+        cancelled (their workers are gone); returns how many."""
+        from sessions_app import services
+        from sessions_app.models import TERMINAL, Session
+
+        self.stop.set()
+        ended = 0
+        for session_id in self.sessions:
+            session = Session.objects.filter(pk=session_id).first()
+            if session is None or session.is_terminal:
+                continue
+            for task in session.tasks.exclude(status__in=TERMINAL):
+                try:
+                    services.update_task(task.pk, status="cancelled", message="the demo stopped")
+                except services.ServiceError:
+                    pass  # it ended meanwhile
+            services.cancel_session(session.pk)
+            ended += 1
+        return ended
 
     def start(self) -> None:
         for index in range(self.parallel):
@@ -77,6 +99,7 @@ class DemoJobs:
         session = self.client.create_session(
             f"{title} #{number}", metadata={"demo": True, "host": f"worker-{number % 4 + 1}"}
         )
+        self.sessions.append(session["id"])
         self.client.update_session(session["id"], status="running")
         handler = LogHandler(self.base_url, self.token, session["id"], interval=0.3)
         failed = False

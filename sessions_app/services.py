@@ -315,7 +315,8 @@ def update_task(
     ts: datetime | None = None,
 ) -> Task:
     """Apply a worker's report. A report carrying progress, message or details
-    records one progress.update; any other change records a task.update."""
+    records one progress.update (and starts a pending task); any other change
+    records a task.update."""
     if progress is not UNSET:
         progress = _check_progress(progress)
     new_status = UNSET
@@ -339,6 +340,11 @@ def update_task(
                 setattr(task, field, value)
                 changed = True
         reports_progress = any(v is not UNSET for v in (progress, message, details))
+        if reports_progress and new_status is UNSET and task.status == Status.PENDING:
+            # A worker reporting progress has started, whether or not it said so.
+            task.status = Status.RUNNING
+            _stamp(task, Status.RUNNING, now)
+            changed = True
         if progress is not UNSET:
             task.progress = progress
         if message is not UNSET:

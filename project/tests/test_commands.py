@@ -192,3 +192,31 @@ def test_prune_deletes_ended_sessions_and_old_events_and_marks_the_cut(tmp_path)
     assert not Event.objects.filter(id__lte=newest_old).exists()
     with pytest.raises(CommandError):
         run("prune", "--older-than", "-1")
+
+
+def test_the_demo_refuses_a_busy_port_and_changes_nothing(db):
+    import socket
+
+    from django.contrib.auth import get_user_model
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(CommandError, match="already in use"):
+            run("demo", f"127.0.0.1:{port}")
+    assert not get_user_model().objects.filter(username="demo").exists()
+
+
+def test_the_demo_login_stays_the_same_across_runs(db, tmp_path):
+    from django.contrib.auth import get_user_model
+
+    from sessions_app.management.commands.demo import demo_password
+
+    user = get_user_model().objects.create_user("demo")
+    first = demo_password(user, tmp_path / "login")
+    user.save()
+    assert demo_password(user, tmp_path / "login") == first
+    assert user.check_password(first)
+    user.set_password("changed elsewhere")
+    assert demo_password(user, tmp_path / "login") != first  # a new one, written down

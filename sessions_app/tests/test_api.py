@@ -135,7 +135,10 @@ def test_every_progress_report_records_one_progress_update_even_unchanged(api):
     for _ in range(3):
         api.call("PATCH", f"tasks/{task['id']}", {"progress": 10})
     assert Event.objects.filter(kind="progress.update").count() == 3
-    assert Event.objects.filter(kind="task.update").count() == 1  # the create
+    # The create, and the start: the first report found the task pending.
+    assert Event.objects.filter(kind="task.update").count() == 2
+    assert api.call("GET", f"tasks/{task['id']}")[1]["status"] == "running"
+    assert api.call("GET", f"sessions/{session['id']}")[1]["status"] == "running"
 
 
 @pytest.mark.parametrize(
