@@ -9,7 +9,6 @@ those lines. Resume and gap filling are never cut.
 """
 
 import json
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -21,22 +20,6 @@ from logs_app.models import LogEntry
 from sessions_app import events, streams
 from sessions_app.errors import Refused
 from sessions_app.models import Event
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
-        self.stamp = time.monotonic()
-
-    def take(self, count: int = 1) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= count:
-            self.tokens -= count
-            return True
-        return False
 
 
 @dataclass
@@ -88,7 +71,7 @@ class LogRelay(streams.Relay):
     def __init__(self, log_filter: services.LogFilter) -> None:
         conf = settings.SWITCHBOARD
         self.filter = log_filter
-        self.budget = TokenBucket(conf["LOG_LINES_PER_SECOND"], conf["LOG_LINES_BURST"])
+        self.budget = streams.TokenBucket(conf["LOG_LINES_PER_SECOND"], conf["LOG_LINES_BURST"])
         self.skipped: Skipped | None = None
         self.channel = ""
 

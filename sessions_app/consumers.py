@@ -55,22 +55,6 @@ INBOX_LIMIT = 1000
 RETRY_MAX = 10.0
 
 
-class TokenBucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
-        self.stamp = time.monotonic()
-
-    def take(self, count: int = 1) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= count:
-            self.tokens -= count
-            return True
-        return False
-
-
 @dataclass(eq=False)
 class Subscription:
     """One channel on one connection: its cursor and its live state.
@@ -184,7 +168,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task] = set()
         self.hub = get_hub()
         conf = settings.SWITCHBOARD
-        self.bucket = TokenBucket(conf["RATE_PER_SECOND"], conf["RATE_BURST"])
+        self.bucket = streams.TokenBucket(conf["RATE_PER_SECOND"], conf["RATE_BURST"])
         self.refused, self.refused_at = 0.0, time.monotonic()
         self.last_heard = time.monotonic()
         self.paused_at: float | None = None

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from sessions_app import events, stats
@@ -157,6 +158,21 @@ def lock_task(task_id: int) -> tuple[Session, Task]:
     return session, task
 
 
+def _insert(obj: Session | Task, same: QuerySet) -> Session | Task | None:
+    """Insert a new row; None if it went in. If another request inserted the
+    same external_id at the same moment (PostgreSQL waits for it to commit),
+    the unique constraint refuses ours: answer that other one."""
+    try:
+        with transaction.atomic():
+            obj.save(force_insert=True)
+    except IntegrityError:
+        winner = same.first() if obj.external_id is not None else None
+        if winner is None:
+            raise
+        return winner
+    return None
+
+
 # --- sessions -----------------------------------------------------------------
 
 
@@ -189,16 +205,9 @@ def create_session(
             updated_at=now,
         )
         _stamp(session, status, now)
-        try:
-            with transaction.atomic():
-                session.save(force_insert=True)
-        except IntegrityError:
-            # The same external_id, created at the same moment by another
-            # request (PostgreSQL waits for it to commit): answer that one.
-            existing = Session.objects.filter(external_id=external_id).first()
-            if external_id is None or existing is None:
-                raise
-            return existing, False
+        winner = _insert(session, Session.objects.filter(external_id=external_id))
+        if winner is not None:
+            return winner, False
         record_session(session, ts=ts)
     return session, True
 
@@ -278,14 +287,9 @@ def create_task(
             updated_at=now,
         )
         _stamp(task, status, now)
-        try:
-            with transaction.atomic():
-                task.save(force_insert=True)
-        except IntegrityError:
-            existing = session.tasks.filter(external_id=external_id).first()
-            if external_id is None or existing is None:
-                raise
-            return existing, False
+        winner = _insert(task, session.tasks.filter(external_id=external_id))
+        if winner is not None:
+            return winner, False
         _follow_task(session, task, now)
         session.refresh_counts()
         session.updated_at = now

@@ -9,6 +9,7 @@ narrows its frames, and how live messages become frames for one subscriber.
 """
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,24 @@ class ChannelRef:
     @property
     def stream(self) -> "Stream":
         return _streams[self.kind]
+
+
+class TokenBucket:
+    """`rate` a second, up to `burst` at once."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self, count: int = 1) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= count:
+            self.tokens -= count
+            return True
+        return False
 
 
 class Relay:
