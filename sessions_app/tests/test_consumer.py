@@ -85,7 +85,7 @@ async def test_a_message_the_layer_lost_is_filled_in_from_the_database(
 
 async def test_resume_replays_what_was_missed_and_a_pruned_cursor_resets(admin_token, admin_user):
     session = (await db(services.create_session)(name="s", owner=admin_user))[0]
-    task = (await db(services.create_task)(session.pk, name="t"))[0]
+    task = (await db(services.create_task)(session.pk, name="t", status="running"))[0]
     ws = await connect(admin_token)
     reply = await subscribe(ws, f"task:{task.pk}")
     cursor = reply["seq"]
