@@ -157,7 +157,14 @@ class Hub:
                 log.warning("could not check the channels' heads: %s", error)
 
     async def _run(self) -> None:
-        self.channel_name = await self.layer.new_channel("switchboard.hub.")
+        backoff = 0.1
+        while self.channel_name is None:
+            try:
+                self.channel_name = await self.layer.new_channel("switchboard.hub.")
+            except Exception as error:
+                self._failed(str(error) or type(error).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
         self._named.set()
         loop = asyncio.get_running_loop()
         keeper = loop.create_task(self._keep())
