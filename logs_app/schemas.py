@@ -10,9 +10,10 @@ from pydantic import Field, field_validator
 from logs_app.services import parse_level
 from sessions_app.schemas import MAX_TEXT
 from sessions_app.services import ServiceError
+from sessions_app.validation import Input
 
 
-class LogEntryIn(Schema):
+class LogEntryIn(Input):
     message: str = Field(max_length=MAX_TEXT)
     ts: datetime | None = None
     level: int | str = Field(20, description="DEBUG INFO WARNING ERROR CRITICAL, or a number")
@@ -51,7 +52,7 @@ class LogEntryIn(Schema):
         return int(value)
 
 
-class LogsIn(Schema):
+class LogsIn(Input):
     entries: list[LogEntryIn] = Field(max_length=10000)
 
 

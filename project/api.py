@@ -1,10 +1,13 @@
 """The v1 HTTP API: routers of both apps, one identity scheme, errors that name fields."""
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
+from django.db import DataError
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
 
 from logs_app.api import router as logs_router
+from project import bodylimit, throttles
+from project.batch import router as batch_router
 from sessions_app.api import router as sessions_router
 from sessions_app.auth import API_AUTH
 from sessions_app.errors import Refused
@@ -14,10 +17,12 @@ api = NinjaAPI(
     version="1",
     description="Sessions, tasks, progress and logs of long-running work. See PROTOCOL.md.",
     auth=API_AUTH,
+    throttle=throttles.from_settings(),
     urls_namespace="api",
 )
 api.add_router("", sessions_router)
 api.add_router("", logs_router)
+api.add_router("", batch_router)
 
 # Where a request part sits in pydantic's error location, for naming fields.
 _PARTS = {"body", "query", "path", "payload", "header", "cookie"}
@@ -48,6 +53,17 @@ def refused(request, exc: Refused):
     else:
         body = {"detail": exc.message}
     return api.create_response(request, body, status=exc.status_code)
+
+
+@api.exception_handler(DataError)
+def out_of_range(request, exc: DataError):
+    """A value the database cannot hold (an id past 64 bits, say): not found."""
+    return api.create_response(request, {"detail": "not found: a value is out of range"}, 404)
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_large(request, exc: RequestDataTooBig):
+    return api.create_response(request, {"detail": bodylimit.answer_detail()}, status=413)
 
 
 @api.exception_handler(ObjectDoesNotExist)

@@ -15,6 +15,7 @@ STATUS = {
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
+    "conflict": 409,
     "too_large": 413,
     "rate_limited": 429,
 }

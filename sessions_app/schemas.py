@@ -3,23 +3,25 @@
 from typing import Any, Literal
 
 from ninja import Schema
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from sessions_app.models import Status
+from sessions_app.validation import Input
 
 SessionStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
 TaskStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 MAX_TEXT = 1024 * 1024
 
 
-class SessionIn(Schema):
+class SessionIn(Input):
     name: str = Field(min_length=1, max_length=200)
     metadata: dict[str, Any] | None = None
     external_id: str | None = Field(None, min_length=1, max_length=200)
     status: SessionStatus = Status.PENDING.value
 
 
-class SessionPatch(Schema):
+class SessionPatch(Input):
     name: str = Field(None, min_length=1, max_length=200)
     status: SessionStatus = None
     metadata: dict[str, Any] = None
@@ -39,13 +41,16 @@ class SessionOut(Schema):
     finished_at: str | None
 
 
-class TaskIn(Schema):
+class TaskIn(Input):
     name: str = Field(min_length=1, max_length=200)
     external_id: str | None = Field(None, min_length=1, max_length=200)
     status: TaskStatus = Status.PENDING.value
+    stale_after: int | None = Field(
+        None, ge=1, le=10**7, description="seconds without a report before a running task fails"
+    )
 
 
-class TaskPatch(Schema):
+class TaskPatch(Input):
     name: str = Field(None, min_length=1, max_length=200)
     status: TaskStatus = None
     progress: float = Field(None, ge=0, le=100, allow_inf_nan=False)
@@ -53,6 +58,9 @@ class TaskPatch(Schema):
     details: dict[str, Any] = None
     result: Any = None
     error: str = Field(None, max_length=MAX_TEXT)
+    stale_after: int | None = Field(
+        None, ge=1, le=10**7, description="seconds without a report before a running task fails"
+    )
 
 
 class TaskOut(Schema):
@@ -68,6 +76,7 @@ class TaskOut(Schema):
     error: str
     cancel_requested: bool
     attempt: int
+    stale_after: int | None
     created_at: str
     updated_at: str
     started_at: str | None
@@ -79,9 +88,33 @@ class CancelOut(Schema):
     changed: bool
 
 
-class OutputIn(Schema):
-    chunk: str = Field(max_length=MAX_TEXT)
+STEP_RE = r"^[a-z_]{1,32}$"
+
+
+class OutputIn(Input):
+    """A chunk of streamed output, or a status step between chunks (not both)."""
+
+    chunk: str | None = Field(None, max_length=MAX_TEXT)
     final: bool = False
+    status: str | None = Field(
+        None,
+        pattern=STEP_RE,
+        description="a step: thinking, tool_calling, tool_completed, completed, or another word",
+    )
+    message: str | None = Field(None, max_length=MAX_TEXT)
+    data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def chunk_or_step(self):
+        if (self.chunk is None) == (self.status is None):
+            raise PydanticCustomError(
+                "chunk_or_status", "give either `chunk` (output) or `status` (a step)"
+            )
+        if self.chunk is not None and (self.message is not None or self.data is not None):
+            raise PydanticCustomError(
+                "step_fields", "`message` and `data` belong to a step (with `status`)"
+            )
+        return self
 
 
 class OutputOut(Schema):
@@ -93,6 +126,7 @@ class TaskOutputOut(Schema):
     text: str
     final: bool
     truncated: bool
+    steps: list[dict[str, Any]]
 
 
 class Page(Schema):

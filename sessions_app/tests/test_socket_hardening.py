@@ -15,7 +15,7 @@ from sessions_app.tests import wsclient as wc
 pytestmark = pytest.mark.timeout(180)
 
 # Close codes the contract names; anything else from the server is a failure.
-NAMED_CLOSES = {1000, 4401, 4408, 4413, 4429, 4503}
+NAMED_CLOSES = {1000, 4013, 4401, 4408, 4413, 4429, 4503}
 
 
 async def test_frames_json_cannot_carry_come_back_as_invalid_json(live, admin_token):
@@ -214,3 +214,35 @@ async def test_an_owner_learns_of_a_deleted_session_on_resume_and_from_events(
     assert "session.deleted" in [f["event"] for f in listed["results"]]
     shared = await asyncio.to_thread(api.request, "GET", f"events?channel=sessions&since={cursor}")
     assert [f["event"] for f in shared["results"]] == ["session.deleted"]
+
+
+async def test_a_full_server_tells_a_new_socket_when_to_come_back(fresh_server, admin_token):
+    server = fresh_server(SWITCHBOARD_MAX_CONNECTIONS="2", SWITCHBOARD_RETRY_AFTER="7")
+    async with (
+        await wc.connect(server.ws_url, admin_token) as one,
+        await wc.connect(server.ws_url, admin_token) as two,
+    ):
+        await wc.subscribe(one, "sessions")
+        await wc.subscribe(two, "sessions")
+        async with await wc.connect(server.ws_url, admin_token) as third:
+            frame = await wc.recv(third)
+            assert frame == {
+                "type": "error",
+                "code": "overloaded",
+                "message": "this server has 2 sockets; come back later",
+                "retry_after": 7,
+            }
+            with pytest.raises(ConnectionClosed) as closed:
+                await wc.recv(third)
+            assert closed.value.rcvd.code == 4013
+        await wc.send(one, {"action": "ping", "id": "still here"})
+        assert (await wc.recv(one))["id"] == "still here"
+    # Room again once they leave (the server hears of the closes within moments).
+    for _ in range(50):
+        async with await wc.connect(server.ws_url, admin_token) as again:
+            await wc.send(again, {"action": "subscribe", "channel": "sessions", "id": "s"})
+            if (await wc.recv(again))["type"] == "subscribed":
+                break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the server stayed full after its sockets left")
