@@ -27,6 +27,10 @@ def pytest_configure(config):
     # The test process is no server: its threads open and close their own
     # connections (the servers it starts use the pool, as in production).
     settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
+    # In-process requests (Django's test client) do their database work on the
+    # test's own thread, inside its transaction; the servers it starts use the
+    # database threads, as in production.
+    settings.SWITCHBOARD["DB_THREADS"] = 0
 
 
 def pytest_report_header(config):
@@ -51,6 +55,12 @@ def worker_user(django_user_model):
 @pytest.fixture
 def other_user(django_user_model):
     return django_user_model.objects.create_user("other", "other@example.com", "pw")
+
+
+def post(http, path: str, body) -> tuple[int, dict]:
+    """POST JSON to /api/v1/<path> with a Django test client: (status, body)."""
+    response = http.post(f"/api/v1/{path}", body, content_type="application/json")
+    return response.status_code, response.json()
 
 
 def make_token(user) -> str:
@@ -81,6 +91,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident memory, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
 
 
 def database_url() -> str:

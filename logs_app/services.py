@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from logs_app.models import LEVELS, LogEntry
+from logs_app.models import COLUMNS, LEVELS, LogEntry, entry_json
 from sessions_app import events, stats
 from sessions_app.models import Session
 from sessions_app.services import ServiceError, service_write
@@ -107,6 +107,8 @@ def parse_filter(raw) -> LogFilter:
     q = raw.get("q") or ""
     if not isinstance(q, str):
         raise ServiceError("filter", "q must be a string")
+    if "\x00" in q:
+        raise ServiceError("filter", "q must not contain NUL (\\u0000) characters")
     return LogFilter(level=level, task_id=task_id, q=q)
 
 
@@ -180,7 +182,9 @@ def _record_batch(session_id: int, owner_id: int | None, batch: list[dict]) -> l
 
 @dataclass
 class LogPage:
-    entries: list[LogEntry]
+    """Entries as the API shows them (LogEntry.as_json), oldest first."""
+
+    entries: list[dict]
     has_more: bool
 
 
@@ -205,11 +209,16 @@ def query(
         queryset = queryset.filter(ts__lte=until)
     if before is not None:
         queryset = queryset.filter(id__lt=before)
+    queryset = queryset.values_list(*COLUMNS)
     if after is not None:
         rows = list(queryset.filter(id__gt=after).order_by("id")[: limit + 1])
-        return LogPage(entries=rows[:limit], has_more=len(rows) > limit)
+        return LogPage(
+            entries=[entry_json(*row) for row in rows[:limit]], has_more=len(rows) > limit
+        )
     rows = list(queryset.order_by("-id")[: limit + 1])
-    return LogPage(entries=list(reversed(rows[:limit])), has_more=len(rows) > limit)
+    return LogPage(
+        entries=[entry_json(*row) for row in reversed(rows[:limit])], has_more=len(rows) > limit
+    )
 
 
 def aware(value: datetime | None) -> datetime | None:

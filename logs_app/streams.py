@@ -116,6 +116,9 @@ class LogStream(streams.Stream):
     def check_access(self, user, ref):
         return streams.visible_session(user, ref)
 
+    def visible_ids(self, user, ids: set[int]) -> set[int]:
+        return streams.visible_session_ids(user, ids)
+
     def parse_filter(self, raw) -> services.LogFilter:
         try:
             return services.parse_filter(raw)
@@ -127,7 +130,7 @@ class LogStream(streams.Stream):
 
     def snapshot(self, user, ref, obj, narrowing: services.LogFilter) -> dict:
         page = services.query(ref.id, narrowing, limit=settings.SWITCHBOARD["LOG_SNAPSHOT_LINES"])
-        return {"entries": [e.as_json() for e in page.entries], "has_more": page.has_more}
+        return {"entries": page.entries, "has_more": page.has_more}
 
     def narrow(self, frame: dict, narrowing: services.LogFilter) -> dict | None:
         return filter_entries(frame, narrowing)

@@ -31,14 +31,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Django's own, with hooks that do no database work run on the event loop
+    # (project/middleware.py); WhiteNoise as async.
+    "project.middleware.ApiJsonErrors",
+    "project.middleware.SecurityMiddleware",
+    "project.middleware.StaticFiles",
+    "project.middleware.SessionMiddleware",
+    "project.middleware.CommonMiddleware",
+    "project.middleware.CsrfViewMiddleware",
+    "project.middleware.AuthenticationMiddleware",
+    "project.middleware.MessageMiddleware",
+    "project.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -138,14 +141,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "admin:login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "/static/"
+# Served under a path of a site (https://ops.example.com/switchboard/): the
+# path, as the browser sees it. Pages, static files, API, sockets and admin
+# all live under it; a proxy may pass the path on with or without it.
+_root = env_str("SWITCHBOARD_ROOT_PATH").strip("/")
+ROOT_PATH = f"/{_root}" if _root else ""
+FORCE_SCRIPT_NAME = ROOT_PATH or None
+# With the root path in front (Django would add it to a relative one only
+# on first use, which may come before any request has set it).
+STATIC_URL = f"{ROOT_PATH}/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
@@ -173,9 +184,21 @@ SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# The host the browser used, from a proxy that sends X-Forwarded-Host: only
+# when this says the proxy is the one that sets it.
+USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST")
 
 # Switchboard's own knobs.
 SWITCHBOARD = {
+    # URLs that get every alert as a JSON POST (more in the admin: Webhooks).
+    "WEBHOOKS": env_list("SWITCHBOARD_WEBHOOKS", []),
+    # Seconds without a report before a running task fails (0: never), and
+    # how often each server process looks.
+    "STALE_AFTER": env_int("SWITCHBOARD_STALE_AFTER", 600, minimum=0),
+    "STALE_CHECK_SECONDS": env_float("SWITCHBOARD_STALE_CHECK_SECONDS", 1.0, minimum=0.1),
+    # Threads (each with its database connection) that run the async
+    # endpoints' database work: progress reports, output chunks, log lines.
+    "DB_THREADS": env_int("SWITCHBOARD_DB_THREADS", 4, minimum=0),
     # Seconds without any frame from a client before the server drops it.
     "IDLE_TIMEOUT": env_int("SWITCHBOARD_IDLE_TIMEOUT", 300, minimum=1),
     # Largest WebSocket frame accepted, in bytes.
@@ -196,6 +219,20 @@ SWITCHBOARD = {
     "SEND_BUFFER_BYTES": env_int("SWITCHBOARD_SEND_BUFFER_BYTES", 2 * 1024 * 1024, minimum=16384),
     # Seconds a socket may stay paused before it is closed (4503).
     "SLOW_CLOSE": env_int("SWITCHBOARD_SLOW_CLOSE", 120, minimum=1),
+    # HTTP API requests a second per token (per user for a browser) and per
+    # client address, each with a burst, per server process (0: no limit);
+    # past them a 429 with Retry-After.
+    "TOKEN_RATE": env_float("SWITCHBOARD_TOKEN_RATE", 200.0, minimum=0),
+    "TOKEN_BURST": env_int("SWITCHBOARD_TOKEN_BURST", 1000, minimum=1),
+    "ADDRESS_RATE": env_float("SWITCHBOARD_ADDRESS_RATE", 500.0, minimum=0),
+    "ADDRESS_BURST": env_int("SWITCHBOARD_ADDRESS_BURST", 2000, minimum=1),
+    # permessage-deflate for sockets whose client offers it (browsers do):
+    # fewer bytes on the wire, more CPU per frame and subscriber.
+    "WS_COMPRESSION": env_bool("SWITCHBOARD_WS_COMPRESSION", False),
+    # Sockets one server process takes (0: no limit); past it a new socket is
+    # told to come back after RETRY_AFTER seconds (an error frame, then 4013).
+    "MAX_CONNECTIONS": env_int("SWITCHBOARD_MAX_CONNECTIONS", 0, minimum=0),
+    "RETRY_AFTER": env_int("SWITCHBOARD_RETRY_AFTER", 5, minimum=1),
     # Seconds between checks of the watched channels' heads in the database:
     # a safety net for messages the layer lost, and how a server without Redis
     # hears of events written by other processes (commands): a subscriber

@@ -4,11 +4,12 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Schema
+from ninja import Query, Router
 from ninja import Status as Answer
 from pydantic import Field
 
-from sessions_app import access, events, services, stats, streams
+from sessions_app import access, dbthreads, events, services, stats, streams
+from sessions_app.auth import ASYNC_AUTH
 from sessions_app.errors import Refused
 from sessions_app.models import TASK_STATUSES, Event, Session, Status, Task
 from sessions_app.schemas import (
@@ -29,20 +30,21 @@ from sessions_app.schemas import (
     TaskPage,
     TaskPatch,
 )
+from sessions_app.validation import Clean
 
 router = Router()
-ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
 
 
-class ListQuery(Schema):
+class ListQuery(Clean):
     status: str | None = Field(None, description="one status, or several separated by commas")
     q: str | None = Field(None, description="text in the name or external id")
     limit: int = Field(50, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=2**31)
 
 
 class TaskListQuery(ListQuery):
-    session: int | None = Field(None, ge=1, description="only tasks of this session")
+    session: int | None = Field(None, ge=1, le=2**62, description="only tasks of this session")
 
 
 def _statuses(raw: str | None, allowed: list[str]) -> list[str] | None:
@@ -162,7 +164,11 @@ def create_task(request, session_id: int, payload: TaskIn):
     """Create a task. With an `external_id` the session has already, answer that task (200)."""
     changeable_session(request, session_id)
     task, created = services.create_task(
-        session_id, name=payload.name, external_id=payload.external_id, status=payload.status
+        session_id,
+        name=payload.name,
+        external_id=payload.external_id,
+        status=payload.status,
+        stale_after=payload.stale_after,
     )
     return Answer(201 if created else 200, task.as_json())
 
@@ -185,17 +191,29 @@ def get_task(request, task_id: int):
     return get_object_or_404(access.visible_tasks(request.auth), pk=task_id).as_json()
 
 
-@router.patch("/tasks/{int:task_id}", response={200: TaskOut, **ERRORS}, tags=["tasks"])
-def patch_task(request, task_id: int, payload: TaskPatch):
-    """Report on a task. `progress`, `message` or `details` record one progress.update."""
-    changeable_task(request, task_id)
+def report_fields(payload: TaskPatch, prefix: str = "") -> dict:
+    """The fields a report sets; null only where it means "none"."""
     fields = payload.dict(exclude_unset=True)
     for name in ("status", "progress", "message", "details", "name"):
         if name in fields and fields[name] is None:
-            raise services.ServiceError(name, "must not be null")
+            raise services.ServiceError(prefix + name, "must not be null")
     if "error" in fields and fields["error"] is None:
         fields["error"] = ""
-    return services.update_task(task_id, **fields).as_json()
+    return fields
+
+
+@router.patch(
+    "/tasks/{int:task_id}", response={200: TaskOut, **ERRORS}, tags=["tasks"], auth=ASYNC_AUTH
+)
+async def patch_task(request, task_id: int, payload: TaskPatch):
+    """Report on a task. `progress`, `message` or `details` record one progress.update."""
+    fields = report_fields(payload)
+
+    def report() -> dict:
+        changeable_task(request, task_id)
+        return services.update_task(task_id, **fields).as_json()
+
+    return await dbthreads.run(report)
 
 
 @router.post("/tasks/{int:task_id}/cancel", response={200: CancelOut, **ERRORS}, tags=["tasks"])
@@ -213,12 +231,25 @@ def retry_task(request, task_id: int):
     return services.retry_task(task_id).as_json()
 
 
-@router.post("/tasks/{int:task_id}/output", response={201: OutputOut, **ERRORS}, tags=["tasks"])
-def post_output(request, task_id: int, payload: OutputIn):
-    """Append a chunk of streamed output; `final: true` marks the end."""
-    changeable_task(request, task_id)
-    event = services.append_output(task_id, payload.chunk, payload.final)
-    return Answer(201, {"seq": event.id, "task": Task.objects.get(pk=task_id).as_json()})
+@router.post(
+    "/tasks/{int:task_id}/output",
+    response={201: OutputOut, **ERRORS},
+    tags=["tasks"],
+    auth=ASYNC_AUTH,
+)
+async def post_output(request, task_id: int, payload: OutputIn):
+    """Append a chunk of streamed output (`final: true` marks the end), or a
+    status step between chunks: `status`, optional `message` and `data`."""
+
+    def append() -> dict:
+        changeable_task(request, task_id)
+        if payload.status is not None:
+            event = services.append_step(task_id, payload.status, payload.message, payload.data)
+        else:
+            event = services.append_output(task_id, payload.chunk, payload.final)
+        return {"seq": event.id, "task": Task.objects.get(pk=task_id).as_json()}
+
+    return Answer(201, await dbthreads.run(append))
 
 
 @router.get("/tasks/{int:task_id}/output", response={200: TaskOutputOut, **ERRORS}, tags=["tasks"])
@@ -231,9 +262,9 @@ def get_output(request, task_id: int):
 # --- events and stats --------------------------------------------------------------
 
 
-class EventsQuery(Schema):
+class EventsQuery(Clean):
     channel: str | None = Field(None, description="one channel; all you can see if omitted")
-    since: int = Field(0, ge=0, description="only events with a greater seq")
+    since: int = Field(0, ge=0, le=2**62, description="only events with a greater seq")
     limit: int = Field(500, ge=1, le=5000)
     level: str | None = Field(None, description="logs channels: minimum level")
     task: str | None = Field(None, description="logs channels: only lines of this task")
@@ -280,7 +311,7 @@ def _channel(user, query) -> tuple[streams.ChannelRef, Any]:
     return ref, narrowing
 
 
-class SnapshotQuery(Schema):
+class SnapshotQuery(Clean):
     channel: str = Field(description="the channel, as in a subscribe frame")
     level: str | None = Field(None, description="logs channels: minimum level")
     task: str | None = Field(None, description="logs channels: only lines of this task")
@@ -301,5 +332,18 @@ def get_snapshot(request, query: Query[SnapshotQuery]):
 @router.get("/stats", response={200: StatsOut, **ERRORS}, tags=["stats"])
 def get_stats(request):
     """Connections, subscriptions and frames of every live server process
-    (each reports every 5 s), and the event rate of the last 10 s."""
-    return stats.snapshot()
+    (each reports every 5 s), and the event rate of the last 10 s. Users who
+    do not see every session see only the channels they may subscribe to."""
+    figures = stats.snapshot()
+    if access.sees_all(request.auth):
+        return figures
+    visible = streams.visible_names(request.auth, figures["subscriptions"])
+
+    def narrowed(subscriptions: dict) -> dict:
+        return {name: n for name, n in subscriptions.items() if name in visible}
+
+    figures["subscriptions"] = narrowed(figures["subscriptions"])
+    figures["channels"] = len(figures["subscriptions"])
+    for process in figures["processes"]:
+        process["subscriptions"] = narrowed(process.get("subscriptions", {}))
+    return figures

@@ -1,7 +1,8 @@
 """Identities, the same for the socket and the API.
 
 Browsers: the Django session cookie of a staff user; a socket handshake must
-carry an Origin in ALLOWED_HOSTS. Workers and scripts: `Authorization:
+carry the server's own Origin (scheme, host and port), or one listed in
+CSRF_TRUSTED_ORIGINS. Workers and scripts: `Authorization:
 Bearer <token>`, with no Origin needed (an Origin that is present must still
 be allowed). Anything else is refused at the handshake (HTTP 403).
 """
@@ -12,8 +13,11 @@ from urllib.parse import urlparse
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
+from django.conf import settings
+from django.utils.http import is_same_domain
 from ninja.security import HttpBearer, SessionAuth
 
+from sessions_app import dbthreads
 from sessions_app.models import ApiToken, hash_token
 
 
@@ -26,16 +30,51 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def origin_allowed(headers: list[tuple[bytes, bytes]]) -> bool:
-    """True when there is no Origin, or it names one of ALLOWED_HOSTS."""
-    validator = AllowedHostsOriginValidator(None)
+def _header(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str | None:
     for name, value in headers:
-        if name == b"origin":
-            try:
-                return validator.valid_origin(urlparse(value.decode("latin1")))
-            except (UnicodeDecodeError, ValueError):
-                return False
-    return True
+        if name == wanted:
+            return value.decode("latin1")
+    return None
+
+
+def trusted_origin(origin: str) -> bool:
+    """An origin listed in CSRF_TRUSTED_ORIGINS (`https://*.example.com` too)."""
+    parsed = urlparse(origin)
+    for entry in settings.CSRF_TRUSTED_ORIGINS:
+        if entry == origin:
+            return True
+        listed = urlparse(entry)
+        if (
+            listed.netloc.startswith("*")
+            and listed.scheme == parsed.scheme
+            and is_same_domain(parsed.netloc, listed.netloc[1:])
+        ):
+            return True
+    return False
+
+
+def origin_allowed(headers: list[tuple[bytes, bytes]], required: bool = False) -> bool:
+    """The handshake's Origin is this server's own or a trusted one.
+
+    Its own: the host and port the request was sent to (the Host header), as
+    Django's CSRF check reads it, and a host in ALLOWED_HOSTS. A page served by
+    another port of the same host is another origin, although the browser sends
+    it the same cookies. No Origin passes unless `required` (browsers).
+    """
+    origin = _header(headers, b"origin")
+    if origin is None:
+        return not required
+    try:
+        parsed = urlparse(origin)
+        if not AllowedHostsOriginValidator(None).valid_origin(parsed):
+            return False
+    except ValueError:
+        return False
+    host = _header(headers, b"host") or ""
+    if settings.USE_X_FORWARDED_HOST and _header(headers, b"x-forwarded-host"):
+        # As Django reads it: the proxy's header, its first value.
+        host = _header(headers, b"x-forwarded-host").split(",")[0].strip()
+    return bool(host) and parsed.netloc.lower() == host.lower() or trusted_origin(origin)
 
 
 class IdentityMiddleware:
@@ -43,12 +82,14 @@ class IdentityMiddleware:
 
     def __init__(self, inner) -> None:
         self.token_app = inner
-        self.cookie_app = AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
+        self.cookie_app = AuthMiddlewareStack(inner)
 
     async def __call__(self, scope, receive, send):
         headers = scope.get("headers", [])
         token = bearer_token(headers)
         if token is None:
+            if not origin_allowed(headers, required=True):
+                return await WebsocketDenier()(scope, receive, send)
             return await self.cookie_app(dict(scope, auth="cookie"), receive, send)
         user = None
         if token and origin_allowed(headers):
@@ -134,6 +175,7 @@ class TokenAuth(HttpBearer):
         user = ApiToken.authenticate(token)
         if user is not None:
             request.user = user
+            request.throttle_key = f"token:{token[:10]}"  # the token's public prefix
         return user
 
 
@@ -145,6 +187,10 @@ class StaffSessionAuth(SessionAuth):
         # token is 401, not a CSRF failure of the cookie path.
         if request.headers.get("Authorization"):
             return None
+        # No signed-in staff user: no identity at all, which is 401; the CSRF
+        # check only matters for a cookie that would be accepted.
+        if not allowed_user(getattr(request, "user", None), "cookie"):
+            return None
         return super().__call__(request)
 
     def authenticate(self, request, key):
@@ -154,4 +200,13 @@ class StaffSessionAuth(SessionAuth):
         return None
 
 
+class AsyncTokenAuth(TokenAuth):
+    """The bearer token, looked up on a database thread (for async endpoints)."""
+
+    async def authenticate(self, request, token: str):
+        return await dbthreads.run(super().authenticate, request, token)
+
+
 API_AUTH = [TokenAuth(), StaffSessionAuth()]
+# For async endpoints: a token needs no thread of the request's own.
+ASYNC_AUTH = [AsyncTokenAuth(), StaffSessionAuth()]

@@ -52,6 +52,9 @@ FLOOD_FORGIVE = 50
 # Live messages held for a subscription while it catches up; past this it
 # reads them from the database instead.
 INBOX_LIMIT = 1000
+# Catching up: frames a page holds at most, and about how many bytes.
+CATCH_UP_PAGE_MAX = 1000
+CATCH_UP_BYTES = 1 << 20
 RETRY_MAX = 10.0
 
 
@@ -172,6 +175,22 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         self.refused, self.refused_at = 0.0, time.monotonic()
         self.last_heard = time.monotonic()
         self.paused_at: float | None = None
+        limit = conf["MAX_CONNECTIONS"]
+        if limit and stats.live.connections >= limit:
+            # Full: say when to come back (daphne drops close reasons, so a frame).
+            await self.accept()
+            await self.send(
+                text_data=events.dumps(
+                    {
+                        "type": "error",
+                        "code": "overloaded",
+                        "message": f"this server has {limit} sockets; come back later",
+                        "retry_after": conf["RETRY_AFTER"],
+                    }
+                )
+            )
+            await self.close(code=4013)  # as 1013 "try again later", which autobahn refuses
+            return
         await self.accept()
         self.accepted = True
         stats.live.connected()
@@ -278,9 +297,8 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             await self.drop(channel)
         sub = Subscription(self, ref, narrowing, stream.relay(narrowing))
         self.subs[channel] = sub
-        if ref.kind != "system":
-            # Listen first: nothing committed after the cursor is read can be missed.
-            await self.hub.join(channel, sub)
+        # Listen first: nothing committed after the cursor is read can be missed.
+        await self.hub.join(channel, sub)
         try:
             opened = await database_sync_to_async(streams.open_channel)(
                 self.user, ref, since, narrowing
@@ -303,9 +321,8 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             reply["filter"] = described
         await self.reply(frame_id, reply)
         if ref.kind == "system":
-            sub.busy = False
+            # Figures every few seconds besides its stored events (system.alert).
             sub.ticker = asyncio.create_task(self.tick_stats(sub))
-            return
         sub.behind = since is not None and not opened.reset
         await self.settle(sub)
 
@@ -472,23 +489,35 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
                 sub.busy = False
 
     async def catch_up(self, sub: Subscription) -> None:
-        """Relay every stored event of the channel after the cursor, in order."""
+        """Relay every stored event of the channel after the cursor, in order.
+
+        Pages start at the stream's `backlog_page` and then hold about
+        CATCH_UP_BYTES of frames like the last page's: many small events
+        (steps, progress) come in few round trips, large output chunks in
+        small pages."""
         stream = sub.ref.stream
+        limit = stream.backlog_page
         while self.subs.get(sub.ref.name) is sub:
             frames, cursor = await database_sync_to_async(streams.read_visible)(
-                self.user, sub.ref, sub.cursor, stream.backlog_page
+                self.user, sub.ref, sub.cursor, limit
             )
             if cursor == sub.cursor:
                 return
+            size = 0
             for frame in frames:
                 if self.paused or self.closing:
                     sub.behind = True
                     return
                 narrowed = stream.narrow(frame, sub.narrowing)
                 if narrowed is not None:
-                    await self.send_frame(events.dumps(narrowed))
+                    text = events.dumps(narrowed)
+                    size += len(text)
+                    await self.send_frame(text)
                 sub.cursor = frame["seq"]
             sub.cursor = cursor
+            if frames:
+                fits = CATCH_UP_BYTES * len(frames) // max(size, 1)
+                limit = max(stream.backlog_page, min(fits, CATCH_UP_PAGE_MAX))
 
     # --- a socket that does not read ----------------------------------------------
 
@@ -525,10 +554,9 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             except Exception:
                 log.exception("could not read the figures for the system channel")
                 continue
-            sub.cursor = figures["last_seq"]
-            frame = events.event_frame(
-                "system", "system.stats", figures["last_seq"], figures["ts"], figures
-            )
+            # Not stored: it carries the subscription's cursor, so a client
+            # that resumes from it misses no system.alert.
+            frame = events.event_frame("system", "system.stats", sub.cursor, figures["ts"], figures)
             await self.send_frame(events.dumps(frame))
 
     # --- helpers ------------------------------------------------------------------

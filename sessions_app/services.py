@@ -4,17 +4,19 @@ admin, the signals and the commands all come through here.
 """
 
 import math
+import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Subquery
 from django.utils import timezone
 
-from sessions_app import events, stats
+from sessions_app import alerts, events, stats
 from sessions_app.errors import Refused
 from sessions_app.models import TASK_STATUSES, TERMINAL, Session, Status, Task
 
@@ -27,6 +29,9 @@ class ServiceError(Refused):
 
 
 UNSET: Any = object()
+# A status step's name, and how many of an attempt's steps a snapshot carries.
+STEP_RE = re.compile(r"^[a-z_]{1,32}$")
+MAX_STEPS = 200
 
 # True while a service function writes: the model signals then stay quiet,
 # because the service records its own events (no double publishing).
@@ -41,11 +46,16 @@ def in_service() -> bool:
 def service_write():
     token = _in_service.set(True)
     started = time.perf_counter()
+    collecting = alerts.collecting()
     try:
         with transaction.atomic():
             yield
+            alerts.flush(collecting)
+            collecting = None
     finally:
         _in_service.reset(token)
+        if collecting is not None:  # rolled back: nothing to announce
+            alerts.abandon(collecting)
     if not transaction.get_connection().in_atomic_block:
         stats.live.wrote(time.perf_counter() - started)
 
@@ -133,6 +143,7 @@ def _check_transition(current: str, new: Status, what: str) -> None:
 
 
 def _stamp(obj: Session | Task, status: Status, now: datetime) -> None:
+    alerts.ended(obj, status)
     if status == Status.RUNNING and obj.started_at is None:
         obj.started_at = now
     if status in TERMINAL:
@@ -152,8 +163,9 @@ def _stamp(obj: Session | Task, status: Status, now: datetime) -> None:
 
 def lock_task(task_id: int) -> tuple[Session, Task]:
     """Lock a task's session, then the task, for a change."""
-    session_id = Task.objects.values_list("session_id", flat=True).get(pk=task_id)
-    session = Session.objects.select_for_update(no_key=True).get(pk=session_id)
+    # One round trip for the session: found through the task, locked first.
+    owner = Task.objects.filter(pk=task_id).values("session_id")
+    session = Session.objects.select_for_update(no_key=True).get(pk=Subquery(owner))
     task = Task.objects.select_for_update(no_key=True).get(pk=task_id)
     return session, task
 
@@ -266,6 +278,7 @@ def create_task(
     name: str,
     external_id: str | None = None,
     status: str = Status.PENDING,
+    stale_after: int | None = None,
     ts: datetime | None = None,
     pk: int | None = None,
 ) -> tuple[Task, bool]:
@@ -283,6 +296,7 @@ def create_task(
             name=name,
             external_id=external_id,
             status=status,
+            stale_after=stale_after,
             created_at=now,
             updated_at=now,
         )
@@ -316,6 +330,7 @@ def update_task(
     result: Any = UNSET,
     error: str = UNSET,
     name: str = UNSET,
+    stale_after: int | None = UNSET,
     ts: datetime | None = None,
 ) -> Task:
     """Apply a worker's report. A report carrying progress, message or details
@@ -328,8 +343,12 @@ def update_task(
         new_status = _check_status(status, [s.value for s in TASK_STATUSES])
     with service_write():
         session, task = lock_task(task_id)
+        refuse_if_lost(task)
         now = ts or timezone.now()
         changed = False
+        if stale_after is not UNSET and stale_after != task.stale_after:
+            task.stale_after = stale_after
+            changed = True
         if new_status is not UNSET and new_status != task.status:
             _check_transition(task.status, new_status, "task")
             task.status = new_status
@@ -368,6 +387,40 @@ def update_task(
         if reports_progress:
             record_progress(task, session, ts=ts)
     return task
+
+
+LOST = "no report for"
+
+
+def refuse_if_lost(task: Task) -> None:
+    """A worker reporting on a task that was failed for want of its reports
+    is told so (409), not let back in silently; a retry starts a new attempt."""
+    if task.status == Status.FAILED and task.error.startswith(LOST):
+        raise ServiceError(
+            "status",
+            f"task {task.pk} failed at {task.finished_at:%Y-%m-%d %H:%M:%S} UTC: {task.error};"
+            f" POST /api/v1/tasks/{task.pk}/retry starts a new attempt",
+            code="conflict",
+        )
+
+
+def fail_lost(task_id: int, last_report: Callable[[Task], datetime], default: int) -> bool:
+    """Fail a running task whose worker has not reported for its stale_after.
+    Checked again under the task's lock, so of several processes one does it."""
+    with service_write():
+        session, task = lock_task(task_id)
+        limit = task.stale_after or default
+        if task.status != Status.RUNNING or not limit:
+            return False
+        silent = (timezone.now() - last_report(task)).total_seconds()
+        if silent < limit:
+            return False
+        update_task(
+            task_id,
+            status=Status.FAILED,
+            error=f"{LOST} {limit} s: the worker is presumed lost (stale_after {limit} s)",
+        )
+    return True
 
 
 def _cancel(task: Task) -> bool:
@@ -426,26 +479,74 @@ def retry_task(task_id: int) -> Task:
 
 def append_output(task_id: int, chunk: str, final: bool = False, ts: datetime | None = None):
     """Record one chunk of a task's streamed output (tokens, stdout)."""
+    return _output(task_id, {"chunk": chunk, "final": bool(final)}, ts)
+
+
+def append_step(
+    task_id: int,
+    status: str,
+    message: str | None = None,
+    data: dict | None = None,
+    ts: datetime | None = None,
+):
+    """Record a status step in a task's output stream (thinking, a tool call
+    and its end), in order with the chunks; nothing is overwritten."""
+    if not isinstance(status, str) or not STEP_RE.match(status):
+        raise ServiceError("status", "a step's status is a lowercase word (a-z and _, at most 32)")
+    if data is not None and not isinstance(data, dict):
+        raise ServiceError("data", "a step's data is a JSON object")
+    if message is not None and not isinstance(message, str):
+        raise ServiceError("message", "a step's message is text")
+    step = {"status": status, "message": message or "", "data": data or {}}
+    return _output(task_id, step, ts)
+
+
+def _output(task_id: int, fields: dict, ts: datetime | None):
     with service_write():
         task = (
             Task.objects.select_related("session")
-            .only("id", "session_id", "attempt", "session__owner_id")
+            .only(
+                "id", "session_id", "attempt", "status", "error", "finished_at", "session__owner_id"
+            )
             .get(pk=task_id)
         )
+        refuse_if_lost(task)
+        channels = [f"task:{task.pk}"]
+        if "status" in fields:
+            # Steps are few: the session's watchers see what each task is doing.
+            channels.append(f"session:{task.session_id}")
         return events.record(
             "task.output",
-            [f"task:{task.pk}"],
+            channels,
             session_id=task.session_id,
             task_id=task.pk,
             extras={"owner_id": task.session.owner_id},
-            data={
-                "task_id": str(task.pk),
-                "chunk": chunk,
-                "final": bool(final),
-                "attempt": task.attempt,
-            },
+            data={"task_id": str(task.pk), **fields, "attempt": task.attempt},
             ts=ts,
         )
+
+
+def latest_steps(session: Session, scan: int = 500) -> dict:
+    """The newest step of each running task of the session, by task id, from
+    the newest `scan` events of its channel (steps are placed there too)."""
+    from sessions_app.models import Event, EventChannel
+
+    running = set(session.tasks.filter(status=Status.RUNNING).values_list("pk", flat=True)[:200])
+    if not running:
+        return {}
+    recent = EventChannel.objects.filter(channel=f"session:{session.pk}").order_by("-event_id")
+    ids = list(recent.values_list("event_id", flat=True)[:scan])
+    found = {}
+    rows = (
+        Event.objects.filter(pk__in=ids, kind="task.output", task_id__in=running)
+        .order_by("-id")
+        .values_list("id", "ts", "task_id", "data")
+    )
+    for seq, ts, task_id, data in rows:
+        if str(task_id) not in found and "status" in data:
+            step = {k: data.get(k) for k in ("status", "message", "data")}
+            found[str(task_id)] = {**step, "seq": seq, "ts": ts.isoformat()}
+    return found
 
 
 def task_output(task: Task, limit_chars: int = 65536) -> dict:
@@ -453,21 +554,39 @@ def task_output(task: Task, limit_chars: int = 65536) -> dict:
     from sessions_app.models import Event
 
     chunks = []
+    steps = []
     size = 0
-    final = False
+    final = None
     rows = (
         Event.objects.filter(task_id=task.pk, kind="task.output", session_id=task.session_id)
         .order_by("-id")
-        .values_list("data", flat=True)
+        .values_list("id", "ts", "data")
     )
-    for index, data in enumerate(rows.iterator()):
+    for scanned, (seq, ts, data) in enumerate(rows.iterator()):
         if data.get("attempt", 1) != task.attempt:
             break
-        if index == 0:
+        if size >= limit_chars and scanned > 2000:
+            break  # enough text; older steps are in the event log
+        if "status" in data and "chunk" not in data:
+            if len(steps) < MAX_STEPS:
+                step = {k: data.get(k) for k in ("status", "message", "data")}
+                # `after`: characters of output that came after it, for placing it.
+                steps.append({**step, "seq": seq, "ts": ts.isoformat(), "after": size})
+            continue
+        if final is None:
             final = bool(data.get("final"))
-        chunks.append(data.get("chunk", ""))
-        size += len(chunks[-1])
-        if size >= limit_chars:
+        if size < limit_chars:
+            chunks.append(data.get("chunk", ""))
+            size += len(chunks[-1])
+        elif len(steps) >= MAX_STEPS:
             break
-    text = "".join(reversed(chunks))
-    return {"text": text[-limit_chars:], "final": final, "truncated": size > limit_chars}
+    text = "".join(reversed(chunks))[-limit_chars:]
+    for step in steps:
+        # Where in `text` it came: 0 when before the kept tail.
+        step["at"] = max(0, len(text) - step.pop("after"))
+    return {
+        "text": text,
+        "final": bool(final),
+        "truncated": size > limit_chars,
+        "steps": list(reversed(steps)),
+    }

@@ -72,6 +72,14 @@ class ProcessStats:
         self.connections_total += 1
         self.serve()
 
+    def webhook_failed(self) -> None:
+        with self.lock:
+            self.webhook_failures += 1
+
+    def found_stale(self, count: int) -> None:
+        with self.lock:
+            self.stale_tasks += count
+
     def recorded(self, kinds: list[str]) -> None:
         with self.lock:
             self.events.update(kinds)

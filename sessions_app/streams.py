@@ -18,7 +18,7 @@ from django.db.models import Count
 from sessions_app import access, events, stats
 from sessions_app.errors import Refused
 from sessions_app.models import Session, Task
-from sessions_app.services import task_output
+from sessions_app.services import latest_steps, task_output
 
 ID_RE = re.compile(r"^[1-9][0-9]{0,17}$")
 SESSIONS_SNAPSHOT_SIZE = 100
@@ -110,6 +110,17 @@ class Stream:
     def relay(self, narrowing) -> Relay:
         return Relay()
 
+    def visible_ids(self, user, ids: set[int]) -> set[int]:
+        """Which of these channels' ids the user may see."""
+        seen = set()
+        for ident in ids:
+            try:
+                self.check_access(user, ChannelRef(f"{self.kind}:{ident}", self.kind, ident))
+            except ChannelError:
+                continue
+            seen.add(ident)
+        return seen
+
 
 _streams: dict[str, Stream] = {}
 
@@ -133,6 +144,32 @@ def parse(name) -> ChannelRef:
 
 
 # --- the core's streams --------------------------------------------------------------
+
+
+def visible_names(user, names) -> set[str]:
+    """The channel names, of those given, that the user may subscribe to."""
+    ids: dict[str, set[int]] = {}
+    visible = set()
+    for name in names:
+        try:
+            ref = parse(name)
+        except ChannelError:
+            continue
+        if ref.id is not None:
+            ids.setdefault(ref.kind, set()).add(ref.id)
+            continue
+        try:
+            check_access(user, ref)
+        except ChannelError:
+            continue
+        visible.add(name)
+    for kind, wanted in ids.items():
+        visible.update(f"{kind}:{ident}" for ident in _streams[kind].visible_ids(user, wanted))
+    return visible
+
+
+def visible_session_ids(user, ids: set[int]) -> set[int]:
+    return set(access.visible_sessions(user).filter(pk__in=ids).values_list("pk", flat=True))
 
 
 def visible_session(user, ref: ChannelRef) -> Session:
@@ -174,8 +211,15 @@ class SessionStream(Stream):
     def check_access(self, user, ref) -> Session:
         return visible_session(user, ref)
 
+    def visible_ids(self, user, ids: set[int]) -> set[int]:
+        return visible_session_ids(user, ids)
+
     def snapshot(self, user, ref, obj, narrowing) -> dict:
-        return {"session": obj.as_json(), "tasks": [t.as_json() for t in obj.tasks.order_by("id")]}
+        return {
+            "session": obj.as_json(),
+            "tasks": [t.as_json() for t in obj.tasks.order_by("id")],
+            "latest_steps": latest_steps(obj),
+        }
 
 
 class TaskStream(Stream):
@@ -188,6 +232,9 @@ class TaskStream(Stream):
         if task is None:
             raise ChannelError("invalid_channel", f"no task {ref.id} that you can see")
         return task
+
+    def visible_ids(self, user, ids: set[int]) -> set[int]:
+        return set(access.visible_tasks(user).filter(pk__in=ids).values_list("pk", flat=True))
 
     def snapshot(self, user, ref, obj, narrowing) -> dict:
         return {"task": obj.as_json(), "output": task_output(obj)}
@@ -232,8 +279,6 @@ def open_channel(user, ref: ChannelRef, since: int | None, narrowing=None) -> Op
     """
     stream = ref.stream
     obj = stream.check_access(user, ref)
-    if ref.kind == "system":
-        return Opened(events.newest_seq(), stream.snapshot(user, ref, obj, narrowing), False)
     reset = False
     if since is not None:
         reset = since < events.pruned_through() or since > events.newest_seq()

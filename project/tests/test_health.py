@@ -100,3 +100,30 @@ def test_metrics_may_be_public(fresh_server):
     server = fresh_server(SWITCHBOARD_METRICS_PUBLIC="1")
     status, _, body = get(f"{server.url}/metrics")
     assert status == 200 and "switchboard_server_processes" in body
+
+
+async def test_the_grafana_dashboard_asks_only_for_series_the_metrics_serve(live, admin_token):
+    import re
+    import time
+    from pathlib import Path
+
+    from conftest import ROOT
+
+    dashboard = json.loads(Path(ROOT, "deploy/grafana/switchboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    wanted = {name for e in exprs for name in re.findall(r"switchboard_[a-z_]+", e)}
+    assert len(wanted) >= 10, wanted
+    api = live.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "for the dashboard")
+    await asyncio.to_thread(api.create_task, session["id"], "a task")
+    await asyncio.to_thread(api.log, session["id"], [{"message": "one line"}])
+    missing = wanted
+    deadline = time.monotonic() + 20
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        await wc.subscribe(ws, f"session:{session['id']}")
+        while missing and time.monotonic() < deadline:
+            _, _, body = await asyncio.to_thread(get, f"{live.url}/metrics", admin_token)
+            served = {s.name for f in text_string_to_metric_families(body) for s in f.samples}
+            missing = wanted - served
+            await asyncio.sleep(0.5)
+    assert not missing, f"the dashboard asks for series /metrics does not serve: {missing}"

@@ -194,7 +194,12 @@ def test_streamed_output_is_recorded_in_order(api):
         assert api.call("POST", f"tasks/{task['id']}/output", {"chunk": chunk})[0] == 201
     api.call("POST", f"tasks/{task['id']}/output", {"chunk": "", "final": True})
     status, output = api.call("GET", f"tasks/{task['id']}/output")
-    assert status == 200 and output == {"text": "Hello world", "final": True, "truncated": False}
+    assert status == 200 and output == {
+        "text": "Hello world",
+        "final": True,
+        "truncated": False,
+        "steps": [],
+    }
     assert api.call("POST", f"tasks/{task['id']}/output", {"final": True})[0] == 400
 
 

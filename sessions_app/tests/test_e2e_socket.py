@@ -1,7 +1,6 @@
 """The whole server: a real daphne process and a real WebSocket client."""
 
 import asyncio
-import threading
 
 import pytest
 from channels.db import database_sync_to_async as sync_to_async
@@ -10,6 +9,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sessions_app import services
 from sessions_app.tests import wsclient as wc
+from sessions_app.tests.concurrent_resume import check_resume_with_concurrent_writers
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -72,43 +72,9 @@ async def test_resume_with_concurrent_writers_skips_nothing_and_repeats_nothing(
     live, fresh_server, admin_token
 ):
     other = fresh_server()  # a second server process writes too
-    api = live.client(admin_token)
-    session = await asyncio.to_thread(api.create_session, "busy")
-    tasks = [await asyncio.to_thread(api.create_task, session["id"], f"t{i}") for i in range(4)]
-    channel = f"session:{session['id']}"
-
-    def write(task, client, count=25):
-        for step in range(count):
-            client.progress(task["id"], step + 1)
-
-    ws = await wc.connect(live.ws_url, admin_token)
-    reply = await wc.subscribe(ws, channel)
-    writers = [
-        threading.Thread(target=write, args=(t, (live if i % 2 else other).client(admin_token)))
-        for i, t in enumerate(tasks)
-    ]
-    for writer in writers:
-        writer.start()
-    got = []
-    while len(got) < 30:
-        frame = await wc.recv(ws)
-        if frame["type"] == "event":
-            got.append(frame)
-    await ws.close()  # drop the connection while the writers go on
-    await asyncio.sleep(0.3)
-    ws = await wc.connect(live.ws_url, admin_token)
-    resumed = await wc.subscribe(ws, channel, since=got[-1]["seq"])
-    assert resumed["seq"] == got[-1]["seq"] and "reset" not in resumed
-    await asyncio.to_thread(lambda: [w.join() for w in writers])
-    await wc.send(ws, {"action": "ping"})  # lets the server check for anything unseen
-    got += events_of(await wc.drain(ws, quiet=1.5), channel)
-    await ws.close()
-
-    stored = await asyncio.to_thread(api.events, channel, reply["seq"], limit=5000)
-    expected = [f["seq"] for f in stored["results"]]
-    seqs = [f["seq"] for f in got]
-    assert seqs == expected, "every committed event once, in order"
-    assert sum(f["event"] == "progress.update" for f in got) == 100
+    await check_resume_with_concurrent_writers(
+        [other.url, live.url], [live.ws_url], admin_token, tasks=4, steps=25
+    )
 
 
 async def test_a_client_resumes_across_a_server_restart_and_a_replay(
@@ -238,7 +204,8 @@ async def test_a_hundred_frames_a_second_are_served_and_a_flood_is_cut_off(live,
 @pytest.mark.parametrize(
     "how",
     ["nothing", "bad token", "token from a foreign origin", "cookie without origin",
-     "cookie from a foreign origin", "cookie of a non-staff user"],
+     "cookie from a foreign origin", "cookie from another port of the host",
+     "token from another port of the host", "cookie of a non-staff user"],
 )  # fmt: skip
 async def test_handshakes_without_a_valid_identity_are_refused(
     live, admin_token, admin_user, worker_user, how
@@ -254,9 +221,11 @@ async def test_handshakes_without_a_valid_identity_are_refused(
     origin = {
         "token from a foreign origin": "http://evil.example",
         "cookie from a foreign origin": "http://evil.example",
+        "cookie from another port of the host": "http://127.0.0.1:9",
+        "token from another port of the host": "http://127.0.0.1:9",
         "cookie of a non-staff user": f"http://127.0.0.1:{live.port}",
     }.get(how)
-    token = {"bad token": "sb_nope", "token from a foreign origin": admin_token}.get(how)
+    token = {"bad token": "sb_nope"}.get(how, admin_token if "token from" in how else None)
     with pytest.raises(InvalidStatus) as refused:
         await wc.connect(live.ws_url, token=token, origin=origin, cookie=cookie)
     assert refused.value.response.status_code == 403
@@ -269,7 +238,7 @@ async def test_a_staff_browser_session_with_its_origin_connects(live, admin_user
     await sync_to_async(browser.force_login)(admin_user)
     cookie = f"sessionid={browser.cookies['sessionid'].value}"
     async with await wc.connect(
-        live.ws_url, origin=f"http://localhost:{live.port}", cookie=cookie
+        live.ws_url, origin=f"http://127.0.0.1:{live.port}", cookie=cookie
     ) as ws:
         reply = await wc.subscribe(ws, "sessions")
         assert reply["snapshot"]["sessions"] == []
@@ -358,3 +327,54 @@ async def test_stats_count_the_connections_of_every_server_process(live, fresh_s
         assert stats["connections"] == 2 and stats["connections_total"] >= 2, stats
         assert stats["subscriptions"] == expected and stats["channels"] == 2
         assert stats["messages_sent"] >= 3
+
+
+async def test_stats_show_a_user_only_the_channels_they_may_subscribe_to(
+    live, admin_token, worker_token
+):
+    admin = live.client(admin_token)
+    worker = live.client(worker_token)
+    theirs = await asyncio.to_thread(admin.create_session, "staff only")
+    mine = await asyncio.to_thread(worker.create_session, "mine")
+    task = await asyncio.to_thread(worker.create_task, mine["id"], "step")
+    async with (
+        await wc.connect(live.ws_url, admin_token) as staff,
+        await wc.connect(live.ws_url, worker_token) as own,
+    ):
+        for channel in ("system", f"session:{theirs['id']}", f"logs:{theirs['id']}"):
+            await wc.subscribe(staff, channel)
+        for channel in (f"session:{mine['id']}", f"task:{task['id']}", "sessions"):
+            await wc.subscribe(own, channel)
+        everything = {
+            "system", f"session:{theirs['id']}", f"logs:{theirs['id']}",
+            f"session:{mine['id']}", f"task:{task['id']}", "sessions",
+        }  # fmt: skip
+        for _ in range(60):
+            stats = await asyncio.to_thread(admin.request, "GET", "stats")
+            if set(stats["subscriptions"]) == everything:
+                break
+            await asyncio.sleep(0.25)
+        assert set(stats["subscriptions"]) == everything
+        seen = await asyncio.to_thread(worker.request, "GET", "stats")
+        own_channels = {f"session:{mine['id']}", f"task:{task['id']}", "sessions"}
+        assert set(seen["subscriptions"]) == own_channels and seen["channels"] == 3
+        for process in seen["processes"]:
+            assert set(process["subscriptions"]) <= own_channels
+        assert seen["connections"] == stats["connections"]
+
+
+async def test_frames_are_deflated_only_where_the_server_allows_it(fresh_server, admin_token):
+    """permessage-deflate is negotiated with SWITCHBOARD_WS_COMPRESSION on, not
+    without; either way a log batch arrives whole."""
+    for setting, negotiated in (("on", True), ("off", False)):
+        server = fresh_server(SWITCHBOARD_WS_COMPRESSION=setting)
+        api = server.client(admin_token)
+        session = await asyncio.to_thread(api.create_session, f"deflate {setting}")
+        async with await wc.connect(server.ws_url, admin_token) as ws:
+            assert bool(ws.protocol.extensions) is negotiated, ws.protocol.extensions
+            await wc.subscribe(ws, f"logs:{session['id']}")
+            lines = [{"message": f"line {n} " + "x" * 100} for n in range(300)]
+            await asyncio.to_thread(api.log, session["id"], lines)
+            frame, _ = await wc.recv_until(ws, lambda f: f.get("event") == "log.append")
+        assert [e["message"] for e in frame["data"]["entries"]] == [e["message"] for e in lines]
+        server.stop()

@@ -10,22 +10,14 @@ import struct
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from conftest import free_port
+from conftest import free_port, rss_mib
 from sessions_app.tests import wsclient as wc
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 async def wait_for(check, timeout: float = 20.0, step: float = 0.2):

@@ -123,3 +123,25 @@ def test_event_ids_follow_commit_order_with_concurrent_writers():
         thread.join(10)
     assert [name for name, _ in commits] == ["slow", "fast"]
     assert commits[0][1] < commits[1][1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_progress_report_takes_eight_statements_nine_on_postgresql(
+    django_assert_num_queries,
+):
+    """Begin; the session (found through the task) and the task, locked; the
+    update; the event; the heads of its three channels in one probe; their
+    places; commit. PostgreSQL adds the event lock."""
+    session, _ = services.create_session(name="counted")
+    task, _ = services.create_task(session.pk, name="t", status="running")
+    expected = 9 if connection.vendor == "postgresql" else 8
+    with django_assert_num_queries(expected):
+        services.update_task(task.pk, progress=42.0)
+    event = Event.objects.latest("id")
+    heads = dict(EventChannel.objects.filter(event=event).values_list("channel", "prev"))
+    assert set(heads) == {f"session:{session.pk}", f"task:{task.pk}", "tasks"}
+    assert all(prev < event.pk for prev in heads.values())
+    assert events.channel_heads([f"task:{task.pk}", "nowhere"]) == {
+        f"task:{task.pk}": event.pk,
+        "nowhere": 0,
+    }
