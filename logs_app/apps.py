@@ -8,6 +8,25 @@ class LogsAppConfig(AppConfig):
     def ready(self) -> None:
         # Plug the logs:<session_id> channel and log.append events into the core.
         from logs_app import eventfiles, streams
+        from sessions_app import stale
 
         streams.register()
         eventfiles.register()
+        # A task's log lines are reports too: a task that logs is not lost.
+        stale.register_source(newest_line)
+
+
+def newest_line(task):
+    """When the newest log line of a task arrived (its log.append event's time)."""
+    from logs_app.models import LogEntry
+    from sessions_app.models import Event
+
+    seq = (
+        LogEntry.objects.filter(session_id=task.session_id, task_id=task.pk)
+        .order_by("-id")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if not seq:
+        return None
+    return Event.objects.filter(pk=seq).values_list("ts", flat=True).first()

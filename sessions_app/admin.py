@@ -5,14 +5,52 @@ import io
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
 from sessions_app import eventfiles, services
-from sessions_app.models import TERMINAL, ApiToken, Event, Session, Task
+from sessions_app.models import TERMINAL, ApiToken, Event, Session, Task, Webhook
 
 
-class TaskForm(forms.ModelForm):
+class LiveForm(forms.ModelForm):
+    """A form over a row that jobs keep changing while the page is open.
+
+    Each field carries the value the page was shown with (a hidden initial),
+    so "changed" means edited by the person, not moved on by the job since; and
+    only edited fields are written, onto the row as it is at save time. An
+    untouched form writes nothing, and a job's newer progress is never put back.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.show_hidden_initial = True
+
+    def edited(self, name: str) -> bool:
+        return self.instance.pk is None or name in self.changed_data
+
+    def current(self):
+        """The row as it is now, locked, the session's row first (one lock order)."""
+        return (
+            type(self.instance)
+            ._default_manager.select_for_update(no_key=True)
+            .get(pk=self.instance.pk)
+        )
+
+    def save(self, commit: bool = True):
+        if self.instance.pk is None:
+            return super().save(commit)
+        with transaction.atomic():
+            row = self.current()
+            for name in self.changed_data:
+                if name in self.cleaned_data:
+                    setattr(row, name, getattr(self.instance, name))
+            self.instance = row
+            return super().save(commit)
+
+
+class TaskForm(LiveForm):
     class Meta:
         model = Task
         fields = (
@@ -29,6 +67,8 @@ class TaskForm(forms.ModelForm):
 
     def clean_status(self):
         status = self.cleaned_data["status"]
+        if not self.edited("status"):
+            return status
         before = self.instance.status if self.instance.pk else None
         if before in TERMINAL and status not in TERMINAL:
             raise forms.ValidationError(
@@ -41,6 +81,16 @@ class TaskForm(forms.ModelForm):
         if not 0 <= progress <= 100:
             raise forms.ValidationError("Progress is a percentage, from 0 to 100.")
         return progress
+
+    def current(self):
+        Session.objects.select_for_update(no_key=True).filter(pk=self.instance.session_id).first()
+        return super().current()
+
+
+class SessionForm(LiveForm):
+    class Meta:
+        model = Session
+        fields = ("name", "external_id", "status", "metadata", "owner")
 
 
 class TaskInline(admin.TabularInline):
@@ -63,6 +113,7 @@ def _export(queryset, filename: str) -> HttpResponse:
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
+    form = SessionForm
     list_display = ("id", "name", "status", "completed_tasks", "total_tasks", "owner", "created_at")
     list_display_links = ("id", "name")
     list_filter = ("status", "created_at")
@@ -175,3 +226,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
             f"New token (shown once, copy it now): {plain}",
             messages.WARNING,
         )
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    """Where alerts go; the last outcome of each, failures included."""
+
+    list_display = (
+        "url",
+        "name",
+        "active",
+        "last_sent_at",
+        "last_status",
+        "failures",
+        "last_error",
+    )
+    list_filter = ("active",)
+    fields = ("url", "name", "active", "last_sent_at", "last_status", "failures",
+              "last_failed_at", "last_error")  # fmt: skip
+    readonly_fields = (
+        "last_sent_at", "last_status", "failures", "last_failed_at", "last_error"
+    )  # fmt: skip

@@ -105,6 +105,9 @@ class Task(models.Model):
     error = models.TextField(blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
     attempt = models.PositiveIntegerField(default=1)
+    # Seconds without a report after which a running task is failed (None:
+    # SWITCHBOARD_STALE_AFTER). See sessions_app/stale.py.
+    stale_after = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -142,6 +145,7 @@ class Task(models.Model):
             "error": self.error,
             "cancel_requested": self.cancel_requested,
             "attempt": self.attempt,
+            "stale_after": self.stale_after,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
@@ -264,3 +268,21 @@ class ServerProcess(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Webhook(models.Model):
+    """A URL that gets every alert (system.alert) as a JSON POST, besides those
+    of SWITCHBOARD_WEBHOOKS; its last outcome shows here."""
+
+    url = models.URLField(max_length=500)
+    name = models.CharField(max_length=200, blank=True, default="")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_failed_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.name or self.url

@@ -1,0 +1,142 @@
+"""The admin as a live console: a form that was open while the job moved on
+saves only what the person edited, onto the row as it is now."""
+
+from html.parser import HTMLParser
+
+import pytest
+from django.test import Client
+
+from sessions_app import services
+from sessions_app.models import Event, Task
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class FormFields(HTMLParser):
+    """The fields a browser would submit from the page's form `form_id`."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id = form_id
+        self.inside = False
+        self.data: dict[str, list[str]] = {}
+        self.select: str | None = None
+        self.textarea: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.inside = attrs.get("id") == self.form_id
+        if not self.inside:
+            return
+        name = attrs.get("name")
+        if tag == "input" and name:
+            kind = attrs.get("type", "text")
+            if kind in ("checkbox", "radio") and "checked" not in attrs:
+                return
+            if kind not in ("submit", "button", "file"):
+                self.data.setdefault(name, []).append(attrs.get("value", "on"))
+        elif tag == "select" and name:
+            self.select = name
+        elif tag == "option" and self.select and "selected" in attrs:
+            self.data.setdefault(self.select, []).append(attrs.get("value", ""))
+        elif tag == "textarea" and name:
+            self.textarea = name
+            self.data.setdefault(name, []).append("")
+
+    def handle_data(self, data):
+        if self.textarea:
+            self.data[self.textarea][-1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+        elif tag == "textarea":
+            if self.textarea:
+                # Browsers drop the newline that follows <textarea>.
+                self.data[self.textarea][-1] = self.data[self.textarea][-1].removeprefix("\n")
+            self.textarea = None
+
+
+def open_form(browser: Client, url: str, form_id: str) -> dict[str, list[str]]:
+    response = browser.get(url)
+    assert response.status_code == 200
+    parser = FormFields(form_id)
+    parser.feed(response.content.decode())
+    assert parser.data, "no form fields found"
+    return parser.data
+
+
+@pytest.fixture
+def browser(admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def running(admin_user):
+    session, _ = services.create_session(name="job", owner=admin_user)
+    task, _ = services.create_task(session.pk, name="step")
+    services.update_task(task.pk, status="running", progress=28.1, message="early")
+    return session, Task.objects.get(pk=task.pk)
+
+
+def test_saving_a_session_untouched_keeps_what_its_tasks_reported_since(browser, running):
+    session, task = running
+    url = f"/admin/sessions_app/session/{session.pk}/change/"
+    form = open_form(browser, url, "session_form")
+    services.update_task(task.pk, progress=64.5, message="later")
+    seq = Event.objects.latest("id").pk
+
+    response = browser.post(url, form)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    task.refresh_from_db()
+    assert (task.progress, task.message) == (64.5, "later")
+    # Nothing about the task was recorded again.
+    assert not Event.objects.filter(pk__gt=seq, task_id=task.pk).exists()
+
+
+def test_a_task_that_ended_while_the_form_was_open_is_not_refused_or_reopened(browser, running):
+    session, task = running
+    url = f"/admin/sessions_app/session/{session.pk}/change/"
+    form = open_form(browser, url, "session_form")
+    services.update_task(task.pk, status="completed")
+    form["name"] = ["renamed"]
+
+    response = browser.post(url, form)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    task.refresh_from_db()
+    session.refresh_from_db()
+    assert session.name == "renamed"
+    assert (task.status, task.progress) == ("completed", 100.0)
+
+
+def test_what_the_person_edited_is_saved_onto_the_current_row(browser, running):
+    _, task = running
+    url = f"/admin/sessions_app/task/{task.pk}/change/"
+    form = open_form(browser, url, "task_form")
+    services.update_task(task.pk, progress=80.0)
+    form["message"] = ["looked at by staff"]
+
+    response = browser.post(url, form)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    task.refresh_from_db()
+    assert (task.progress, task.message) == (80.0, "looked at by staff")
+    event = Event.objects.filter(task_id=task.pk, kind="progress.update").latest("id")
+    assert event.data["message"] == "looked at by staff" and event.data["progress"] == 80.0
+
+
+def test_an_edited_status_is_still_checked(browser, running):
+    _, task = running
+    services.update_task(task.pk, status="failed", error="boom")
+    url = f"/admin/sessions_app/task/{task.pk}/change/"
+    form = open_form(browser, url, "task_form")
+    form["status"] = ["running"]
+    response = browser.post(url, form)
+    assert response.status_code == 200
+    assert "cannot become running" in response.content.decode()
+    task.refresh_from_db()
+    assert task.status == "failed"

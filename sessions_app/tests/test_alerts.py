@@ -1,0 +1,137 @@
+"""Failures announced: system.alert events on the staff channel and webhooks
+POSTed after commit, retried, never holding up a write."""
+
+import asyncio
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import free_port
+from sessions_app import services
+from sessions_app.models import Event, Webhook
+from sessions_app.tests import wsclient as wc
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: answers `statuses` in turn (then 200),
+    holding each answer until `release` is set."""
+
+    def __init__(self, statuses=(), hold: bool = False) -> None:
+        self.bodies: list[dict] = []
+        self.statuses = list(statuses)
+        self.release = threading.Event()
+        self.arrived = threading.Event()
+        if not hold:
+            self.release.set()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.bodies.append(body)
+                receiver.arrived.set()
+                receiver.release.wait(30)
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+
+
+def wait_for(check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_ended_session_is_one_alert_and_a_failed_task_one_more():
+    session, _ = services.create_session(name="nightly")
+    first, _ = services.create_task(session.pk, name="extract", status="running")
+    services.create_task(session.pk, name="load")
+    services.update_task(first.pk, status="failed", error="boom\nTraceback ...")
+    services.cancel_session(session.pk)
+    alerts = list(Event.objects.filter(kind="system.alert").order_by("id"))
+    assert [a.data["event"] for a in alerts] == ["task.failed", "session.cancelled"]
+    assert alerts[0].data["text"] == f"Task “extract” (#{first.pk}) of “nightly” failed: boom"
+    assert alerts[0].data["level"] == "error" and alerts[0].data["task"]["error"].startswith("boom")
+    assert alerts[1].data["text"].startswith("Session “nightly”")
+    assert alerts[1].data["task"] is None
+    # Each alert follows the change it announces, in the same transaction.
+    update = Event.objects.filter(kind="task.update", task_id=first.pk).latest("id")
+    assert update.pk < alerts[0].pk
+
+
+async def test_alerts_reach_staff_live_and_webhooks_after_commit(fresh_server, admin_token):
+    receiver = Receiver(hold=True)
+    try:
+        srv = fresh_server(SWITCHBOARD_WEBHOOKS=receiver.url)
+        api = srv.client(admin_token)
+        session = await asyncio.to_thread(api.create_session, "alerting")
+        task = await asyncio.to_thread(
+            api.request, "POST", f"sessions/{session['id']}/tasks", {"name": "step"}
+        )
+        async with await wc.connect(srv.ws_url, admin_token) as ws:
+            reply = await wc.subscribe(ws, "system")
+            assert "stats" in reply["snapshot"]
+            # The write answers while the receiver still holds the webhook.
+            await asyncio.to_thread(api.update_task, task["id"], status="cancelled")
+            frame, _ = await wc.recv_until(ws, lambda f: f.get("event") == "system.alert")
+            assert frame["data"]["event"] == "task.cancelled"
+            assert frame["data"]["task"]["id"] == task["id"]
+            assert await asyncio.to_thread(receiver.arrived.wait, 10)
+            assert not receiver.release.is_set()
+            # Resume from before the alert: it comes again, from the database.
+            since = reply["seq"]
+        async with await wc.connect(srv.ws_url, admin_token) as ws:
+            resumed = await wc.subscribe(ws, "system", since=since)
+            assert resumed["seq"] == since
+            again, _ = await wc.recv_until(ws, lambda f: f.get("event") == "system.alert")
+            assert again["seq"] == frame["seq"]
+        receiver.release.set()
+        body = receiver.bodies[0]
+        assert body["event"] == "task.cancelled" and body["seq"] == frame["seq"]
+        assert body["text"] == f"Task “step” (#{task['id']}) of “alerting” was cancelled"
+        assert body["session"]["id"] == session["id"] and body["task"]["name"] == "step"
+    finally:
+        receiver.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_receiver_gets_retries_and_its_failures_show_in_the_admin(admin_user):
+    flaky = Receiver(statuses=[500, 503])
+    down = Webhook.objects.create(url=f"http://127.0.0.1:{free_port()}/nobody", name="down")
+    Webhook.objects.create(url=flaky.url, name="flaky")
+    Webhook.objects.create(url="file:///etc/passwd", name="not http")
+    try:
+        session, _ = services.create_session(name="retried")
+        task, _ = services.create_task(session.pk, name="t", status="running")
+        started = time.monotonic()
+        services.update_task(task.pk, status="failed", error="exit status 3")
+        assert time.monotonic() - started < 1  # delivery is not the write's business
+        assert wait_for(lambda: len(flaky.bodies) == 3, 20), flaky.bodies
+        assert flaky.bodies[0] == flaky.bodies[2] and flaky.bodies[0]["event"] == "task.failed"
+        assert wait_for(lambda: Webhook.objects.get(pk=down.pk).failures >= 2, 20)
+        row = Webhook.objects.get(pk=down.pk)
+        assert row.last_error and row.last_failed_at and row.last_sent_at is None
+        assert Webhook.objects.get(name="flaky").last_status == 200
+    finally:
+        flaky.close()
