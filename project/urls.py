@@ -8,6 +8,10 @@ from project import health
 from project.api import api
 from sessions_app import views
 
+admin.site.site_header = "Switchboard administration"
+admin.site.site_title = "Switchboard"
+admin.site.index_title = "Sessions, tasks, tokens and webhooks"
+
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("sessions/", views.sessions, name="sessions"),

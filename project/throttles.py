@@ -1,0 +1,91 @@
+"""Request rates on the HTTP API, per identity and per address, with
+django-ninja's throttle hooks (429 with Retry-After).
+
+Token buckets in each server process's memory, not the history lists in the
+cache that ninja's own throttles keep: one check is a few arithmetic
+operations under a lock, with no cache round trip on the request path, and
+the cost does not grow with the rate. The limits are per server process,
+which is what they protect: one runaway worker cannot take a process. A log
+batch is one request, whatever its number of lines.
+"""
+
+import threading
+import time
+from collections import OrderedDict
+
+from django.conf import settings
+from ninja.throttling import BaseThrottle
+
+MAX_KEYS = 10_000  # buckets kept; the least recently used go first
+
+
+class BucketThrottle(BaseThrottle):
+    """`rate` requests a second, up to `burst` at once, per key; 0 turns it off."""
+
+    scope = ""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = float(rate), float(max(burst, 1))
+        self.buckets: OrderedDict[str, list[float]] = OrderedDict()
+        self.lock = threading.Lock()
+        self.waits = threading.local()
+
+    def key(self, request) -> str | None:
+        raise NotImplementedError
+
+    def allow_request(self, request) -> bool:
+        if self.rate <= 0:
+            return True
+        key = self.key(request)
+        if key is None:
+            return True
+        now = time.monotonic()
+        with self.lock:
+            bucket = self.buckets.get(key)
+            if bucket is None:
+                bucket = self.buckets[key] = [self.burst, now]
+                while len(self.buckets) > MAX_KEYS:
+                    self.buckets.popitem(last=False)
+            else:
+                self.buckets.move_to_end(key)
+                bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+                bucket[1] = now
+            if bucket[0] >= 1:
+                bucket[0] -= 1
+                return True
+            self.waits.seconds = (1 - bucket[0]) / self.rate
+            return False
+
+    def wait(self) -> float | None:
+        return getattr(self.waits, "seconds", None)
+
+
+class IdentityThrottle(BucketThrottle):
+    """Per API token (per user for a browser's session)."""
+
+    scope = "identity"
+
+    def key(self, request) -> str | None:
+        token = getattr(request, "throttle_key", None)
+        if token:
+            return token
+        user = getattr(request, "auth", None)
+        return f"user:{user.pk}" if getattr(user, "pk", None) is not None else None
+
+
+class AddressThrottle(BucketThrottle):
+    """Per client address (daphne's --proxy-headers puts the proxy's
+    X-Forwarded-For there when it runs behind one)."""
+
+    scope = "address"
+
+    def key(self, request) -> str | None:
+        return request.META.get("REMOTE_ADDR") or None
+
+
+def from_settings() -> list[BucketThrottle]:
+    conf = settings.SWITCHBOARD
+    return [
+        IdentityThrottle(conf["TOKEN_RATE"], conf["TOKEN_BURST"]),
+        AddressThrottle(conf["ADDRESS_RATE"], conf["ADDRESS_BURST"]),
+    ]
