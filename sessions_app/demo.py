@@ -13,10 +13,13 @@ from switchboard_client import Client, LogHandler, SwitchboardError  # noqa: E40
 
 log = logging.getLogger("switchboard.demo")
 
+# The first jobs run in this order, so a newcomer sees an agent run and
+# terminal output at once; then they are picked at random.
 JOBS = [
+    ("agent run: answer a question", ["answer"]),
+    ("model evaluation", ["load checkpoint", "eval: reasoning", "eval: coding", "report"]),
     ("nightly ETL", ["extract orders", "extract customers", "transform", "load warehouse"]),
     ("agent run: triage inbox", ["read mail", "classify", "draft replies", "summarize"]),
-    ("model evaluation", ["load checkpoint", "eval: reasoning", "eval: coding", "report"]),
     ("backup", ["snapshot db", "compress", "upload", "verify"]),
 ]
 LINES = [
@@ -39,6 +42,17 @@ TOKENS = [
     "search().",
     "Done.",
 ]
+ANSWER = (
+    "Yesterday's nightly ETL failed because the orders extract timed out talking to the "
+    "warehouse. The retry at 02:10 succeeded, so the data is complete; the load step ran "
+    "41 minutes late. Two dashboards showed stale numbers until 03:00. To avoid a repeat, "
+    "raise the extract timeout from 30 s to 120 s and alert when a retry is needed."
+)
+GREEN, RED, DIM, RESET = "\x1b[32m", "\x1b[1;31m", "\x1b[2m", "\x1b[0m"
+
+
+class Cancelled(Exception):
+    """Someone pressed cancel."""
 
 
 class DemoJobs:
@@ -95,7 +109,7 @@ class DemoJobs:
         with self.lock:
             self.count += 1
             number = self.count
-        title, steps = random.choice(JOBS)
+        title, steps = JOBS[number - 1] if number <= len(JOBS) else random.choice(JOBS)
         session = self.client.create_session(
             f"{title} #{number}", metadata={"demo": True, "host": f"worker-{number % 4 + 1}"}
         )
@@ -118,6 +132,98 @@ class DemoJobs:
     def run_task(self, task: dict, handler: LogHandler) -> str:
         task_id = task["id"]
         self.client.update_task(task_id, status="running", message="starting")
+        try:
+            if task["name"] == "answer":
+                return self.run_agent(task_id, handler)
+            if task["name"].startswith("eval:"):
+                return self.run_eval(task_id)
+        except Cancelled:
+            self.client.update_task(task_id, status="cancelled", message="stopped on request")
+            return "cancelled"
+        return self.run_steps(task, handler)
+
+    def checkpoint(self, task_id, progress: float, **fields) -> None:
+        reply = self.client.progress(task_id, progress, **fields)
+        if reply.get("cancel_requested") or self.stop.is_set():
+            raise Cancelled
+
+    def run_agent(self, task_id, handler: LogHandler) -> str:
+        """An agent run: thinking, two tool calls (the second times out once
+        and is retried), then a streamed answer."""
+        logger = logging.getLogger("demo.agent")
+        logger.propagate, logger.handlers = False, [handler]
+        logger.setLevel(logging.INFO)
+        say = self.client.status
+        say(task_id, "thinking", "reading the question and planning")
+        self.sleep(1.5)
+        self.checkpoint(task_id, 10)
+        with self.client.tool(task_id, "search", q="nightly ETL failure yesterday") as call:
+            self.sleep(1.2)
+            call["result"] = {"hits": 3, "top": "runbook: ETL timeouts"}
+        logger.info("search returned 3 hits")
+        self.checkpoint(task_id, 30)
+        for attempt in (1, 2):
+            try:
+                with self.client.tool(
+                    task_id,
+                    "fetch_logs",
+                    job="nightly ETL",
+                    since="yesterday 00:00",
+                    attempt=attempt,
+                ) as call:
+                    self.sleep(1.5)
+                    if attempt == 1:
+                        raise TimeoutError("the log store did not answer within 5 s")
+                    call["result"] = {"lines": 1840, "errors": 2}
+                break
+            except TimeoutError:
+                logger.warning("fetch_logs timed out; retrying")
+                say(task_id, "thinking", "the log store was slow; trying once more")
+                self.sleep(0.8)
+        self.checkpoint(task_id, 60)
+        say(task_id, "thinking", "writing the answer")
+        words = ANSWER.split(" ")
+        for index, word in enumerate(words):
+            self.client.output(task_id, word + " ")
+            self.sleep(random.uniform(0.03, 0.09))
+            if index % 10 == 9:
+                self.checkpoint(task_id, 60 + 40 * index / len(words))
+        self.client.output(task_id, "", final=True)
+        say(task_id, "completed", "answered", tokens=len(words))
+        self.client.update_task(
+            task_id, status="completed", message="answered", result={"words": len(words)}
+        )
+        return "completed"
+
+    def run_eval(self, task_id) -> str:
+        """An evaluation that prints as a terminal does: a tqdm bar on one
+        line (carriage returns) and coloured results."""
+        cases, width = 40, 20
+        out = self.client.output
+        out(task_id, f"{DIM}loading cases…{RESET}\n")
+        passed = 0
+        for done in range(1, cases + 1):
+            self.sleep(random.uniform(0.1, 0.3))
+            passed += random.random() < 0.85
+            filled = width * done // cases
+            bar = "█" * filled + " " * (width - filled)
+            out(task_id, f"\r{done * 100 // cases:3d}%|{bar}| {done}/{cases} [{passed} passed]")
+            if done % 5 == 0:
+                self.checkpoint(task_id, 100 * done / cases, message=f"{done}/{cases} cases")
+        out(task_id, "\n")
+        failed = cases - passed
+        verdict = f"{GREEN}PASS{RESET}" if failed <= 6 else f"{RED}FAIL{RESET}"
+        out(task_id, f"{verdict} {passed}/{cases} passed, {failed} failed\n", final=True)
+        self.client.update_task(
+            task_id,
+            status="completed",
+            message=f"{passed}/{cases} passed",
+            result={"passed": passed},
+        )
+        return "completed"
+
+    def run_steps(self, task: dict, handler: LogHandler) -> str:
+        task_id = task["id"]
         fail_at = random.uniform(30, 90) if random.random() < 0.12 else None
         streams = "agent" in task["name"] or "draft" in task["name"] or "summarize" in task["name"]
         progress = 0.0

@@ -12,16 +12,18 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from django.core.management.color import no_style
 from django.db import connection
+from django.utils import timezone
 from pydantic import ValidationError
 
 from sessions_app import events, services
 from sessions_app.models import TERMINAL, Event, Session, Task
 from sessions_app.schemas import SessionPatch, TaskPatch
+from sessions_app.validation import problem, timestamp_problem
 
 CORE_KINDS = {
     "session.update",
@@ -164,6 +166,10 @@ def parse_lines(lines: Iterator[str]) -> list[Line]:
                 ts = datetime.fromisoformat(str(item["ts"]))
             except ValueError:
                 raise ReplayError(number, f"ts {item['ts']!r} is not an ISO 8601 time") from None
+            if timezone.is_naive(ts):
+                ts = ts.replace(tzinfo=UTC)
+            if timestamp_problem(ts):
+                raise ReplayError(number, f"ts {timestamp_problem(ts)}")
         task = item.get("task") or data.get("task_id")
         if kind == "task.update" and not task:
             task = data.get("id")
@@ -175,9 +181,20 @@ def parse_lines(lines: Iterator[str]) -> list[Line]:
                 SessionPatch(**_pick(data, SessionPatch))
             elif kind in ("task.update", "progress.update"):
                 TaskPatch(**_pick(data, TaskPatch))
+            elif kind == "task.output" and "chunk" not in data and "status" in data:
+                if not isinstance(data["status"], str) or not services.STEP_RE.match(
+                    data["status"]
+                ):
+                    raise ReplayError(number, "data.status must be a lowercase word")
+                if not isinstance(data.get("data") or {}, dict):
+                    raise ReplayError(number, "data.data must be an object")
+                if problem(data.get("message")) or problem(data.get("data")):
+                    raise ReplayError(number, "data holds a value the database cannot keep")
             elif kind == "task.output":
                 if not isinstance(data.get("chunk"), str):
                     raise ReplayError(number, "data.chunk must be a string")
+                if problem(data["chunk"]):
+                    raise ReplayError(number, f"data.chunk {problem(data['chunk'])}")
             elif kind in _kinds:
                 try:
                     line.checked = _kinds[kind].check(data)
@@ -246,7 +263,9 @@ class Replay:
         else:
             known = data if line.kind == "task.update" else None
             task_id = self._task(session_id, line.task, known)
-            if line.kind == "task.output":
+            if line.kind == "task.output" and "chunk" not in data:
+                services.append_step(task_id, data["status"], data.get("message"), data.get("data"))
+            elif line.kind == "task.output":
                 services.append_output(task_id, data["chunk"], bool(data.get("final")))
             elif line.kind == "progress.update":
                 # An exported task.update already carried these values; do not repeat them.

@@ -1,0 +1,123 @@
+"""Many reports in one request: for workers that report often.
+
+`POST /api/v1/sessions/<id>/batch` carries task reports (as `PATCH
+/tasks/<id>`), output chunks and steps (as `POST /tasks/<id>/output`) and log
+lines (as `POST /sessions/<id>/logs`) of one session, applied in one
+transaction in that order: all of it or, when one item is refused, none of it
+(a 400 naming the item, as `tasks.3.progress`). A model streaming a hundred
+tokens a second then costs a few requests a second; the Python client's
+`Reporter` coalesces for it. It lives here, above both apps, because it
+writes through both.
+"""
+
+from contextlib import contextmanager
+
+from ninja import Router, Schema
+from pydantic import Field
+
+from logs_app import services as log_services
+from logs_app.schemas import LogEntryIn
+from sessions_app import dbthreads, events, services
+from sessions_app.api import ERRORS, changeable_session, report_fields
+from sessions_app.auth import ASYNC_AUTH
+from sessions_app.models import Session, Task
+from sessions_app.schemas import OutputIn, TaskPatch
+from sessions_app.validation import Input
+
+router = Router(tags=["batch"])
+ID = Field(ge=1, le=2**62)
+
+
+class TaskReport(TaskPatch):
+    id: int = ID
+
+
+class OutputItem(OutputIn):
+    task_id: int = ID
+
+
+class BatchIn(Input):
+    tasks: list[TaskReport] = Field([], max_length=1000, description="reports, as PATCH /tasks")
+    output: list[OutputItem] = Field([], max_length=1000, description="chunks and steps")
+    logs: list[LogEntryIn] = Field([], max_length=10000, description="log lines")
+
+
+class BatchOut(Schema):
+    tasks: int
+    output: int
+    logs_stored: int
+    logs_skipped: int
+    seq: int | None
+
+
+@contextmanager
+def named(prefix: str):
+    """A refusal inside names the item: `status` becomes `tasks.3.status`."""
+    try:
+        yield
+    except services.ServiceError as error:
+        raise services.ServiceError(
+            prefix + (error.field or "id"), error.message, code=error.code
+        ) from None
+
+
+def _apply(session_id: int, batch: BatchIn) -> dict:
+    wanted = {item.id for item in batch.tasks} | {item.task_id for item in batch.output}
+    wanted |= {entry.task_id for entry in batch.logs if entry.task_id is not None}
+    with services.service_write():
+        # One lock order: the session, then its tasks by id, then (in the
+        # services) the event lock.
+        Session.objects.select_for_update(no_key=True).get(pk=session_id)
+        known = set(
+            Task.objects.select_for_update(no_key=True)
+            .filter(session_id=session_id, pk__in=wanted)
+            .order_by("id")
+            .values_list("pk", flat=True)
+        )
+        for part, items, key in (
+            ("tasks", batch.tasks, "id"),
+            ("output", batch.output, "task_id"),
+            ("logs", batch.logs, "task_id"),
+        ):
+            for index, item in enumerate(items):
+                task_id = getattr(item, key)
+                if task_id is not None and task_id not in known:
+                    raise services.ServiceError(
+                        f"{part}.{index}.{key}", "no such task in this session"
+                    )
+        for index, report in enumerate(batch.tasks):
+            fields = report_fields(report, prefix=f"tasks.{index}.")
+            fields.pop("id")
+            with named(f"tasks.{index}."):
+                services.update_task(report.id, **fields)
+        for index, item in enumerate(batch.output):
+            with named(f"output.{index}."):
+                if item.status is not None:
+                    services.append_step(item.task_id, item.status, item.message, item.data)
+                else:
+                    services.append_output(item.task_id, item.chunk, item.final)
+        stored = []
+        if batch.logs:
+            stored = log_services.append_entries(session_id, [entry.dict() for entry in batch.logs])
+        seq = events.newest_seq() if (batch.tasks or batch.output or stored) else None
+    return {
+        "tasks": len(batch.tasks),
+        "output": len(batch.output),
+        "logs_stored": len(stored),
+        "logs_skipped": len(batch.logs) - len(stored),
+        "seq": seq,
+    }
+
+
+@router.post(
+    "/sessions/{int:session_id}/batch", response={200: BatchOut, **ERRORS}, auth=ASYNC_AUTH
+)
+async def post_batch(request, session_id: int, payload: BatchIn):
+    """Task reports, output and log lines of one session in one transaction:
+    all applied, in that order, or none (a 400 naming the refused item)."""
+
+    def apply() -> dict:
+        changeable_session(request, session_id)
+        return _apply(session_id, payload)
+
+    return await dbthreads.run(apply)
