@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { MAX_TRIES, POLL_MS, Switchboard, backoff } from "../static/switchboard/js/socket.js";
+import { MAX_TRIES, POLL_MS, Switchboard, backoff, ceiling } from "../static/switchboard/js/socket.js";
 
 class FakeTimers {
   constructor() { this.now = 0; this.queue = []; this.next = 1; }
@@ -24,19 +24,19 @@ class FakeTimers {
   pending() { return this.queue.map((t) => t.at - this.now).sort((a, b) => a - b); }
 }
 
-function harness({ blocked = false, responses = {} } = {}) {
+function harness({ blocked = false, responses = {}, random = () => 1 } = {}) {
   const sockets = [];
   class FakeSocket {
     constructor(url) {
       this.url = url;
       this.sent = [];
       sockets.push(this);
-      if (blocked) queueMicrotask(() => this.onclose?.());
+      if (blocked) queueMicrotask(() => this.onclose?.({ code: 1006 }));
     }
     send(text) { this.sent.push(JSON.parse(text)); }
     close() { this.closed = true; }
     open() { this.onopen(); }
-    drop() { this.onclose(); }
+    drop(code = 1006) { this.onclose({ code }); }
     push(frame) { this.onmessage({ data: JSON.stringify(frame) }); }
   }
   const fetched = [];
@@ -44,12 +44,13 @@ function harness({ blocked = false, responses = {} } = {}) {
     fetched.push(url);
     const path = url.split("?")[0];
     const body = typeof responses[path] === "function" ? responses[path](url) : responses[path];
+    if (typeof body === "number") return { ok: false, status: body, json: async () => ({}) };
     return { ok: body !== undefined, status: body === undefined ? 503 : 200, json: async () => body };
   };
   const timers = new FakeTimers();
   const states = [];
   const client = new Switchboard({
-    url: "ws://test/ws/", WebSocket: FakeSocket, fetch, timers, now: () => timers.now,
+    url: "ws://test/ws/", WebSocket: FakeSocket, fetch, timers, now: () => timers.now, random,
     onState: (state, c) => states.push(state === "reconnecting" ? `reconnecting ${c.attempt}/${MAX_TRIES}` : state),
   });
   return { client, sockets, fetched, timers, states };
@@ -57,8 +58,64 @@ function harness({ blocked = false, responses = {} } = {}) {
 
 const flush = () => new Promise((resolve) => setTimeout(resolve, 0));
 
-test("backoff doubles from one second up to ten", () => {
-  assert.deepEqual([1, 2, 3, 4, 5, 6].map(backoff), [1000, 2000, 4000, 8000, 10000, 10000]);
+test("backoff doubles from one second up to ten, with full jitter below that", () => {
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map(ceiling), [1000, 2000, 4000, 8000, 10000, 10000]);
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map((n) => backoff(n, () => 1)), [1000, 2000, 4000, 8000, 10000, 10000]);
+  assert.deepEqual([1, 4, 6].map((n) => backoff(n, () => 0.25)), [250, 2000, 2500]);
+  for (let i = 0; i < 200; i++) {
+    const wait = backoff(3);
+    assert.ok(wait >= 0 && wait <= 4000, `${wait}`);
+  }
+});
+
+test("pages that lose one server come back spread out, not together", () => {
+  const delays = [];
+  for (let page = 0; page < 200; page++) {
+    const { client, sockets, timers } = harness({ random: Math.random });
+    client.start();
+    sockets[0].open();
+    sockets[0].drop();
+    delays.push(timers.pending()[0]);
+  }
+  const seconds = new Set(delays.map((d) => Math.floor(d / 100)));
+  assert.ok(Math.max(...delays) <= 1000);
+  assert.ok(seconds.size >= 8, `delays fall in ${seconds.size} of 10 tenths of a second`);
+});
+
+test("a server's retry_after is honoured, spread over as long again", () => {
+  const { client, sockets, timers } = harness({ random: () => 0.5 });
+  client.start();
+  sockets[0].open();
+  sockets[0].push({ type: "error", code: "overloaded", message: "busy", retry_after: 8 });
+  sockets[0].drop(4013);
+  assert.deepEqual(timers.pending(), [12000]);
+  timers.advance(12000);
+  sockets[1].open();
+  sockets[1].drop();
+  assert.deepEqual(timers.pending(), [500]); // the hint is used once
+});
+
+test("a socket closed with 4401 stops and says signed out", () => {
+  const { client, sockets, timers, states } = harness();
+  client.start();
+  sockets[0].open();
+  sockets[0].drop(4401);
+  assert.equal(states.at(-1), "signed_out");
+  assert.deepEqual(timers.pending(), []);
+});
+
+test("a refused handshake while the API answers 401 is signed out too; a server that is down is not", async () => {
+  const refused = harness({ responses: { "/api/v1/sessions": 401 } });
+  refused.client.start();
+  refused.sockets[0].drop();
+  await flush();
+  assert.equal(refused.states.at(-1), "signed_out");
+  const down = harness();
+  down.client.start();
+  down.sockets[0].drop();
+  await flush();
+  assert.equal(down.states.at(-1), "reconnecting 1/5");
+  assert.deepEqual(down.timers.pending(), [1000]);
 });
 
 test("a reconnect resumes every subscription from its last seq, once", () => {
@@ -103,13 +160,14 @@ test("five failed tries fall back to polling, which keeps the cursor", async () 
   for (let n = 1; n <= MAX_TRIES; n++) {
     delays.push(timers.pending()[0]);
     timers.advance(timers.pending()[0]);
-    sockets.at(-1).drop();
+    sockets.at(-1).drop(); // never opened: the login is checked first
+    await flush();
   }
   assert.deepEqual(delays, [1000, 2000, 4000, 8000, 10000]);
   assert.equal(states.at(-1), "offline");
   await flush();
   assert.equal(since, "3");
-  assert.match(fetched[0], /level=ERROR/);
+  assert.match(fetched.find((url) => url.startsWith("/api/v1/events")), /level=ERROR/);
   assert.deepEqual(seen, [9]);
   // It goes on polling every 5 s, and on trying the socket in the background.
   assert.ok(timers.pending().includes(POLL_MS));

@@ -9,6 +9,7 @@ from logs_app import services
 from logs_app.models import LEVELS, LogEntry, level_name
 from sessions_app import access
 from sessions_app.services import ServiceError
+from sessions_app.validation import problem, timestamp_problem
 
 
 @staff_member_required
@@ -30,14 +31,22 @@ def _filter(request) -> tuple[services.LogFilter, dict]:
         task_id=services.parse_id(request.GET.get("task"), "task"),
         q=request.GET.get("q", ""),
     )
+    if problem(log_filter.q):
+        raise ServiceError("q", problem(log_filter.q))
     times = {}
     for name in ("since", "until"):
         raw = request.GET.get(name)
         if raw:
-            value = parse_datetime(raw)
+            try:
+                value = parse_datetime(raw)
+            except ValueError:
+                value = None
             if value is None:
                 raise ServiceError(name, "must be an ISO 8601 time")
-            times[name] = services.aware(value)
+            value = services.aware(value)
+            if timestamp_problem(value):
+                raise ServiceError(name, timestamp_problem(value))
+            times[name] = value
     return log_filter, times
 
 

@@ -49,12 +49,17 @@ def main() -> None:
         token = re.search(r"token for scripts: (\S+)\)", log.read_text()).group(1)
         time.sleep(40)  # let the demo jobs make some history
         base = f"http://127.0.0.1:{port}"
-        request = urllib.request.Request(
-            f"{base}/api/v1/sessions?q=agent", headers={"Authorization": f"Bearer {token}"}
-        )
-        with urllib.request.urlopen(request) as response:
-            agents = json.load(response)["results"]
-        focus = agents[-1]["id"] if agents else "1"
+
+        def find(words: str) -> str:
+            request = urllib.request.Request(
+                f"{base}/api/v1/sessions?q={words}", headers={"Authorization": f"Bearer {token}"}
+            )
+            with urllib.request.urlopen(request) as response:
+                found = json.load(response)["results"]
+            return found[-1]["id"] if found else "1"
+
+        focus = find("answer")  # the demo's first job: an agent run
+        evaluation = find("evaluation")
         OUT.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
@@ -63,6 +68,7 @@ def main() -> None:
                 ("sessions", "/sessions/", "light", (1280, 800)),
                 ("workspace", f"/sessions/{focus}/", "light", (1280, 900)),
                 ("workspace-dark", f"/sessions/{focus}/", "dark", (1280, 900)),
+                ("workspace-terminal", f"/sessions/{evaluation}/", "light", (1280, 900)),
                 ("tasks", "/tasks/", "light", (1280, 800)),
                 ("logs", f"/sessions/{focus}/logs/", "light", (1280, 900)),
                 ("logs-dark", f"/sessions/{focus}/logs/?level=WARNING", "dark", (1280, 900)),
@@ -81,8 +87,8 @@ def main() -> None:
                 time.sleep(2)
                 if name.startswith("workspace"):
                     rows = page.locator("#tasks tr")
-                    drafts = rows.filter(has_text="draft")
-                    (drafts if drafts.count() else rows).first.click()
+                    chosen = rows.filter(has_text=re.compile("answer|eval: reasoning"))
+                    (chosen if chosen.count() else rows).first.click()
                     time.sleep(2)
                 page.screenshot(path=str(OUT / f"{name}.png"))
                 print("wrote", OUT / f"{name}.png")

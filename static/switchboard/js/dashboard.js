@@ -1,5 +1,5 @@
 import { renderRows, sessionRow } from "./rows.js";
-import { $, coalesce, clone, setText, startSocket, watchSessions } from "./ui.js";
+import { $, coalesce, clone, link, setText, startSocket, watchSessions } from "./ui.js";
 
 const STATUSES = ["running", "pending", "paused", "completed", "failed", "cancelled"];
 const sessions = new Map();
@@ -12,7 +12,7 @@ function drawNow() {
   box.replaceChildren(
     ...STATUSES.map((status) => {
       const card = clone("count-card");
-      card.href = `/sessions/?status=${status}`;
+      card.href = link(`/sessions/?status=${status}`);
       card.dataset.status = status;
       setText(card, "n", counts[status] || 0);
       setText(card, "k", status);
@@ -55,7 +55,7 @@ let recounting = null;
 function recount() {
   clearTimeout(recounting);
   recounting = setTimeout(async () => {
-    const response = await fetch("/api/v1/snapshot?channel=sessions", { credentials: "same-origin" });
+    const response = await fetch(link("/api/v1/snapshot?channel=sessions"), { credentials: "same-origin" });
     if (response.ok) {
       counts = { ...(await response.json()).snapshot.counts };
       draw();

@@ -1,5 +1,7 @@
 // The timeline of a session's tasks, drawn as SVG.
 
+import { CLOCK } from "./ui.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 
 function node(name, attrs = {}, text = null) {
@@ -29,7 +31,7 @@ export function drawGantt(svg, tasks, now = Date.now()) {
     const gx = x(t);
     parts.push(node("line", { x1: gx, x2: gx, y1: top - 4, y2: height, stroke: "currentColor", "stroke-opacity": 0.12 }));
     parts.push(node("text", { x: gx, y: 11, "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle" },
-      new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })));
+      new Date(t).toLocaleTimeString([], CLOCK)));
   }
   tasks.forEach((task, i) => {
     const y = top + i * rowH;

@@ -1,5 +1,5 @@
 import { LogView, fetchSkipped, levelName } from "./logview.js";
-import { $, startSocket, toast, watchSessions } from "./ui.js";
+import { $, CLOCK, link, startSocket, toast, watchSessions } from "./ui.js";
 
 const root = $("#viewer");
 const sessionId = root.dataset.session;
@@ -29,17 +29,45 @@ function filters() {
   return out;
 }
 
+// The time range of the URL as ISO instants, and what in it is not a time.
+const TIME_LABELS = { since: "from", until: "to" };
+function times() {
+  const f = filters();
+  const valid = {};
+  const bad = [];
+  for (const key of ["since", "until"]) {
+    if (!f[key]) continue;
+    const when = new Date(f[key]);
+    if (Number.isNaN(when.getTime())) bad.push(`“${TIME_LABELS[key]}” (${f[key]}) is not a date and time`);
+    else valid[key] = when.toISOString();
+  }
+  if (valid.since && valid.until && valid.since > valid.until) bad.push("“from” is after “to”");
+  return { valid, bad };
+}
+
+function emptyText() {
+  const f = filters();
+  const parts = [];
+  if (f.level) parts.push(`level ${f.level} and above`);
+  if (f.task) parts.push(`task ${f.task}`);
+  if (f.q) parts.push(`text “${f.q}”`);
+  if (f.since || f.until) parts.push("the time range");
+  const later = f.until ? "" : " New lines that match appear here as they are written.";
+  if (!parts.length) return "No log lines yet. They appear here as they are written.";
+  return `No lines match ${parts.join(", ")}.${later}`;
+}
+
 function apiParams(extra = {}) {
   const f = filters();
   const params = new URLSearchParams();
   for (const key of ["level", "task", "q"]) if (f[key]) params.set(key, f[key]);
-  for (const key of ["since", "until"]) if (f[key]) params.set(key, new Date(f[key]).toISOString());
+  for (const [key, value] of Object.entries(times().valid)) params.set(key, value);
   for (const [key, value] of Object.entries(extra)) params.set(key, value);
   return params;
 }
 
 async function page(extra) {
-  const response = await fetch(`/api/v1/sessions/${sessionId}/logs?${apiParams(extra)}`, { credentials: "same-origin" });
+  const response = await fetch(link(`/api/v1/sessions/${sessionId}/logs?${apiParams(extra)}`), { credentials: "same-origin" });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
     throw new Error(body.detail || `HTTP ${response.status}`);
@@ -61,13 +89,21 @@ function fillForm() {
   for (const key of ["level", "task", "q", "since", "until"]) form.elements[key].value = f[key] || "";
   view.setTerm(f.q || "");
   const download = new URLSearchParams(apiParams());
-  $("#download").href = `/sessions/${sessionId}/logs/download?${download}`;
+  $("#download").href = link(`/sessions/${sessionId}/logs/download?${download}`);
 }
 
 async function load() {
   live?.unsubscribe();
   live = null;
   fillForm();
+  const { bad } = times();
+  if (bad.length) {
+    view.reset([]);
+    view.setEmpty(`This view cannot be shown: ${bad.join("; ")}. Change it above, or clear it.`, true);
+    $("#status").textContent = "no lines loaded";
+    return;
+  }
+  view.setEmpty(emptyText());
   const target = location.hash.startsWith("#L") ? location.hash.slice(2) : null;
   try {
     if (target && /^\d+$/.test(target)) {
@@ -86,6 +122,8 @@ async function load() {
       atEnd = true;
     }
   } catch (error) {
+    view.reset([]);
+    view.setEmpty(`Could not load the log: ${error.message}`, true);
     toast(`Could not load the log: ${error.message}`, "failed");
     return;
   }
@@ -102,7 +140,7 @@ function follow() {
   if (f.level) filter.level = f.level;
   if (f.task) filter.task = f.task;
   if (f.q) filter.q = f.q;
-  const from = f.since ? new Date(f.since).toISOString() : null;
+  const from = times().valid.since || null;
   live = client.subscribe(`logs:${sessionId}`, {
     since,
     filter: Object.keys(filter).length ? filter : null,
@@ -181,7 +219,7 @@ async function drawRate() {
   const age = (Date.now() - Date.parse(root.dataset.created)) / 60000;
   const minutes = Math.round(Math.min(60, Math.max(10, age + 1)));
   const response = await fetch(
-    `/api/v1/sessions/${sessionId}/logs/rate?minutes=${minutes}${task ? `&task=${task}` : ""}`,
+    link(`/api/v1/sessions/${sessionId}/logs/rate?minutes=${minutes}${task ? `&task=${task}` : ""}`),
     { credentials: "same-origin" },
   );
   if (response.ok) buckets = (await response.json()).buckets;
@@ -231,7 +269,7 @@ function paintRate() {
       Object.entries({ x: i * w + 1, y: y - h, width: Math.max(1, w - 2), height: h }).forEach(([k, v]) => rect.setAttribute(k, v));
       rect.dataset.level = level;
       const title = document.createElementNS(ns, "title");
-      title.textContent = `${new Date(bucket.ts).toLocaleTimeString()}: ${n} ${level}`;
+      title.textContent = `${new Date(bucket.ts).toLocaleTimeString([], CLOCK)}: ${n} ${level}`;
       rect.append(title);
       parts.push(rect);
       y -= h;

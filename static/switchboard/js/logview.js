@@ -3,43 +3,21 @@
 // (a stack trace) shows its first line and "+N lines", and opens in full in
 // the detail pane. Messages are untrusted: text nodes only.
 
+import { PLAIN, ansiSegments, paint } from "./terminal.js";
+import { link } from "./ui.js";
+
 const LEVEL_NAMES = { 10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL" };
-const ANSI = /\x1b\[([0-9;]*)m/g;
 
 export function levelName(entry) {
   return entry.level || LEVEL_NAMES[entry.levelno] || `Level ${entry.levelno}`;
-}
-
-// [{text, classes}] for a string with ANSI SGR colour codes.
-export function ansiSegments(text) {
-  const segments = [];
-  let classes = [];
-  let last = 0;
-  for (const match of text.matchAll(ANSI)) {
-    if (match.index > last) segments.push({ text: text.slice(last, match.index), classes });
-    const codes = match[1] === "" ? [0] : match[1].split(";").map(Number);
-    for (const code of codes) {
-      if (code === 0) classes = [];
-      else if (code === 1) classes = [...classes, "ansi-bold"];
-      else if ((code >= 30 && code <= 37) || (code >= 90 && code <= 97)) {
-        classes = [...classes.filter((c) => !/^ansi-\d/.test(c)), `ansi-${code >= 90 ? code - 60 : code}`];
-      } else if (code === 39) classes = classes.filter((c) => !/^ansi-\d/.test(c));
-    }
-    last = match.index + match[0].length;
-  }
-  if (last < text.length) segments.push({ text: text.slice(last), classes });
-  return segments;
 }
 
 // Appends `text` to `parent` with ANSI colours and the search term marked.
 export function fillText(parent, text, term) {
   const needle = term ? term.toLowerCase() : "";
   for (const segment of ansiSegments(text)) {
-    const holder = segment.classes.length ? document.createElement("span") : parent;
-    if (holder !== parent) {
-      holder.className = segment.classes.join(" ");
-      parent.append(holder);
-    }
+    const holder = segment.style === PLAIN ? parent : paint(document.createElement("span"), segment.style);
+    if (holder !== parent) parent.append(holder);
     if (!needle) {
       holder.append(segment.text);
       continue;
@@ -63,7 +41,7 @@ export async function fetchSkipped(sessionId, notice, filters = new URLSearchPar
   query.set("after", String(Number(notice.first_id) - 1));
   query.set("before", String(Number(notice.last_id) + 1));
   query.set("limit", String(Math.min(10000, notice.count)));
-  const response = await fetch(`/api/v1/sessions/${sessionId}/logs?${query}`, { credentials: "same-origin" });
+  const response = await fetch(link(`/api/v1/sessions/${sessionId}/logs?${query}`), { credentials: "same-origin" });
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
   return (await response.json()).entries;
 }
@@ -93,12 +71,23 @@ export class LogView {
     this.rowHeight = parseFloat(getComputedStyle(box).getPropertyValue("--row")) || 22;
     this.spacer = document.createElement("div");
     this.spacer.className = "spacer";
-    box.replaceChildren(this.spacer);
+    // Said in the box when it holds no line: why, and what will fill it.
+    this.emptyNote = document.createElement("p");
+    this.emptyNote.className = "log-empty";
+    this.emptyNote.hidden = true;
+    this.emptyText = "No log lines yet. They appear here as they are written.";
+    box.replaceChildren(this.spacer, this.emptyNote);
     this.rows = new Map();
     this.queued = false;
     box.addEventListener("scroll", () => this.scrolled(), { passive: true });
     window.addEventListener("resize", () => this.draw());
     pausedBar?.querySelector("button")?.addEventListener("click", () => this.jumpToLatest());
+  }
+
+  setEmpty(text, error = false) {
+    this.emptyText = text;
+    this.emptyNote.classList.toggle("error", error);
+    this.draw();
   }
 
   setTerm(term) {
@@ -246,7 +235,14 @@ export class LogView {
     if (!this.detail) return;
     this.detail.hidden = !entry;
     this.detail.replaceChildren();
-    if (entry) fillText(this.detail, `${entry.ts} ${levelName(entry)} ${entry.logger || ""}\n${entry.message}`, this.term);
+    if (!entry) return;
+    fillText(this.detail, `${entry.ts} ${levelName(entry)} ${entry.logger || ""}\n${entry.message}`, this.term);
+    if (entry.extra && typeof entry.extra === "object" && Object.keys(entry.extra).length) {
+      const fields = document.createElement("div");
+      fields.className = "extra";
+      fields.textContent = JSON.stringify(entry.extra, null, 2);
+      this.detail.append(fields);
+    }
   }
 
   redrawAll() {
@@ -266,6 +262,8 @@ export class LogView {
 
   drawNow() {
     const h = this.rowHeight;
+    this.emptyNote.textContent = this.emptyText;
+    this.emptyNote.hidden = this.entries.length > 0 || !this.emptyText;
     this.size();
     const first = Math.max(0, Math.floor(this.box.scrollTop / h) - 10);
     const last = Math.min(this.entries.length, Math.ceil((this.box.scrollTop + this.box.clientHeight) / h) + 10);
@@ -313,6 +311,14 @@ export class LogView {
     msg.className = "msg";
     const lines = entry.message.split("\n");
     fillText(msg, lines[0], this.term);
+    const extra = entry.extra && typeof entry.extra === "object" ? Object.entries(entry.extra) : [];
+    if (extra.length) {
+      const fields = document.createElement("span");
+      fields.className = "extra";
+      fields.textContent = extra.map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
+      fields.title = JSON.stringify(entry.extra, null, 1);
+      msg.append(" ", fields);
+    }
     row.append(ts, lv, msg);
     if (lines.length > 1) {
       const more = document.createElement("span");

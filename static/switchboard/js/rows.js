@@ -1,11 +1,11 @@
 // Rows of the session and task tables, from the page's <template>s.
 
-import { clone, duration, field, setBar, setStatus, setText, when } from "./ui.js";
+import { clone, duration, field, link, setBar, setStatus, setText, when } from "./ui.js";
 
 export function sessionRow(session, row = clone("session-row")) {
   row.dataset.id = session.id;
-  const link = setText(row, "name", session.name);
-  link.href = `/sessions/${session.id}/`;
+  const name = setText(row, "name", session.name);
+  name.href = link(`/sessions/${session.id}/`);
   setText(row, "external_id", session.external_id || "");
   setStatus(field(row, "status"), session.status);
   const percent = session.total_tasks ? (100 * session.completed_tasks) / session.total_tasks : 0;
@@ -19,16 +19,18 @@ export function sessionRow(session, row = clone("session-row")) {
   return row;
 }
 
-export function taskRow(task, row = clone("task-row"), { sessionName, onCancel } = {}) {
+export function taskRow(task, row = clone("task-row"), { sessionName, onCancel, activity } = {}) {
   row.dataset.id = task.id;
-  const link = setText(row, "name", task.name);
-  link.href = `/sessions/${task.session_id}/#task-${task.id}`;
+  const name = setText(row, "name", task.name);
+  name.href = link(`/sessions/${task.session_id}/#task-${task.id}`);
   const session = field(row, "session");
   if (session) session.textContent = sessionName ? sessionName(task.session_id) : "";
   setStatus(field(row, "status"), task.status, task.cancel_requested);
   setBar(field(row, "bar"), task.progress, task.status);
   const failure = task.status === "failed" && task.error;
-  setText(row, "message", failure ? task.error : task.message || "");
+  const now = !failure && activity ? activity(task) : null;
+  const message = setText(row, "message", failure ? task.error : now || task.message || "");
+  if (message) message.classList.toggle("thinking", Boolean(now));
   const details = Object.entries(task.details || {})
     .map(([key, value]) => `${key}: ${typeof value === "object" ? JSON.stringify(value) : value}`)
     .join(" · ");
@@ -66,4 +68,39 @@ export function renderRows(body, items, make, emptyNote) {
   }
   for (const row of existing.values()) row.remove();
   if (emptyNote) emptyNote.hidden = items.length > 0;
+}
+
+// A list page's older rows from the API, a page at a time: "Show more" below
+// the table fetches the next one (live rows arrive over the socket anyway).
+export class Pages {
+  constructor(path, query, add, button, size = 200) {
+    Object.assign(this, { path, query, add, button, size, offset: 0, total: null, loading: false });
+    button.addEventListener("click", () => this.next());
+  }
+
+  async next() {
+    if (this.loading || this.offset === null) return;
+    this.loading = this.button.disabled = true;
+    const query = new URLSearchParams(this.query);
+    query.set("limit", String(this.size));
+    query.set("offset", String(this.offset));
+    try {
+      const response = await fetch(link(`${this.path}?${query}`), { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const page = await response.json();
+      this.total = page.count;
+      this.offset = page.next_offset;
+      this.add(page.results);
+    } catch (error) {
+      this.button.title = `Could not load more: ${error.message}`;
+    } finally {
+      this.loading = this.button.disabled = false;
+      this.button.hidden = this.offset === null;
+    }
+  }
+
+  // "40 shown of 1,234".
+  describe(shown) {
+    return this.total === null ? `${shown} shown` : `${shown.toLocaleString()} shown of ${this.total.toLocaleString()}`;
+  }
 }

@@ -1,4 +1,4 @@
-import { renderRows, sessionRow } from "./rows.js";
+import { Pages, renderRows, sessionRow } from "./rows.js";
 import { $, coalesce, startSocket, watchSessions } from "./ui.js";
 
 const params = new URLSearchParams(location.search);
@@ -16,23 +16,19 @@ const draw = coalesce(drawNow);
 function drawNow() {
   const shown = [...sessions.values()].filter(matches).sort((a, b) => Number(b.id) - Number(a.id));
   renderRows($("#rows"), shown, sessionRow, $("#empty"));
-  $("#count").textContent = `${shown.length} shown`;
+  $("#count").textContent = pages.describe(shown.length);
 }
 
-async function firstPage() {
-  const query = new URLSearchParams({ limit: "200" });
-  if (wanted.status) query.set("status", wanted.status);
-  if (wanted.q) query.set("q", wanted.q);
-  const response = await fetch(`/api/v1/sessions?${query}`, { credentials: "same-origin" });
-  if (!response.ok) return;
-  for (const session of (await response.json()).results) {
-    if (!sessions.has(session.id)) sessions.set(session.id, session);
-  }
+const query = new URLSearchParams();
+if (wanted.status) query.set("status", wanted.status);
+if (wanted.q) query.set("q", wanted.q);
+const pages = new Pages("/api/v1/sessions", query, (results) => {
+  for (const session of results) if (!sessions.has(session.id)) sessions.set(session.id, session);
   draw();
-}
+}, $("#more"));
 
 const client = startSocket();
-firstPage();
+pages.next();
 watchSessions(client, {
   onSnapshot(snapshot) {
     for (const s of snapshot.sessions) sessions.set(s.id, s);

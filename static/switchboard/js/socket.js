@@ -2,9 +2,14 @@
 //
 // - Every subscription keeps a cursor (the last seq it processed) and resumes
 //   from it after any reconnect, so nothing is missed or shown twice.
-// - Reconnects with backoff min(1000 * 2^n, 10000) ms, 5 tries; then polls the
-//   HTTP API every 5 s while it keeps trying in the background ("retry now"
-//   tries at once). With WebSockets blocked entirely, pages still work.
+// - Reconnects after a random delay up to min(1000 * 2^n, 10000) ms (full
+//   jitter, so pages that lost the same server do not all come back at once),
+//   5 tries; then polls the HTTP API every 5 s while it keeps trying in the
+//   background ("retry now" tries at once). With WebSockets blocked entirely,
+//   pages still work. A server that is busy says when to come back
+//   (`error` with `retry_after` seconds before it closes); that is waited for.
+// - A socket closed with 4401, or refused while the API answers 401/403, means
+//   the page's login is gone: it stops and says "signed out".
 // - Pings every 30 s; keeps the round-trip time and the last event time.
 //
 // Nothing here touches the DOM: pages pass callbacks, and tests pass fakes
@@ -14,9 +19,14 @@ export const MAX_TRIES = 5;
 export const POLL_MS = 5000;
 export const PING_MS = 30000;
 
-export function backoff(attempt) {
-  // attempt 1 → 1 s, 2 → 2 s, 3 → 4 s, 4 → 8 s, then 10 s.
+// The longest wait before try `attempt`: 1 → 1 s, 2 → 2 s, 3 → 4 s, 4 → 8 s, then 10 s.
+export function ceiling(attempt) {
   return Math.min(1000 * 2 ** (attempt - 1), 10000);
+}
+
+// The wait itself: anywhere from 0 up to the ceiling ("full jitter").
+export function backoff(attempt, random = Math.random) {
+  return Math.round(ceiling(attempt) * random());
 }
 
 function query(params) {
@@ -34,6 +44,8 @@ export class Switchboard {
     this.timers = options.timers || { set: (f, ms) => setTimeout(f, ms), clear: (t) => clearTimeout(t) };
     this.now = options.now || (() => Date.now());
     this.onState = options.onState || (() => {});
+    this.random = options.random || Math.random;
+    this.retryAfter = null; // seconds, from the server's last word
     this.subs = new Map();
     this.pending = new Map();
     this.nextId = 1;
@@ -130,7 +142,9 @@ export class Switchboard {
       return;
     }
     this.ws = ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       this.attempt = 0;
       if (this.pollTimer) this.timers.clear(this.pollTimer);
       this.pollTimer = null;
@@ -139,8 +153,32 @@ export class Switchboard {
       this.schedulePing();
     };
     ws.onmessage = (message) => this.receive(message.data);
-    ws.onclose = () => this.lost();
+    ws.onclose = (event) => {
+      if (event?.code === 4401) this.signedOut();
+      else if (!opened) this.checkLogin().then((gone) => (gone ? this.signedOut() : this.lost()));
+      else this.lost();
+    };
     ws.onerror = () => {};
+  }
+
+  // Whether the API refuses this page's identity (a refused handshake looks
+  // like any other failure to the browser).
+  async checkLogin() {
+    try {
+      const response = await this.fetch(`${this.api}/sessions?limit=1`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      return response.status === 401 || response.status === 403;
+    } catch {
+      return false;
+    }
+  }
+
+  signedOut() {
+    if (this.stopped) return;
+    this.stop();
+    this.setState("signed_out");
   }
 
   lost() {
@@ -157,10 +195,14 @@ export class Switchboard {
       this.setState("offline");
       this.poll();
     }
+    // The server's hint, spread over as long again; else the jittered backoff.
+    const hint = this.retryAfter;
+    this.retryAfter = null;
+    const delay = hint ? Math.round(hint * 1000 * (1 + this.random())) : backoff(Math.min(this.attempt, MAX_TRIES), this.random);
     this.retryTimer = this.timers.set(() => {
       this.retryTimer = null;
       this.connect();
-    }, backoff(Math.min(this.attempt, MAX_TRIES)));
+    }, delay);
   }
 
   send(frame) {
@@ -193,6 +235,8 @@ export class Switchboard {
       this.deliver(frame);
     } else if (frame.type === "subscribed") {
       this.subscribed(frame);
+    } else if (frame.type === "error" && typeof frame.retry_after === "number" && frame.retry_after > 0) {
+      this.retryAfter = Math.min(frame.retry_after, 300);
     } else if (frame.type === "pong") {
       if (typeof frame.ts === "number") this.rtt = this.now() - frame.ts;
       this.onState(this.state, this);
@@ -263,6 +307,7 @@ export class Switchboard {
 
   async getJSON(url) {
     const response = await this.fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (response.status === 401 || response.status === 403) this.signedOut();
     if (!response.ok) throw new Error(`${url}: ${response.status}`);
     return response.json();
   }

@@ -1,5 +1,5 @@
-import { renderRows, taskRow } from "./rows.js";
-import { $, coalesce, Watcher, startSocket, toast, watchSessions } from "./ui.js";
+import { Pages, renderRows, taskRow } from "./rows.js";
+import { $, coalesce, link, Watcher, startSocket, toast, watchSessions } from "./ui.js";
 
 const params = new URLSearchParams(location.search);
 const wanted = {
@@ -32,22 +32,20 @@ const options = { sessionName: (id) => names.get(id) || `session ${id}`, onCance
 const draw = coalesce(drawNow);
 
 function drawNow() {
-  const shown = [...tasks.values()].filter(matches).sort((a, b) => Number(b.id) - Number(a.id)).slice(0, 500);
+  const shown = [...tasks.values()].filter(matches).sort((a, b) => Number(b.id) - Number(a.id));
   renderRows($("#rows"), shown, (task, row) => taskRow(task, row, options), $("#empty"));
-  $("#count").textContent = `${shown.length} shown`;
+  $("#count").textContent = pages.describe(shown.length);
 }
 
-async function firstPage() {
-  const query = new URLSearchParams({ limit: "200" });
-  for (const key of ["status", "session", "q"]) if (wanted[key]) query.set(key, wanted[key]);
-  const response = await fetch(`/api/v1/tasks?${query}`, { credentials: "same-origin" });
-  if (!response.ok) return;
-  for (const task of (await response.json()).results) if (!tasks.has(task.id)) tasks.set(task.id, task);
+const query = new URLSearchParams();
+for (const key of ["status", "session", "q"]) if (wanted[key]) query.set(key, wanted[key]);
+const pages = new Pages("/api/v1/tasks", query, (results) => {
+  for (const task of results) if (!tasks.has(task.id)) tasks.set(task.id, task);
   draw();
-}
+}, $("#more"));
 
 const client = startSocket();
-firstPage();
+pages.next();
 watchSessions(client, {
   onSnapshot(snapshot) {
     for (const s of snapshot.sessions) names.set(s.id, s.name);
@@ -66,7 +64,7 @@ client.subscribe("tasks", {
   onEvent(frame) {
     if (frame.event === "task.update") {
       tasks.set(frame.data.id, frame.data);
-      watcher.see(frame.data, `/sessions/${frame.data.session_id}/`);
+      watcher.see(frame.data, link(`/sessions/${frame.data.session_id}/`));
     } else if (frame.event === "progress.update") {
       const task = tasks.get(frame.data.task_id);
       if (task) Object.assign(task, { progress: frame.data.progress, message: frame.data.message });

@@ -4,6 +4,11 @@
 import { MAX_TRIES, Switchboard } from "./socket.js";
 
 export const $ = (selector, root = document) => root.querySelector(selector);
+
+// Where the site lives ("" at the root of a host, "/switchboard" under a
+// path): every URL the pages make starts with it.
+export const ROOT = (document.documentElement.dataset.root || "/").replace(/\/+$/, "");
+export const link = (path) => `${ROOT}${path}`;
 export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
 
 // A copy of a <template> of the page: the same markup for the first render and live updates.
@@ -55,14 +60,17 @@ export function coalesce(fn) {
 export function time(iso) {
   if (!iso) return "";
   const date = new Date(iso);
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return date.toLocaleTimeString([], CLOCK);
 }
+
+// One clock on every page: 24-hour, as the log lines show it.
+export const CLOCK = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
 
 export function when(iso) {
   if (!iso) return "";
   const date = new Date(iso);
   const today = new Date().toDateString() === date.toDateString();
-  return today ? time(iso) : date.toLocaleString();
+  return today ? time(iso) : date.toLocaleString([], { dateStyle: "short", timeStyle: "medium", hourCycle: "h23" });
 }
 
 export function duration(ms) {
@@ -115,11 +123,22 @@ export function startSocket() {
   const words = { connecting: "connecting…", connected: "live", offline: "offline · polling" };
   const draw = (state, client) => {
     box.dataset.state = state;
+    if (state === "signed_out") {
+      // Polling would only be refused again: say so, and where to log in.
+      const login = document.createElement("a");
+      login.href = link(`/admin/login/?next=${encodeURIComponent(location.pathname + location.search + location.hash)}`);
+      login.textContent = "log in again";
+      label.replaceChildren("signed out — ", login);
+      retry.hidden = true;
+      toast("You were signed out. Log in again to see live updates.", "failed", login.href);
+      return;
+    }
     label.textContent =
       state === "reconnecting" ? `reconnecting ${Math.min(client.attempt, MAX_TRIES)}/${MAX_TRIES}` : words[state];
     retry.hidden = state === "connected" || state === "connecting";
   };
-  const client = new Switchboard({ onState: draw });
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const client = new Switchboard({ onState: draw, url: `${scheme}://${location.host}${ROOT}/ws/`, api: link("/api/v1") });
   retry.addEventListener("click", () => client.retryNow());
   const describe = () => {
     const parts = [`state: ${client.state}`];
@@ -143,7 +162,7 @@ export function watchSessions(client, handlers = {}) {
       handlers.onSnapshot?.(snapshot, seq, reset);
     },
     onEvent(frame) {
-      if (frame.event === "session.update") watcher.see(frame.data, `/sessions/${frame.data.id}/`);
+      if (frame.event === "session.update") watcher.see(frame.data, link(`/sessions/${frame.data.id}/`));
       handlers.onEvent?.(frame);
     },
   });

@@ -1,8 +1,9 @@
 import { drawGantt } from "./gantt.js";
 import { LogView, fetchSkipped } from "./logview.js";
+import { OutputView, stepSummary, stepText } from "./output.js";
 import { renderRows, taskRow } from "./rows.js";
 import { csrfToken } from "./socket.js";
-import { $, Watcher, coalesce, duration, field, setBar, setStatus, setText, startSocket, toast, watchSessions } from "./ui.js";
+import { $, Watcher, coalesce, duration, field, link, setBar, setStatus, setText, startSocket, toast, watchSessions } from "./ui.js";
 
 const root = $("#workspace");
 const sessionId = root.dataset.session;
@@ -25,7 +26,18 @@ async function cancel(id, button) {
   }
 }
 
-const rowOptions = { onCancel: canChange ? cancel : null };
+// The latest step of each task (steps come on the session's channel too),
+// shown in its row while it runs and is newer than its message.
+const latestStep = new Map();
+const messageSeq = new Map();
+
+function activity(task) {
+  const latest = latestStep.get(task.id);
+  if (task.status !== "running" || !latest || latest.seq < (messageSeq.get(task.id) || 0)) return null;
+  return stepSummary(latest.step);
+}
+
+const rowOptions = { onCancel: canChange ? cancel : null, activity };
 
 const draw = coalesce(() => {
   if (session) {
@@ -49,13 +61,48 @@ const draw = coalesce(() => {
     return row;
   }, $("#tasks-empty"));
   drawGantt($("#gantt"), list);
+  drawFacts($("#session-meta"), session ? Object.entries(session.metadata || {}) : []);
+  const task = tasks.get(selected);
+  const facts = [];
+  if (task?.error) facts.push(["Error", task.error, "error"]);
+  if (task && task.result != null) facts.push(["Result", task.result]);
+  if (task && Object.keys(task.details || {}).length) facts.push(["Details", task.details]);
+  drawFacts($("#task-facts"), facts);
 });
+
+// Key/value facts (a session's metadata; a task's error, result and details), as text.
+function drawFacts(list, facts) {
+  const text = (value) => {
+    if (typeof value === "string") return value;
+    const line = JSON.stringify(value);
+    return line.length <= 80 ? line : JSON.stringify(value, null, 2);
+  };
+  const key = JSON.stringify(facts.map(([name, value, kind]) => [name, text(value), kind]));
+  if (list.dataset.drawn === key) return;
+  list.dataset.drawn = key;
+  list.textContent = "";
+  for (const [name, value, kind] of facts) {
+    const term = document.createElement("dt");
+    term.textContent = name;
+    const detail = document.createElement("dd");
+    detail.textContent = text(value);
+    if (kind) detail.className = kind;
+    list.append(term, detail);
+  }
+  list.hidden = facts.length === 0;
+}
 
 client.subscribe(`session:${sessionId}`, {
   onSnapshot(snapshot) {
     session = snapshot.session;
     tasks.clear();
     for (const task of snapshot.tasks) tasks.set(task.id, task);
+    latestStep.clear();
+    for (const [id, step] of Object.entries(snapshot.latest_steps || {})) {
+      // Only when no message came after it.
+      if (Date.parse(step.ts) >= Date.parse(tasks.get(id)?.updated_at)) latestStep.set(id, { step, seq: step.seq });
+    }
+    messageSeq.clear();
     watcher.seed(snapshot.tasks);
     if (!selected && location.hash.startsWith("#task-")) select(location.hash.slice(6));
     draw();
@@ -64,45 +111,60 @@ client.subscribe(`session:${sessionId}`, {
     const data = frame.data;
     if (frame.event === "session.update") session = data;
     else if (frame.event === "session.deleted") toast("This session was deleted.", "failed");
-    else if (frame.event === "task.update") {
+    else if (frame.event === "task.output" && data.status) {
+      latestStep.set(data.task_id, { step: data, seq: frame.seq });
+    } else if (frame.event === "task.update") {
+      if (data.message !== tasks.get(data.id)?.message) messageSeq.set(data.id, frame.seq);
       tasks.set(data.id, data);
       watcher.see(data, `#task-${data.id}`);
     } else if (frame.event === "task.deleted") tasks.delete(data.id);
     else if (frame.event === "progress.update") {
       const task = tasks.get(data.task_id);
+      if (data.message && data.message !== task?.message) messageSeq.set(data.task_id, frame.seq);
       if (task) Object.assign(task, { progress: data.progress, message: data.message, details: data.details });
       if (session) Object.assign(session, { completed_tasks: data.completed_tasks, total_tasks: data.total_tasks });
-      if (data.task_id === selected) $("#output-state").textContent = data.message || "";
+      if (data.task_id === selected && data.message) outputState.textContent = data.message;
     }
     draw();
   },
 });
 setInterval(draw, 1000);
 
-// Streamed output of the selected task.
+// Streamed output of the selected task, with its steps.
 let selected = null;
 let outputSub = null;
+const output = new OutputView($("#output"));
+const outputState = $("#output-state");
+
+$("#output-filter").addEventListener("input", (event) => {
+  const found = output.filter(event.target.value);
+  $("#output-found").textContent = event.target.value.trim() ? `${found} of ${output.steps} steps` : "";
+});
 
 function select(taskId) {
   if (selected === taskId || !tasks.has(taskId)) return;
   selected = taskId;
   outputSub?.unsubscribe();
-  const output = $("#output");
-  output.textContent = "";
+  output.reset();
   $("#output-task").textContent = `Output of “${tasks.get(taskId).name}”`;
-  $("#output-state").textContent = tasks.get(taskId).message || "";
+  outputState.textContent = tasks.get(taskId).message || "";
   outputSub = client.subscribe(`task:${taskId}`, {
     onSnapshot(snapshot) {
-      output.textContent = snapshot.output.text;
-      if (snapshot.output.final) $("#output-state").textContent = "done";
-      output.scrollTop = output.scrollHeight;
+      const { steps = [], final } = snapshot.output;
+      output.load(snapshot.output);
+      output.filter($("#output-filter").value);
+      if (final) outputState.textContent = "done";
+      else if (steps.length) outputState.textContent = stepText(steps[steps.length - 1]);
     },
     onEvent(frame) {
       if (frame.event !== "task.output") return;
-      const stick = output.scrollTop + output.clientHeight >= output.scrollHeight - 4;
-      output.append(frame.data.chunk);
-      if (frame.data.final) $("#output-state").textContent = "done";
-      if (stick) output.scrollTop = output.scrollHeight;
+      if (typeof frame.data.chunk === "string") {
+        output.write(frame.data.chunk);
+        if (frame.data.final) outputState.textContent = "done";
+      } else if (frame.data.status) {
+        output.step({ ...frame.data, ts: frame.ts });
+        outputState.textContent = stepText(frame.data);
+      }
     },
   });
   draw();
@@ -120,7 +182,7 @@ $("#tasks").addEventListener("click", (event) => {
 const log = new LogView($("#log"), {
   detail: $("#log-detail"),
   pausedBar: $("#log-paused"),
-  permalink: (entry) => `/sessions/${sessionId}/logs/#L${entry.id}`,
+  permalink: (entry) => link(`/sessions/${sessionId}/logs/#L${entry.id}`),
   onSkipped: (notice) => fetchSkipped(sessionId, notice),
 });
 client.subscribe(`logs:${sessionId}`, {
@@ -136,7 +198,7 @@ client.subscribe(`logs:${sessionId}`, {
 $("#cancel-session")?.addEventListener("click", async (event) => {
   if (!confirm("Cancel this session and every task of it that has not ended?")) return;
   event.target.disabled = true;
-  const response = await fetch(`/api/v1/sessions/${sessionId}/cancel`, {
+  const response = await fetch(link(`/api/v1/sessions/${sessionId}/cancel`), {
     method: "POST",
     credentials: "same-origin",
     headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json" },
