@@ -41,13 +41,19 @@ def test_the_log_handler_batches_records_into_few_requests(live, admin_token):
         raise ValueError("bad value")
     except ValueError:
         logger.exception("it broke")
+    odd = object()
+    logger.warning("with fields", extra={"user": 7, "tags": ["a"], "odd": odd})
     assert handler.flush(10)
     handler.close()
-    messages = list(LogEntry.objects.order_by("id").values_list("message", flat=True))
+    entries = list(LogEntry.objects.order_by("id"))
+    messages = [e.message for e in entries]
     assert messages[:300] == [f"line {n}" for n in range(300)]
     assert (
         messages[300].startswith("it broke\nTraceback") and "ValueError: bad value" in messages[300]
     )
+    # A record's extra fields go along (what JSON cannot hold, as its repr); others have none.
+    assert entries[301].extra == {"user": 7, "tags": ["a"], "odd": repr(odd)}
+    assert entries[0].extra is None
     assert Event.objects.filter(kind="log.append").count() <= 3
 
 

@@ -1,4 +1,4 @@
-"""Switchboard client for workers: the standard library only, one file.
+"""Switchboard client for workers: the standard library only.
 
     from switchboard_client import Client, LogHandler
 
@@ -15,6 +15,9 @@ raises into the job: when the server is slow or down it keeps lines in a
 bounded queue and retries with the same entry uids, so a retry stores
 nothing twice; close() flushes and returns within 10 s even when the server
 is down.
+
+`pip install ./client` also gives the `switchboard` command (run, tail, ls):
+see switchboard_client.cli.
 """
 
 from __future__ import annotations
@@ -28,27 +31,37 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["Client", "LogHandler", "SwitchboardError"]
+__all__ = ["Client", "LogHandler", "Reporter", "SwitchboardError"]
 __version__ = "1.0.0"
 
 
 class SwitchboardError(Exception):
     """An HTTP error answer (status and body), or the server could not be reached (status 0)."""
 
-    def __init__(self, status: int, message: str, body: Any = None) -> None:
+    def __init__(
+        self, status: int, message: str, body: Any = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status}: {message}" if status else message)
         self.status = status
         self.body = body
+        self.retry_after = retry_after  # seconds, from a 429's Retry-After
 
 
 class Client:
-    def __init__(self, base_url: str, token: str, timeout: float = 10.0) -> None:
+    """`throttle_wait`: seconds a call may spend waiting out 429 answers
+    (each as long as the server's Retry-After says) before it raises."""
+
+    def __init__(
+        self, base_url: str, token: str, timeout: float = 10.0, throttle_wait: float = 30.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.throttle_wait = throttle_wait
 
     def request(
         self,
@@ -63,6 +76,18 @@ class Client:
             query = {k: v for k, v in params.items() if v is not None}
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
+        waited = 0.0
+        while True:
+            try:
+                return self._send(method, url, data, timeout)
+            except SwitchboardError as error:
+                if error.status != 429 or waited >= self.throttle_wait:
+                    raise
+                pause = min(error.retry_after or 1.0, self.throttle_wait - waited)
+                time.sleep(pause)
+                waited += pause
+
+    def _send(self, method: str, url: str, data: bytes | None, timeout: float | None) -> Any:
         req = urllib.request.Request(url, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self.token}")
         req.add_header("Accept", "application/json")
@@ -78,7 +103,13 @@ class Client:
             except ValueError:
                 detail = raw.decode(errors="replace")
             message = detail.get("detail", "") if isinstance(detail, dict) else str(detail)
-            raise SwitchboardError(error.code, message or error.reason, detail) from None
+            try:
+                retry_after = float(error.headers.get("Retry-After", ""))
+            except ValueError:
+                retry_after = None
+            raise SwitchboardError(
+                error.code, message or error.reason, detail, retry_after
+            ) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise SwitchboardError(0, f"cannot reach {self.base_url}: {reason}") from None
@@ -130,6 +161,43 @@ class Client:
         """Stream a chunk of the task's output (tokens, stdout); final=True ends it."""
         return self.request("POST", f"tasks/{task_id}/output", {"chunk": chunk, "final": final})
 
+    def status(self, task_id, status: str, message: str | None = None, **data) -> dict:
+        """Record a step between output chunks: `thinking`, `tool_calling`,
+        `tool_completed`, `completed` or another lowercase word; `data` is any
+        JSON (for a tool: tool=, args=; at its end: result= or error=)."""
+        body: dict[str, Any] = {"status": status, "data": data}
+        if message is not None:
+            body["message"] = message
+        return self.request("POST", f"tasks/{task_id}/output", body)
+
+    @contextmanager
+    def tool(self, task_id, tool: str, message: str | None = None, **args):
+        """`with sb.tool(task_id, "search", q="...") as call:` records
+        `tool_calling` on entry and `tool_completed` on exit, with the seconds
+        it took and the error if one was raised (which goes on). Set
+        `call["result"]` inside to report what came back."""
+        call: dict[str, Any] = {}
+        self.status(task_id, "tool_calling", message, tool=tool, args=args)
+        started = time.monotonic()
+        try:
+            yield call
+        except BaseException as error:
+            self.status(
+                task_id,
+                "tool_completed",
+                tool=tool,
+                seconds=round(time.monotonic() - started, 3),
+                error=f"{type(error).__name__}: {error}",
+            )
+            raise
+        self.status(
+            task_id,
+            "tool_completed",
+            tool=tool,
+            seconds=round(time.monotonic() - started, 3),
+            **({"result": call["result"]} if "result" in call else {}),
+        )
+
     # Logs and events
     def log(self, session_id, entries: list[dict], timeout: float | None = None) -> dict:
         return self.request(
@@ -143,6 +211,182 @@ class Client:
         return self.request("GET", "events", params={"channel": channel, "since": since, **params})
 
 
+class Reporter:
+    """A chatty worker's reports, coalesced into a few requests a second.
+
+        with Reporter(sb, session["id"]) as report:
+            report.progress(task["id"], 42.0, message="42 of 100")  # the latest wins
+            report.output(task["id"], "token ")  # joined with the next chunks
+            report.status(task["id"], "tool_calling", tool="search")
+            report.log("fetched 3 pages", task_id=task["id"])
+
+    Every `interval` seconds (0.2) a thread sends what came in one request
+    (`POST /sessions/<id>/batch`, one transaction): each task's latest report
+    first, then output chunks and steps in the order given (consecutive chunks
+    of a task joined), then log lines. It never blocks or raises into the job:
+    when the server is down it keeps what came (bounded) and tries again; log
+    lines carry uids, so a retry stores none twice (an output chunk may repeat
+    if an answer is lost after the server stored it). `close()` sends the rest
+    and returns within `timeout` seconds.
+    """
+
+    MAX_CHUNK = 256 * 1024
+    MAX_PENDING = 10000
+
+    def __init__(self, client: Client, session_id, interval: float = 0.2) -> None:
+        self.client = client
+        self.session_id = session_id
+        self.interval = interval
+        self.errors: list[str] = []
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._reports: dict[str, dict] = {}
+        self._output: list[dict] = []
+        self._logs: list[dict] = []
+        self._sending = False
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="switchboard-reporter", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def report(self, task_id, **fields) -> None:
+        """Any task fields (status, progress, message, details, result, error);
+        of several reports before a send, each field's latest value goes."""
+        with self._lock:
+            self._reports.setdefault(str(task_id), {}).update(fields)
+
+    def progress(self, task_id, progress: float, message: str | None = None, **fields) -> None:
+        if message is not None:
+            fields["message"] = message
+        self.report(task_id, progress=progress, **fields)
+
+    def output(self, task_id, chunk: str, final: bool = False) -> None:
+        with self._lock:
+            last = self._output[-1] if self._output else None
+            if (
+                last is not None
+                and last.get("task_id") == str(task_id)
+                and "chunk" in last
+                and not last["final"]
+                and len(last["chunk"]) + len(chunk) <= self.MAX_CHUNK
+            ):
+                last["chunk"] += chunk
+                last["final"] = bool(final)
+            else:
+                self._add(self._output, {"task_id": str(task_id), "chunk": chunk, "final": final})
+
+    def status(self, task_id, status: str, message: str | None = None, **data) -> None:
+        step: dict[str, Any] = {"task_id": str(task_id), "status": status, "data": data}
+        if message is not None:
+            step["message"] = message
+        with self._lock:
+            self._add(self._output, step)
+
+    def log(self, message: str, level: str | int = "INFO", task_id=None, **extra) -> None:
+        entry: dict[str, Any] = {
+            "uid": uuid.uuid4().hex,
+            "ts": datetime.now(timezone.utc).isoformat(),
+            "level": level,
+            "message": message,
+        }
+        if task_id is not None:
+            entry["task_id"] = str(task_id)
+        if extra:
+            entry["extra"] = extra
+        with self._lock:
+            self._add(self._logs, entry)
+
+    def _add(self, items: list, item: dict) -> None:
+        if len(items) >= self.MAX_PENDING:
+            items.pop(0)
+            self.dropped += 1
+        items.append(item)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Send what came now; True when nothing is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._send() and self._idle():
+                return True
+            if self._idle():
+                return True
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        return self._idle()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._closed.set()
+        self._thread.join(timeout=1)
+        self.flush(timeout=timeout)
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return not (self._reports or self._output or self._logs or self._sending)
+
+    def _run(self) -> None:
+        backoff = self.interval
+        while not self._closed.wait(backoff):
+            backoff = self.interval if self._send() is not False else min(backoff * 2, 10.0)
+
+    def _send(self) -> bool | None:
+        """One batch: True sent, False failed (kept for later), None nothing to send."""
+        with self._lock:
+            if self._sending or not (self._reports or self._output or self._logs):
+                return None
+            self._sending = True
+            reports, self._reports = self._reports, {}
+            output, self._output = self._output, []
+            logs, self._logs = self._logs, []
+        body = {
+            "tasks": [{"id": task_id, **fields} for task_id, fields in reports.items()],
+            "output": output,
+            "logs": logs,
+        }
+        try:
+            self.client.request("POST", f"sessions/{self.session_id}/batch", body)
+            return True
+        except SwitchboardError as error:
+            if error.status in (0, 408, 429) or error.status >= 500:
+                with self._lock:  # keep it, older first, for the next try
+                    for task_id, fields in reports.items():
+                        self._reports[task_id] = {**fields, **self._reports.get(task_id, {})}
+                    self._output[:0] = output
+                    self._logs[:0] = logs
+            else:
+                self.errors.append(str(error))
+            return False
+        finally:
+            with self._lock:
+                self._sending = False
+
+
+# What every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def _extra(record: logging.LogRecord) -> dict | None:
+    """A record's `extra=` fields, as JSON (values it cannot encode as their repr)."""
+    fields = {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _RECORD_FIELDS and not key.startswith("_")
+    }
+    if not fields:
+        return None
+    try:
+        return json.loads(json.dumps(fields, default=repr))
+    except (TypeError, ValueError):  # a key that is no string, a circular value
+        return {str(key): repr(value) for key, value in fields.items()}
+
+
 def _entry(record: logging.LogRecord, message: str, task_id) -> dict:
     entry = {
         "uid": uuid.uuid4().hex,
@@ -153,6 +397,9 @@ def _entry(record: logging.LogRecord, message: str, task_id) -> dict:
     }
     if task_id is not None:
         entry["task_id"] = str(task_id)
+    extra = _extra(record)
+    if extra:
+        entry["extra"] = extra
     return entry
 
 
@@ -173,7 +420,8 @@ class LogHandler(logging.Handler):
         level: int = logging.NOTSET,
     ) -> None:
         super().__init__(level)
-        self.client = Client(base_url, token, timeout=timeout)
+        # Throttled batches wait in this thread's own backoff, not in the call.
+        self.client = Client(base_url, token, timeout=timeout, throttle_wait=0)
         self.session_id = session_id
         self.task_id = task_id
         self.batch_size = batch_size

@@ -1,0 +1,437 @@
+"""The `switchboard` command: wrap a job, follow a log, list sessions.
+
+    switchboard run --session "nightly import" [--task load] -- ./import.sh --all
+    switchboard tail 42 [--level WARNING] [--task 7] [--grep timeout]
+    switchboard ls [--status running]
+
+The server and the identity come from `--url` and `--token`, or from
+SWITCHBOARD_URL and SWITCHBOARD_TOKEN.
+
+`run` starts the command with its stdout and stderr piped: stdout goes to the
+task as streamed output (coalesced a few times a second, ANSI colours and
+carriage returns kept as they are), stderr lines to the session's log (a line
+that names a level in its first words, such as "ERROR", gets that level;
+others are INFO). Both are also passed through to this terminal. The task is
+`completed` when the command exits 0 and `failed` naming the exit status
+otherwise; `run` exits with the command's status (128 + N for a signal N).
+When someone cancels the task, the command gets SIGTERM (SIGKILL 10 s later),
+the task ends `cancelled`, and `run` exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+from switchboard_client import Client, Reporter, SwitchboardError
+from switchboard_client.websocket import HandshakeRefused, WebSocket, WebSocketClosed
+
+CANCELLED_EXIT = 130
+LEVEL_WORD = re.compile(r"\b(DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\b")
+LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+
+
+class Usage(Exception):
+    """A mistake in the command line or the environment: exit 2 with the message."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        url = args.url or os.environ.get("SWITCHBOARD_URL") or ""
+        token = args.token or os.environ.get("SWITCHBOARD_TOKEN") or ""
+        if not url:
+            raise Usage("no server: pass --url or set SWITCHBOARD_URL")
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise Usage(f"--url must be an http:// or https:// address, not {url!r}")
+        if not token:
+            raise Usage("no token: pass --token or set SWITCHBOARD_TOKEN")
+        client = Client(url, token)
+        return args.handler(client, args)
+    except Usage as error:
+        parser.error(str(error))  # exits 2
+    except SwitchboardError as error:
+        print(f"switchboard: {describe(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return CANCELLED_EXIT
+    return 0
+
+
+def describe(error: SwitchboardError) -> str:
+    if error.status == 401:
+        return "the token was refused (401): check --token or SWITCHBOARD_TOKEN"
+    errors = error.body.get("errors") if isinstance(error.body, dict) else None
+    if error.status == 400 and isinstance(errors, dict):
+        return "refused (400): " + "; ".join(f"{k}: {v}" for k, v in errors.items())
+    return str(error)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard", description="Report a job to Switchboard, or watch one."
+    )
+    parser.add_argument("--url", help="the server, e.g. http://localhost:8000 (SWITCHBOARD_URL)")
+    parser.add_argument("--token", help="an API token (SWITCHBOARD_TOKEN)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a command as a task: its output and log live, its exit status reported",
+        description="Run CMD as a task. Everything after -- is the command.",
+    )
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument("--session", metavar="NAME", help="a new session of this name")
+    where.add_argument("--session-id", metavar="ID", help="an existing session, by id")
+    run.add_argument("--task", metavar="NAME", help="the task's name (default: the command)")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    run.set_defaults(handler=run_command)
+
+    tail = commands.add_parser(
+        "tail", help="print a session's log, then follow it live", description=None
+    )
+    tail.add_argument("session", metavar="SESSION", help="the session's id")
+    tail.add_argument("--level", help="minimum level (DEBUG INFO WARNING ERROR CRITICAL)")
+    tail.add_argument("--task", metavar="ID", help="only this task's lines")
+    tail.add_argument("--grep", metavar="TEXT", help="only lines containing TEXT")
+    tail.add_argument("-n", "--lines", type=int, default=100, help="lines to start with (100)")
+    tail.add_argument("--no-follow", action="store_true", help="print the newest lines and stop")
+    tail.set_defaults(handler=tail_log)
+
+    ls = commands.add_parser("ls", help="list sessions and their progress")
+    ls.add_argument("--status", help="only these statuses (comma separated)")
+    ls.add_argument("--limit", type=int, default=50, help="sessions at most (50)")
+    ls.set_defaults(handler=list_sessions)
+    return parser
+
+
+# --- run ------------------------------------------------------------------------------
+
+
+def run_command(client: Client, args) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise Usage("run needs a command after --, e.g. switchboard run --session x -- make")
+    task_name = (args.task or shlex.join(cmd))[:200]
+    if args.session_id:
+        session = client.get_session(args.session_id)
+    else:
+        session = client.create_session(args.session)
+    task = client.create_task(session["id"], task_name)
+    own_session = not args.session_id
+    try:
+        child = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+    except OSError as error:
+        message = f"could not start {cmd[0]}: {error.strerror or error}"
+        print(f"switchboard: {message}", file=sys.stderr)
+        client.update_task(task["id"], status="failed", error=message)
+        if own_session:
+            client.update_session(session["id"], status="failed")
+        return 127 if isinstance(error, FileNotFoundError) else 126
+    client.update_task(task["id"], status="running", message=f"pid {child.pid}")
+    run = Run(client, session, task, child)
+    return run.wait(own_session)
+
+
+class Run:
+    """One command running as a task: pipes to the server, cancel from it."""
+
+    def __init__(self, client: Client, session: dict, task: dict, child) -> None:
+        self.client = client
+        self.session = session
+        self.task_id = task["id"]
+        self.child = child
+        self.reporter = Reporter(client, session["id"])
+        self.cancelled = threading.Event()
+        self.done = threading.Event()
+        self.readers = [
+            threading.Thread(target=self.pump_stdout, daemon=True),
+            threading.Thread(target=self.pump_stderr, daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+        threading.Thread(target=self.watch_cancel, daemon=True).start()
+
+    def pump_stdout(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        out = sys.stdout.buffer
+        fd = self.child.stdout.fileno()
+        while chunk := os.read(fd, 65536):
+            try:
+                out.write(chunk)
+                out.flush()
+            except (OSError, ValueError):
+                pass
+            text = decoder.decode(chunk)
+            if text:
+                self.reporter.output(self.task_id, text)
+        rest = decoder.decode(b"", final=True)
+        if rest:
+            self.reporter.output(self.task_id, rest)
+
+    def pump_stderr(self) -> None:
+        err = sys.stderr.buffer
+        for raw in iter(self.child.stderr.readline, b""):
+            try:
+                err.write(raw)
+                err.flush()
+            except (OSError, ValueError):
+                pass
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            found = LEVEL_WORD.search(line[:40])
+            level = LEVEL_ALIASES.get(found[1], found[1]) if found else "INFO"
+            self.reporter.log(line, level=level, task_id=self.task_id)
+
+    def watch_cancel(self) -> None:
+        """Ask the server about the task every second; stop the command when it is cancelled."""
+        while not self.done.wait(1.0):
+            try:
+                task = self.client.get_task(self.task_id)
+            except SwitchboardError:
+                continue  # the server is away: the command goes on
+            if task.get("cancel_requested") or task.get("status") == "cancelled":
+                self.cancelled.set()
+                self.stop()
+                return
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.child.pid, signal.SIGTERM)
+        except OSError:
+            return
+        try:
+            self.child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.child.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def wait(self, own_session: bool) -> int:
+        forward = {}
+
+        def pass_on(signum, frame):  # Ctrl-C and kill reach the command, which decides
+            try:
+                os.killpg(self.child.pid, signum)
+            except OSError:
+                pass
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                forward[signum] = signal.signal(signum, pass_on)
+        try:
+            code = self.child.wait()
+            for reader in self.readers:
+                reader.join(timeout=10)
+        finally:
+            self.done.set()
+            for signum, handler in forward.items():
+                signal.signal(signum, handler)
+        self.reporter.output(self.task_id, "", final=True)
+        self.reporter.close()
+        status, fields = self.outcome(code)
+        for attempt in range(5):
+            try:
+                self.client.update_task(self.task_id, status=status, **fields)
+                if own_session:
+                    self.client.update_session(self.session["id"], status=status)
+                break
+            except SwitchboardError as error:
+                if 400 <= error.status < 500 and error.status not in (408, 429):
+                    print(f"switchboard: {describe(error)}", file=sys.stderr)
+                    break
+                time.sleep(min(2**attempt, 10))
+        else:
+            print("switchboard: the server did not take the task's outcome", file=sys.stderr)
+        if self.reporter.errors:
+            print(f"switchboard: {self.reporter.errors[-1]}", file=sys.stderr)
+        if self.cancelled.is_set():
+            return CANCELLED_EXIT
+        return code if code >= 0 else 128 - code
+
+    def outcome(self, code: int) -> tuple[str, dict]:
+        if self.cancelled.is_set():
+            return "cancelled", {"message": "stopped: the task was cancelled"}
+        if code == 0:
+            return "completed", {"message": "exited with status 0"}
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return "failed", {"error": f"killed by {name}"}
+        return "failed", {"error": f"exited with status {code}"}
+
+
+# --- tail -----------------------------------------------------------------------------
+
+
+def tail_log(client: Client, args) -> int:
+    level = args.level.upper() if args.level else None
+    if args.lines < 0 or args.lines > 10000:
+        raise Usage("--lines must be between 0 and 10000")
+    log_filter = {k: v for k, v in {"level": level, "task": args.task, "q": args.grep}.items() if v}
+    # The first page through HTTP: a bad session or filter is a clear error at once.
+    page = client.logs(args.session, limit=max(args.lines, 1), **log_filter)
+    entries = page["entries"][-args.lines :] if args.lines else []
+    for entry in entries:
+        print_entry(entry)
+    last_id = int(page["entries"][-1]["id"]) if page["entries"] else 0
+    if args.no_follow:
+        return 0
+    return Follow(client, args.session, log_filter, last_id).run()
+
+
+def print_entry(entry: dict) -> None:
+    line = f"{entry['ts'][:23]} {entry['level']:<8} "
+    if entry.get("logger"):
+        line += f"{entry['logger']}: "
+    line += entry["message"]
+    if entry.get("extra"):
+        line += "  " + " ".join(
+            f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in entry["extra"].items()
+        )
+    try:
+        print(line, flush=True)
+    except UnicodeEncodeError:
+        print(line.encode("ascii", "backslashreplace").decode(), flush=True)
+
+
+class Follow:
+    """The log over the socket, resumed from the last seq after every disconnect."""
+
+    PING_EVERY = 25.0
+
+    def __init__(self, client: Client, session_id, log_filter: dict, last_id: int) -> None:
+        self.client = client
+        self.session_id = str(session_id)
+        self.filter = log_filter
+        self.last_id = last_id  # the newest line printed: nothing at or before it again
+        self.seq: int | None = None
+        base = urllib.parse.urlsplit(client.base_url)
+        scheme = "wss" if base.scheme == "https" else "ws"
+        self.url = urllib.parse.urlunsplit((scheme, base.netloc, base.path + "/ws/", "", ""))
+
+    def run(self) -> int:
+        delay = 0.5
+        while True:
+            try:
+                self.follow()
+                delay = 0.5
+            except HandshakeRefused as error:
+                if error.status in (401, 403):
+                    print(f"switchboard: the socket was refused ({error})", file=sys.stderr)
+                    return 1
+                self.note(f"could not connect ({error}); trying again")
+            except (OSError, WebSocketClosed) as error:
+                if isinstance(error, WebSocketClosed) and error.code == 4401:
+                    print("switchboard: signed out (4401)", file=sys.stderr)
+                    return 1
+                self.note(f"disconnected ({error}); resuming")
+            except Refused as error:
+                print(f"switchboard: {error}", file=sys.stderr)
+                return 1
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+    def note(self, text: str) -> None:
+        print(f"-- {text}", file=sys.stderr, flush=True)
+
+    def follow(self) -> None:
+        ws = WebSocket(self.url, {"Authorization": f"Bearer {self.client.token}"})
+        try:
+            subscribe = {"action": "subscribe", "id": 1, "channel": f"logs:{self.session_id}"}
+            if self.filter:
+                subscribe["filter"] = self.filter
+            if self.seq is not None:
+                subscribe["since"] = self.seq
+            ws.send(json.dumps(subscribe))
+            while True:
+                text = ws.recv(timeout=self.PING_EVERY)
+                if text is None:
+                    ws.send(json.dumps({"action": "ping"}))
+                    continue
+                self.handle(json.loads(text))
+        finally:
+            ws.close()
+
+    def handle(self, frame: dict) -> None:
+        kind = frame.get("type")
+        if kind == "subscribed":
+            self.seq = frame.get("seq", self.seq)
+            snapshot = frame.get("snapshot") or {}
+            self.show(snapshot.get("entries", []))
+        elif kind == "event":
+            if frame.get("event") == "log.append":
+                self.show(frame["data"]["entries"])
+            elif frame.get("event") == "log.skipped":
+                self.fetch_skipped(frame["data"])
+            self.seq = frame.get("seq", self.seq)
+        elif kind == "error" and frame.get("id") == 1:
+            raise Refused(frame.get("message") or frame.get("code", "refused"))
+
+    def show(self, entries: list[dict]) -> None:
+        for entry in entries:
+            if int(entry["id"]) > self.last_id:
+                print_entry(entry)
+                self.last_id = int(entry["id"])
+
+    def fetch_skipped(self, notice: dict) -> None:
+        """Lines the server held back from a flood: read them through HTTP."""
+        after = int(notice["first_id"]) - 1
+        last = int(notice["last_id"])
+        while after < last:
+            page = self.client.logs(
+                self.session_id, after=after, before=last + 1, limit=10000, **self.filter
+            )
+            if not page["entries"]:
+                break
+            self.show(page["entries"])
+            after = int(page["entries"][-1]["id"])
+
+
+class Refused(Exception):
+    """The server refused the subscription (an error frame)."""
+
+
+# --- ls -------------------------------------------------------------------------------
+
+
+def list_sessions(client: Client, args) -> int:
+    if not 1 <= args.limit <= 200:
+        raise Usage("--limit must be between 1 and 200")
+    page = client.request("GET", "sessions", params={"status": args.status, "limit": args.limit})
+    rows = [("ID", "STATUS", "TASKS", "PROGRESS", "UPDATED", "NAME")]
+    for s in page["results"]:
+        total, done = s["total_tasks"], s["completed_tasks"]
+        bar = progress_bar(done / total if total else 0.0)
+        rows.append((s["id"], s["status"], f"{done}/{total}", bar, s["updated_at"][:19], s["name"]))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
+    for row in rows:
+        cells = [str(row[i]).ljust(widths[i]) for i in range(5)]
+        print("  ".join([*cells, row[5]]))
+    if page.get("next_offset") is not None:
+        print(f"({len(page['results'])} of {page['count']}; --limit shows more)")
+    return 0
+
+
+def progress_bar(fraction: float, width: int = 10) -> str:
+    filled = round(fraction * width)
+    return "#" * filled + "." * (width - filled) + f" {fraction:4.0%}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

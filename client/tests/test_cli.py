@@ -1,0 +1,235 @@
+"""The `switchboard` command, installed from ./client into a fresh virtual
+environment, against a real daphne server."""
+
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from logs_app.models import LogEntry
+from sessions_app.models import Event, Session, Task
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def switchboard(tmp_path_factory) -> Path:
+    """The `switchboard` script of `pip install ./client` in a new venv."""
+    where = tmp_path_factory.mktemp("cli")
+    source = where / "client"
+    shutil.copytree(ROOT / "client", source, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    # As a user would: pip builds it with setuptools from the package index.
+    subprocess.run(
+        [venv / "bin/python", "-m", "pip", "install", "--quiet",
+         "--disable-pip-version-check", str(source)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    script = venv / "bin" / "switchboard"
+    assert script.exists()
+    return script
+
+
+def run_cli(switchboard, server, token, *args, timeout=60, **kw):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(SWITCHBOARD_URL=server.url, SWITCHBOARD_TOKEN=token)
+    return subprocess.run([switchboard, *args], env=env, capture_output=True, timeout=timeout, **kw)
+
+
+def wait_for(check, timeout=20.0, what="the condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def output_of(task: Task) -> str:
+    events = Event.objects.filter(task_id=task.pk, kind="task.output").order_by("id")
+    return "".join(e.data["chunk"] for e in events)
+
+
+def test_run_reports_a_command_that_prints_and_fails(switchboard, live, admin_token):
+    script = (
+        'printf "\\033[32mgreen\\033[0m\\n"; printf "\\r 50%%\\r100%%\\n"; '
+        'echo "ERROR: the disk is full" >&2; echo "just a note" >&2; exit 3'
+    )
+    done = run_cli(switchboard, live, admin_token,
+                   "run", "--session", "cli job", "--task", "fill", "--", "sh", "-c", script)  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert b"\x1b[32mgreen" in done.stdout  # passed through to the terminal as well
+    assert b"ERROR: the disk is full" in done.stderr
+    session = Session.objects.get(name="cli job")
+    task = session.tasks.get()
+    assert (task.name, task.status, task.error) == ("fill", "failed", "exited with status 3")
+    assert session.status == "failed"
+    assert output_of(task) == "\x1b[32mgreen\x1b[0m\n\r 50%\r100%\n"  # kept as it was
+    lines = {e.message: e.level for e in LogEntry.objects.filter(session=session)}
+    assert lines == {"ERROR: the disk is full": 40, "just a note": 20}
+    assert set(LogEntry.objects.filter(session=session).values_list("task", flat=True)) == {task.pk}
+
+
+def test_run_completes_a_command_that_succeeds_in_a_session_that_exists(
+    switchboard, live, admin_token
+):
+    api = live.client(admin_token)
+    session = api.create_session("shared")
+    done = run_cli(switchboard, live, admin_token,
+                   "run", "--session-id", session["id"], "--", "echo", "hello")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    task = Task.objects.get(session_id=session["id"])
+    assert (task.name, task.status) == ("echo hello", "completed")
+    assert output_of(task) == "hello\n"
+    # A session it joined is left to its owner.
+    assert Session.objects.get(pk=session["id"]).status in ("pending", "running")
+
+
+def test_a_cancelled_task_stops_its_command(switchboard, live, admin_token):
+    api = live.client(admin_token)
+    session = api.create_session("to cancel")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(SWITCHBOARD_URL=live.url, SWITCHBOARD_TOKEN=admin_token)
+    child = subprocess.Popen(
+        [switchboard, "run", "--session-id", session["id"], "--", "sh", "-c", "echo started; sleep 60"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        task = wait_for(
+            lambda: Task.objects.filter(session_id=session["id"], status="running").first(),
+            what="the task to run",
+        )
+        api.cancel_task(task.pk)
+        assert child.wait(timeout=20) == 130
+    finally:
+        child.kill()
+        child.wait()
+    task.refresh_from_db()
+    assert task.status == "cancelled"
+    assert output_of(task) == "started\n"
+
+
+def test_mistakes_are_clear(switchboard, live, admin_token):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    no_token = subprocess.run(
+        [switchboard, "--url", live.url, "ls"], env=env, capture_output=True, timeout=30
+    )
+    assert no_token.returncode == 2 and b"SWITCHBOARD_TOKEN" in no_token.stderr
+    wrong = run_cli(switchboard, live, "sb_not-a-token", "ls")
+    assert wrong.returncode == 1 and b"token was refused (401)" in wrong.stderr
+    no_command = run_cli(switchboard, live, admin_token, "run", "--session", "x", "--")
+    assert no_command.returncode == 2 and b"needs a command" in no_command.stderr
+    assert not Session.objects.filter(name="x").exists()
+    missing = run_cli(
+        switchboard, live, admin_token, "run", "--session", "y", "--", "no-such-cmd-zz"
+    )
+    assert missing.returncode == 127 and b"could not start no-such-cmd-zz" in missing.stderr
+    assert Task.objects.get(session__name="y").status == "failed"
+    unknown = run_cli(switchboard, live, admin_token, "tail", "999999")
+    assert unknown.returncode == 1 and b"404" in unknown.stderr
+    session = live.client(admin_token).create_session("levels")
+    bad_level = run_cli(switchboard, live, admin_token, "tail", session["id"], "--level", "LOUD")
+    assert bad_level.returncode == 1 and b"level" in bad_level.stderr
+
+
+def test_ls_lists_sessions_with_their_progress(switchboard, live, admin_token):
+    api = live.client(admin_token)
+    session = api.create_session("listed")
+    first = api.create_task(session["id"], "a")
+    api.create_task(session["id"], "b")
+    api.update_task(first["id"], status="completed")
+    done = run_cli(switchboard, live, admin_token, "ls")
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.decode().splitlines() if line.endswith("listed"))
+    assert row.split()[0] == session["id"] and row.split()[2] == "1/2"
+    assert "#####....." in row and "50%" in row
+
+
+class Lines:
+    """A child's stdout, line by line, without blocking the test."""
+
+    def __init__(self, stream) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self.read, args=(stream,), daemon=True).start()
+
+    def read(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self.queue.put(raw.decode().rstrip("\n"))
+
+    def take(self, count: int, timeout: float = 20.0) -> list[str]:
+        end = time.monotonic() + timeout
+        got = []
+        while len(got) < count:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"got {got}, wanted {count} lines")
+            try:
+                got.append(self.queue.get(timeout=left))
+            except queue.Empty:
+                continue
+        return got
+
+    def none_within(self, seconds: float) -> bool:
+        try:
+            line = self.queue.get(timeout=seconds)
+        except queue.Empty:
+            return True
+        raise AssertionError(f"unexpected line {line!r}")
+
+
+def test_tail_prints_the_newest_lines_then_follows_across_a_restart(
+    switchboard, fresh_server, admin_token
+):
+    srv = fresh_server(SWITCHBOARD_HEAD_CHECK_SECONDS="0.5")
+    api = srv.client(admin_token)
+    session = api.create_session("tailed")
+    api.log(session["id"], [{"message": f"old {n}"} for n in range(5)])
+    api.log(session["id"], [{"message": "with fields", "extra": {"user": 7, "path": "/x"}}])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(SWITCHBOARD_URL=srv.url, SWITCHBOARD_TOKEN=admin_token)
+    child = subprocess.Popen(
+        [switchboard, "tail", session["id"], "-n", "3", "--level", "INFO"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        lines = Lines(child.stdout)
+        first = lines.take(3)
+        assert [line.split(" ", 2)[2].strip() for line in first[:2]] == ["old 3", "old 4"]
+        message, fields = first[2].split("INFO     ", 1)[1].split("  ", 1)
+        assert message == "with fields" and sorted(fields.split()) == ["path=/x", "user=7"]
+        api.log(session["id"], [{"message": "live 1"}, {"message": "quiet", "level": "DEBUG"}])
+        assert lines.take(1)[0].endswith("INFO     live 1")  # DEBUG is filtered out
+        srv.kill()
+        srv.start()
+        api.log(
+            session["id"], [{"message": f"after restart {n}", "level": "ERROR"} for n in range(2)]
+        )
+        assert [line.rsplit(" ", 3)[-3:] for line in lines.take(2)] == [
+            ["after", "restart", "0"],
+            ["after", "restart", "1"],
+        ]
+        assert lines.none_within(1.5)  # nothing printed twice
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+def test_tail_no_follow_with_a_keyword(switchboard, live, admin_token):
+    api = live.client(admin_token)
+    session = api.create_session("grep")
+    api.log(session["id"], [{"message": m} for m in ("a timeout here", "fine", "TIMEOUT again")])
+    done = run_cli(
+        switchboard, live, admin_token, "tail", session["id"], "--grep", "timeout", "--no-follow"
+    )
+    assert done.returncode == 0, done.stderr
+    messages = [line.split("INFO     ", 1)[1] for line in done.stdout.decode().splitlines()]
+    assert messages == ["a timeout here", "TIMEOUT again"]
