@@ -30,6 +30,9 @@ class BenchServer:
         tmp = tempfile.mkdtemp(prefix="switchboard-bench-")
         self.env = {**os.environ, **env}
         self.env.setdefault("DATABASE_URL", f"sqlite:///{tmp}/bench.sqlite3")
+        # Throughput is measured, not capped: request rates off.
+        self.env.setdefault("SWITCHBOARD_TOKEN_RATE", "0")
+        self.env.setdefault("SWITCHBOARD_ADDRESS_RATE", "0")
         self.process: subprocess.Popen | None = None
         self.processes: list[subprocess.Popen] = []
 

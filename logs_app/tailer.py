@@ -14,7 +14,12 @@ from pathlib import Path
 from logs_app.models import LEVELS
 
 LEVEL_RE = re.compile(r"\b(DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\b")
-CONTINUATION_RE = re.compile(r"^(\s|Traceback \(most recent call last\)|During handling of)")
+CONTINUATION_RE = re.compile(
+    r"^(\s|Traceback \(most recent call last\)|During handling of|The above exception was)"
+)
+# The line that ends a Python traceback: the exception's name, maybe a message.
+EXCEPTION_RE = re.compile(r"^[A-Za-z_][\w.]*(: .*)?$")
+TRACEBACK = "Traceback (most recent call last):"
 
 
 def guess_level(line: str, default: int) -> int:
@@ -86,11 +91,21 @@ class Follower:
     def _consume(self, data: bytes) -> bool:
         if not data:
             return False
-        lines = (self.partial + data.decode("utf-8", errors="replace")).split("\n")
+        # Undecodable bytes and NUL (which the database refuses) become U+FFFD.
+        text = data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+        lines = (self.partial + text).split("\n")
         self.partial = lines.pop()
         for line in lines:
             self._add(line.rstrip("\r"))
         return True
+
+    def _in_traceback(self) -> bool:
+        """The newest entry holds a stack whose exception line is still to come."""
+        message = self.pending[-1]["message"]
+        if TRACEBACK not in message:
+            return False
+        last = message.rsplit("\n", 1)[-1]
+        return last.startswith((" ", "\t")) or last == TRACEBACK
 
     def _end_line(self) -> None:
         if self.partial:
@@ -100,6 +115,12 @@ class Follower:
     def _add(self, line: str) -> None:
         if self.pending and line.strip() and CONTINUATION_RE.match(line):
             self.pending[-1]["message"] += "\n" + line
+            return
+        if self.pending and self._in_traceback() and EXCEPTION_RE.match(line):
+            # `ValueError: bad` ends the stack it follows: same entry, an error.
+            entry = self.pending[-1]
+            entry["message"] += "\n" + line
+            entry["level"] = max(entry["level"], LEVELS["ERROR"])
             return
         if not line.strip():
             return

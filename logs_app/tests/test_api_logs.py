@@ -172,3 +172,40 @@ def test_the_rate_endpoint_counts_lines_a_minute_by_level(http, session):
     buckets = response.json()["buckets"]
     assert len(buckets) == 5 and buckets[-1]["counts"] == {"INFO": 3, "ERROR": 1}
     assert http.get(f"/api/v1/sessions/{session.pk}/logs/rate", {"minutes": 0}).status_code == 400
+
+
+def test_a_large_page_answers_each_line_as_the_model_shows_it(http, session):
+    task = services.create_task(session.pk, name="t")[0]
+    entries = [
+        {"message": f"line {n} é ✓", "level": 15 if n == 3 else "WARNING", "logger": "a.b",
+         "task_id": str(task.pk) if n % 2 else None, "extra": {"n": n} if n % 3 else None,
+         "uid": f"u{n}"}
+        for n in range(2500)
+    ]  # fmt: skip
+    assert post(http, session.pk, entries)[0] == 201
+    response = http.get(f"/api/v1/sessions/{session.pk}/logs", {"limit": 10000})
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    body = response.json()
+    expected = [e.as_json() for e in LogEntry.objects.filter(session=session).order_by("id")]
+    assert body == {"entries": expected, "has_more": False, "next_before": None}
+    assert body["entries"][3]["level"] == "Level 15"
+
+
+def test_keyword_search_uses_the_trigram_index_on_postgresql(session):
+    from django.db import connection
+
+    from logs_app import services as log_services
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the trigram index is made on PostgreSQL only")
+    LogEntry.objects.bulk_create(
+        LogEntry(session=session, message=f"GET /items/{n} 200") for n in range(2000)
+    )
+    # The expression Django writes for `q` is the one the index holds.
+    queryset = log_services.LogFilter(q="Checksum").apply(LogEntry.objects.order_by())
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE logs_app_logentry")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        plan = queryset.explain()
+    assert "log_message_trgm_idx" in plan

@@ -74,5 +74,5 @@ async def test_a_log_flood_is_skipped_with_a_notice_naming_exactly_the_lines(
         after=int(notice["data"]["first_id"]) - 1,
         before=int(notice["data"]["last_id"]) + 1,
     )
-    assert [e.message for e in page.entries] == [f"b{b} l{n}" for b in (1, 2) for n in range(10)]
+    assert [e["message"] for e in page.entries] == [f"b{b} l{n}" for b in (1, 2) for n in range(10)]
     await ws.disconnect()

@@ -34,11 +34,35 @@ def test_new_lines_are_followed_with_levels_and_tracebacks_kept_whole(tmp_path):
     got = follower.poll() + follower.poll()
     assert messages(got) == [
         "INFO start",
-        "ERROR boom\nTraceback (most recent call last):\n  File x",
-        "ValueError",
+        "ERROR boom\nTraceback (most recent call last):\n  File x\nValueError",
         "WARNING after",
     ]
-    assert [e["level"] for e in got] == [20, 40, 20, 30]
+    assert [e["level"] for e in got] == [20, 40, 30]
+    assert messages(follower.close()) == ["part"]
+
+
+def test_a_chained_traceback_printed_to_stderr_is_one_error_entry(tmp_path):
+    path = tmp_path / "job.err"
+    write(path, "", "w")
+    follower = Follower(path)
+    stack = (
+        "Traceback (most recent call last):\n"
+        '  File "job.py", line 3, in <module>\n'
+        "    int('x')\n"
+        "ValueError: invalid literal for int() with base 10: 'x'\n"
+        "\n"
+        "The above exception was the direct cause of the following exception:\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        '  File "job.py", line 5, in <module>\n'
+        "    raise RuntimeError('bad input') from error\n"
+        "RuntimeError: bad input\n"
+    )
+    write(path, "starting\n" + stack + "next: a plain line\npart")
+    got = follower.poll() + follower.poll()
+    assert messages(got) == ["starting\n" + stack.replace("\n\n", "\n").rstrip("\n"),
+                             "next: a plain line"]  # fmt: skip
+    assert [e["level"] for e in got] == [40, 20]
     assert messages(follower.close()) == ["part"]
 
 
