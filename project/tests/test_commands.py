@@ -145,6 +145,26 @@ def test_a_bad_line_fails_with_its_number_and_changes_nothing(tmp_path, bad, mes
     assert Session.objects.count() == 0 and Event.objects.count() == 0
 
 
+def test_a_line_the_services_refuse_keeps_the_lines_before_it_in_its_batch(tmp_path):
+    lines = [
+        {"event": "session.update", "session": "s-1", "data": {"name": "one", "status": "running"}},
+        {"event": "session.update", "session": "s-1", "data": {"status": "completed"}},
+        {"event": "session.update", "session": "s-1", "data": {"status": "running"}},
+        {"event": "session.update", "session": "s-2", "data": {"name": "two"}},
+    ]
+    path = tmp_path / "refused.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(CommandError) as error:
+        run("replay_events", str(path), "--speed", "0")
+    assert "line 3: status" in str(error.value)
+    assert "the lines before it were replayed" in str(error.value)
+    assert list(Session.objects.values_list("external_id", "status")) == [("s-1", "completed")]
+    statuses = [
+        e.data["status"] for e in Event.objects.filter(kind="session.update").order_by("id")
+    ]
+    assert statuses[-1] == "completed" and "running" in statuses
+
+
 def test_replay_keeps_the_recorded_timing_scaled_by_speed(tmp_path, monkeypatch):
     from sessions_app import eventfiles
 
