@@ -306,8 +306,13 @@ def test_pages_keep_updating_by_polling_when_websockets_are_blocked(live, browse
     session = api.create_session("no sockets here")
     task = api.create_task(session["id"], "polled")
     page = browse(live, f"/sessions/{session['id']}/", block_sockets=True)
-    for _ in range(6):  # the five backoff waits, then the fallback
+    # The five backoff waits (10 s at most each), then the fallback. Each failed
+    # try ends in real time, not in the page's clock, so run it until it falls back.
+    for _ in range(30):
         page.clock.run_for(10_000)
+        if page.locator("#connection").get_attribute("data-state") == "offline":
+            break
+        page.wait_for_timeout(100)
     expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
     expect(page.locator("#connection .label")).to_have_text("offline · polling")
     expect(page.locator("#tasks")).to_contain_text("polled")
