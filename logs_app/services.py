@@ -5,6 +5,8 @@ Ingest is batched: one transaction per request, one log.append event per
 stored for the session is skipped, which makes retries safe.
 """
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -116,10 +118,17 @@ def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
     """Store validated entries in one transaction; returns the ones stored
     (entries whose uid the session already has are skipped)."""
     per_frame = settings.SWITCHBOARD["LOG_FRAME_ENTRIES"]
+    # A batch in a transaction of its own (an API request) needs only its
+    # session's log lock; inside a larger write (a replay), the event lock,
+    # taken in the same order as every other writer takes it.
+    if transaction.get_connection().in_atomic_block:
+        ordered = events.lock
+    else:
+        ordered = functools.partial(events.log_lock, session_id)
     with service_write():
-        # Take the event lock before the uid check, so that two retries of the
-        # same batch cannot both decide the lines are new.
-        events.lock()
+        # Locked before the uid check, so that two retries of the same batch
+        # cannot both decide the lines are new.
+        ordered()
         uids = [e["uid"] for e in entries if e.get("uid")]
         seen = set()
         if uids:
@@ -139,12 +148,15 @@ def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
         stored: list[LogEntry] = []
         owner_id = Session.objects.filter(pk=session_id).values_list("owner_id", flat=True).first()
         for start in range(0, len(fresh), per_frame):
-            stored.extend(_record_batch(session_id, owner_id, fresh[start : start + per_frame]))
+            batch = fresh[start : start + per_frame]
+            stored.extend(_record_batch(session_id, owner_id, batch, ordered))
         transaction.on_commit(lambda: stats.live.stored_lines(len(stored)))
     return stored
 
 
-def _record_batch(session_id: int, owner_id: int | None, batch: list[dict]) -> list[LogEntry]:
+def _record_batch(
+    session_id: int, owner_id: int | None, batch: list[dict], ordered: Callable[[], None]
+) -> list[LogEntry]:
     rows: list[LogEntry] = []
 
     def payload(event) -> dict:
@@ -176,6 +188,7 @@ def _record_batch(session_id: int, owner_id: int | None, batch: list[dict]) -> l
         data={"count": len(batch)},
         payload=payload,
         extras={"count": len(batch), "owner_id": owner_id},
+        ordered=ordered,
     )
     return rows
 

@@ -71,6 +71,9 @@ def export(
 ) -> int:
     """Write events after `since` (of one session, or all) as JSON Lines; returns the count."""
     rows = Event.objects.filter(id__gt=since).order_by("id")
+    top = events.horizon()  # across channels, ids may commit out of order
+    if top is not None:
+        rows = rows.filter(id__lte=top)
     if session_id is not None:
         rows = rows.filter(session_id=session_id)
     total = rows.count()

@@ -27,8 +27,10 @@ from sessions_app.models import Event, EventChannel, Retention
 
 log = logging.getLogger("switchboard.events")
 
-# Any constant works; it names the PostgreSQL advisory lock of event writers.
+# Any constants work; they name PostgreSQL advisory locks (see lock()).
 EVENT_LOCK_KEY = 0x5B0A2D
+WRITERS_KEY = 0x5B0A2E
+LOG_LOCK_CLASS = 0x5B0A
 
 
 def _default(value: Any) -> Any:
@@ -56,12 +58,48 @@ def lock() -> None:
     Event ids then follow commit order: a reader that has seen seq N has seen
     every committed event below N, and no later commit takes an id below N.
     SQLite gets the same from BEGIN IMMEDIATE (see settings).
+
+    One writer is let past this lock: a standalone log batch (log_lock()),
+    whose events are on its session's logs channel alone. Per channel, ids
+    still follow commit order; across channels, a reader of every channel
+    stops at horizon().
     """
+    _take("SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)",
+          [WRITERS_KEY, EVENT_LOCK_KEY])  # fmt: skip
+
+
+def log_lock(session_id: int) -> None:
+    """The lock of a log batch written in a transaction of its own: it orders
+    the batches of one session (the only writers of its logs channel) and
+    leaves every other writer alone."""
+    _take("SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s, %s)",
+          [WRITERS_KEY, LOG_LOCK_CLASS, session_id % 0x7FFFFFFF])  # fmt: skip
+
+
+def _take(sql: str, params: list) -> None:
     if not connection.in_atomic_block:
         raise RuntimeError("events.record() must run inside transaction.atomic()")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_LOCK_KEY])
+            cursor.execute(sql, params)
+
+
+def horizon() -> int | None:
+    """The newest seq a reader of every channel at once may go up to: every
+    event below it is committed or never will be. Waits for the writers in
+    flight (a few milliseconds) and holds new ones back meanwhile; None where
+    ids always follow commit order (SQLite)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        # A lock of the connection, not of a transaction: let go at once,
+        # whatever transaction the caller is in.
+        cursor.execute("SELECT pg_advisory_lock(%s)", [WRITERS_KEY])
+        try:
+            cursor.execute(f"SELECT MAX(id) FROM {Event._meta.db_table}")
+            return cursor.fetchone()[0] or 0
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [WRITERS_KEY])
 
 
 def channel_head(channel: str) -> int:
@@ -134,25 +172,31 @@ def record(
     payload: Callable[[Event], dict] | None = None,
     extras: dict | None = None,
     ts: datetime | None = None,
+    ordered: Callable[[], None] | None = None,
 ) -> Event:
     """Store one event on `channels` and publish it when the transaction commits.
 
     `data` is stored; `payload(event)`, when given, builds what the frame
     carries instead (log.append stores a count and sends the lines).
     `extras` ride along in the layer message for consumers (never sent).
+    `ordered` takes the lock that keeps ids in commit order (lock() unless
+    told otherwise).
     """
-    lock()
-    fields = {"kind": kind, "session_id": session_id, "task_id": task_id, "data": data}
+    (ordered or lock)()
+    event = Event(kind=kind, session_id=session_id, task_id=task_id, data=data)
     if extras and "owner_id" in extras:
-        fields["owner_id"] = extras["owner_id"]
+        event.owner_id = extras["owner_id"]
     if ts is not None:
-        fields["ts"] = ts
-    event = Event.objects.create(**fields)
+        event.ts = ts
     channels = list(dict.fromkeys(channels))
-    heads = channel_heads(channels)
-    EventChannel.objects.bulk_create(
-        [EventChannel(event=event, channel=channel, prev=heads[channel]) for channel in channels]
-    )
+    if connection.vendor == "postgresql":
+        heads = _store(event, channels)
+    else:
+        event.save(force_insert=True)
+        heads = channel_heads(channels)
+        EventChannel.objects.bulk_create(
+            [EventChannel(event=event, channel=c, prev=heads[c]) for c in channels]
+        )
     body = payload(event) if payload else data
     ts_text = event.ts.isoformat()
     messages = []
@@ -170,6 +214,44 @@ def record(
         messages.append((group_for(channel), message))
     transaction.on_commit(lambda: committed(kind, messages))
     return event
+
+
+def _store(event: Event, channels: list[str]) -> dict[str, int]:
+    """Insert the event and its placements, reading each channel's head, in one
+    statement (PostgreSQL): one round trip while the event lock is held, not
+    three. Its snapshot is taken after the lock, so the heads are current."""
+    table, placements = Event._meta.db_table, EventChannel._meta.db_table
+    field = Event._meta.get_field
+    sql = f"""
+        WITH event AS (
+            INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data)
+            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
+        ), placed AS (
+            INSERT INTO {placements} (event_id, channel, prev)
+            SELECT event.id, c.channel, COALESCE((
+                SELECT p.event_id FROM {placements} p WHERE p.channel = c.channel
+                ORDER BY p.event_id DESC LIMIT 1), 0)
+            FROM event, unnest(%s::varchar[]) AS c(channel)
+            RETURNING event_id, channel, prev
+        )
+        SELECT event_id, channel, prev FROM placed
+    """
+    params = [
+        event.kind,
+        event.session_id,
+        event.task_id,
+        event.owner_id,
+        field("ts").get_db_prep_save(event.ts, connection),
+        field("data").get_db_prep_save(event.data, connection),
+        channels,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    event.id = rows[0][0]
+    event._state.adding = False
+    event._state.db = connection.alias
+    return {channel: prev for _, channel, prev in rows}
 
 
 def committed(kind: str, messages: list[tuple[str, dict]]) -> None:

@@ -156,8 +156,9 @@ class Task(models.Model):
 class Event(models.Model):
     """One persisted change. Its id is the `seq` subscribers see.
 
-    Ids are handed out in commit order (sessions_app.events.record takes a
-    lock first), so a cursor never steps over an event that commits later.
+    Ids are handed out in commit order within each channel (sessions_app.events
+    takes a lock first), so a cursor never steps over an event that commits
+    later; readers of every channel at once stop at events.horizon().
     session_id and task_id are plain numbers, not foreign keys: the events
     of a deleted session stay, so that resuming clients learn of the delete.
     """

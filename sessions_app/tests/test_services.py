@@ -1,11 +1,13 @@
 """The write path: services, signals and the event log's ordering."""
 
+import functools
 import threading
 import time
 
 import pytest
 from django.db import connection, transaction
 
+from logs_app import services as log_services
 from sessions_app import events, services
 from sessions_app.models import Event, EventChannel, Session, Task
 
@@ -125,22 +127,112 @@ def test_event_ids_follow_commit_order_with_concurrent_writers():
     assert commits[0][1] < commits[1][1]
 
 
+def hold_a_log_batch(session_id: int, recorded: threading.Event, seconds: float, out: list):
+    """A log batch of its own transaction, held open after its event is stored."""
+    ordered = functools.partial(events.log_lock, session_id)
+    try:
+        with transaction.atomic():
+            ordered()
+            event = events.record("log.append", [f"logs:{session_id}"], session_id=session_id,
+                                  data={"count": 0}, ordered=ordered)  # fmt: skip
+            recorded.set()
+            time.sleep(seconds)
+        out.append(("log batch", event.pk))
+    finally:
+        connection.close()
+
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite has one writer at a time (BEGIN IMMEDIATE)"
+)
+
+
+@postgresql_only
 @pytest.mark.django_db(transaction=True)
-def test_a_progress_report_takes_eight_statements_nine_on_postgresql(
+def test_a_log_batch_in_flight_holds_back_no_other_session_and_no_other_writer():
+    """The batch holds its session's log lock for a second; meanwhile a
+    progress report, a session change and a log batch of another session all
+    commit. Its own session's next batch waits for it and gets a bigger id."""
+    busy = services.create_session(name="logging")[0]
+    other = services.create_session(name="other")[0]
+    task = services.create_task(other.pk, name="t", status="running")[0]
+    recorded = threading.Event()
+    commits: list[tuple[str, int]] = []
+    holder = threading.Thread(target=hold_a_log_batch, args=(busy.pk, recorded, 1.0, commits))
+    holder.start()
+    assert recorded.wait(5)
+    try:
+        services.update_task(task.pk, progress=10)
+        commits.append(("progress", Event.objects.latest("id").pk))
+        services.update_session(other.pk, name="renamed")
+        commits.append(("session", Event.objects.latest("id").pk))
+        log_services.append_entries(other.pk, [{"message": "elsewhere"}])
+        commits.append(("other log", Event.objects.latest("id").pk))
+        log_services.append_entries(busy.pk, [{"message": "same session"}])
+        commits.append(("same log", Event.objects.latest("id").pk))
+    finally:
+        holder.join(10)
+        connection.close()
+    assert [name for name, _ in commits] == [
+        "progress", "session", "other log", "log batch", "same log"
+    ]  # fmt: skip
+    seqs = dict(commits)
+    assert seqs["log batch"] < seqs["progress"]  # committed out of id order across channels
+    assert seqs["log batch"] < seqs["same log"]  # and in order within one
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_of_every_channel_waits_for_the_writers_in_flight(admin_user):
+    """A log batch takes an id, a progress report takes a bigger one and
+    commits first. A poller of every channel asked meanwhile must not pass
+    the batch: it waits for it and answers both, in order."""
+    from django.test import Client
+
+    from sessions_app.models import ApiToken
+
+    token = ApiToken.issue(admin_user)[1]
+    busy = services.create_session(name="logging")[0]
+    task = services.create_task(busy.pk, name="t", status="running")[0]
+    since = events.newest_seq()
+    recorded = threading.Event()
+    commits: list[tuple[str, int]] = []
+    holder = threading.Thread(target=hold_a_log_batch, args=(busy.pk, recorded, 1.0, commits))
+    holder.start()
+    assert recorded.wait(5)
+    try:
+        services.update_task(task.pk, progress=10)
+        progress = Event.objects.latest("id").pk
+        answer = Client().get(f"/api/v1/events?since={since}",
+                              HTTP_AUTHORIZATION=f"Bearer {token}").json()  # fmt: skip
+    finally:
+        holder.join(10)
+        connection.close()
+    batch = dict(commits)["log batch"]
+    assert batch < progress
+    assert [f["seq"] for f in answer["results"]] == [batch, progress]
+    assert answer["seq"] == progress
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_progress_report_takes_eight_statements_seven_on_postgresql(
     django_assert_num_queries,
 ):
     """Begin; the session (found through the task) and the task, locked; the
     update; the event; the heads of its three channels in one probe; their
-    places; commit. PostgreSQL adds the event lock."""
+    places; commit. On PostgreSQL: the event lock, then the event, the heads
+    and the places in one statement."""
     session, _ = services.create_session(name="counted")
     task, _ = services.create_task(session.pk, name="t", status="running")
-    expected = 9 if connection.vendor == "postgresql" else 8
+    before = events.channel_heads([f"session:{session.pk}", f"task:{task.pk}", "tasks"])
+    expected = 7 if connection.vendor == "postgresql" else 8
     with django_assert_num_queries(expected):
         services.update_task(task.pk, progress=42.0)
     event = Event.objects.latest("id")
     heads = dict(EventChannel.objects.filter(event=event).values_list("channel", "prev"))
     assert set(heads) == {f"session:{session.pk}", f"task:{task.pk}", "tasks"}
     assert all(prev < event.pk for prev in heads.values())
+    assert heads == {channel: before[channel] for channel in heads}
     assert events.channel_heads([f"task:{task.pk}", "nowhere"]) == {
         f"task:{task.pk}": event.pk,
         "nowhere": 0,
