@@ -3,6 +3,7 @@
 import functools
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection, transaction
@@ -127,18 +128,33 @@ def test_event_ids_follow_commit_order_with_concurrent_writers():
     assert commits[0][1] < commits[1][1]
 
 
-def hold_a_log_batch(session_id: int, recorded: threading.Event, seconds: float, out: list):
-    """A log batch of its own transaction, held open after its event is stored."""
-    ordered = functools.partial(events.log_lock, session_id)
+@contextmanager
+def a_log_batch_held_open(session_id: int, seconds: float = 1.0):
+    """A log batch of its own transaction (another thread), held open for
+    `seconds` after its event is stored; yields the list its commit joins."""
+    commits: list[tuple[str, int]] = []
+    recorded = threading.Event()
+
+    def hold():
+        ordered = functools.partial(events.log_lock, session_id)
+        try:
+            with transaction.atomic():
+                ordered()
+                event = events.record("log.append", [f"logs:{session_id}"], session_id=session_id,
+                                      data={"count": 0}, ordered=ordered)  # fmt: skip
+                recorded.set()
+                time.sleep(seconds)
+            commits.append(("log batch", event.pk))
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert recorded.wait(5)
     try:
-        with transaction.atomic():
-            ordered()
-            event = events.record("log.append", [f"logs:{session_id}"], session_id=session_id,
-                                  data={"count": 0}, ordered=ordered)  # fmt: skip
-            recorded.set()
-            time.sleep(seconds)
-        out.append(("log batch", event.pk))
+        yield commits
     finally:
+        holder.join(10)
         connection.close()
 
 
@@ -156,12 +172,7 @@ def test_a_log_batch_in_flight_holds_back_no_other_session_and_no_other_writer()
     busy = services.create_session(name="logging")[0]
     other = services.create_session(name="other")[0]
     task = services.create_task(other.pk, name="t", status="running")[0]
-    recorded = threading.Event()
-    commits: list[tuple[str, int]] = []
-    holder = threading.Thread(target=hold_a_log_batch, args=(busy.pk, recorded, 1.0, commits))
-    holder.start()
-    assert recorded.wait(5)
-    try:
+    with a_log_batch_held_open(busy.pk) as commits:
         services.update_task(task.pk, progress=10)
         commits.append(("progress", Event.objects.latest("id").pk))
         services.update_session(other.pk, name="renamed")
@@ -170,9 +181,6 @@ def test_a_log_batch_in_flight_holds_back_no_other_session_and_no_other_writer()
         commits.append(("other log", Event.objects.latest("id").pk))
         log_services.append_entries(busy.pk, [{"message": "same session"}])
         commits.append(("same log", Event.objects.latest("id").pk))
-    finally:
-        holder.join(10)
-        connection.close()
     assert [name for name, _ in commits] == [
         "progress", "session", "other log", "log batch", "same log"
     ]  # fmt: skip
@@ -195,19 +203,11 @@ def test_a_reader_of_every_channel_waits_for_the_writers_in_flight(admin_user):
     busy = services.create_session(name="logging")[0]
     task = services.create_task(busy.pk, name="t", status="running")[0]
     since = events.newest_seq()
-    recorded = threading.Event()
-    commits: list[tuple[str, int]] = []
-    holder = threading.Thread(target=hold_a_log_batch, args=(busy.pk, recorded, 1.0, commits))
-    holder.start()
-    assert recorded.wait(5)
-    try:
+    with a_log_batch_held_open(busy.pk) as commits:
         services.update_task(task.pk, progress=10)
         progress = Event.objects.latest("id").pk
         answer = Client().get(f"/api/v1/events?since={since}",
                               HTTP_AUTHORIZATION=f"Bearer {token}").json()  # fmt: skip
-    finally:
-        holder.join(10)
-        connection.close()
     batch = dict(commits)["log batch"]
     assert batch < progress
     assert [f["seq"] for f in answer["results"]] == [batch, progress]
