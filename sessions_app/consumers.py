@@ -12,6 +12,8 @@ it has drained, so the server never buffers more than a bound for it.
 """
 
 import asyncio
+import functools
+import itertools
 import json
 import logging
 import math
@@ -75,6 +77,7 @@ class Subscription:
     busy: bool = True
     behind: bool = False
     counted: bool = False
+    need: int = 0
     inbox: deque = field(default_factory=deque)
     flusher: asyncio.TimerHandle | None = None
     ticker: asyncio.Task | None = None
@@ -299,6 +302,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         self.subs[channel] = sub
         # Listen first: nothing committed after the cursor is read can be missed.
         await self.hub.join(channel, sub)
+        sub.need = next(TICKS)  # a catch-up read begun after this may serve it
         try:
             opened = await database_sync_to_async(streams.open_channel)(
                 self.user, ref, since, narrowing
@@ -497,20 +501,30 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         small pages."""
         stream = sub.ref.stream
         limit = stream.backlog_page
+        # Who the read is for: one user's events on a shared channel, else anyone's.
+        reader = self.user.pk if stream.shared_key and not self.sees_all else None
+        need, sub.need = sub.need or next(TICKS), 0
         while self.subs.get(sub.ref.name) is sub:
-            frames, cursor = await database_sync_to_async(streams.read_visible)(
-                self.user, sub.ref, sub.cursor, limit
+            frames, texts, cursor, joined = await shared_reads.read(
+                self.user, sub.ref, reader, sub.cursor, limit, need
             )
+            if cursor == sub.cursor and joined and sub.inbox:
+                # Messages wait, and a read that began before they came found
+                # nothing: read again, or a gap before them would be taken as
+                # one that nothing stored can fill (see settle).
+                need = next(TICKS)
+                continue
             if cursor == sub.cursor:
                 return
             size = 0
-            for frame in frames:
+            for frame, text in zip(frames, texts, strict=True):
                 if self.paused or self.closing:
                     sub.behind = True
                     return
                 narrowed = stream.narrow(frame, sub.narrowing)
                 if narrowed is not None:
-                    text = events.dumps(narrowed)
+                    if narrowed is not frame:
+                        text = events.dumps(narrowed)
                     size += len(text)
                     await self.send_frame(text)
                 sub.cursor = frame["seq"]
@@ -609,6 +623,55 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         if isinstance(error, streams.ChannelError):
             body.setdefault("available_channels", streams.available_channels())
         await self.reply(frame_id, body)
+
+
+class SharedReads:
+    """Catch-up reads that sockets asking at the same moment share.
+
+    After a restart, many sockets resume the same channel from the same seq
+    (a page watched by many, reconnecting together): one database read and
+    one JSON text per frame serve them all. A socket joins a read in flight
+    only if that read began after the socket's need arose (`need`, a tick of
+    TICKS: for a subscribe, taken once it listens), so the read's snapshot
+    holds everything committed before then; what commits later reaches the
+    socket live (and a joined read that finds nothing while messages wait is
+    read again: see catch_up).
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple, tuple[int, asyncio.Task]] = {}
+
+    async def read(self, user, ref, reader, since: int, limit: int, need: int):
+        """(frames, their JSON texts, the cursor after them, whether the read
+        was another socket's)."""
+        key = (ref.name, reader, since, limit)
+        pending = self.pending.get(key)
+        if pending is not None and pending[0] > need:
+            return (*await asyncio.shield(pending[1]), True)
+        task = asyncio.get_running_loop().create_task(self._read(user, ref, since, limit))
+        self.pending[key] = (next(TICKS), task)
+        task.add_done_callback(functools.partial(self._done, key))
+        return (*await asyncio.shield(task), False)
+
+    def _done(self, key: tuple, task: asyncio.Task) -> None:
+        pending = self.pending.get(key)
+        if pending is not None and pending[1] is task:
+            del self.pending[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: each reader logs its own failure
+
+    @staticmethod
+    async def _read(user, ref, since: int, limit: int):
+        def read():
+            frames, cursor = streams.read_visible(user, ref, since, limit)
+            return frames, [events.dumps(frame) for frame in frames], cursor
+
+        return await database_sync_to_async(read)()
+
+
+# Orders the moments a socket needs a read and the moments reads begin.
+TICKS = itertools.count(1)
+shared_reads = SharedReads()
 
 
 def _finite(text: str) -> float:

@@ -1,13 +1,14 @@
 """The consumer in-process, through WebsocketCommunicator, with real transactions."""
 
 import asyncio
+import time
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from project.asgi import application
-from sessions_app import events, services
+from sessions_app import events, services, streams
 from sessions_app.models import Retention
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -110,6 +111,57 @@ async def test_resume_replays_what_was_missed_and_a_pruned_cursor_resets(admin_t
     reply = await subscribe(ws, f"task:{task.pk}", since=10**12)
     assert reply["reset"] is True
     await ws.disconnect()
+
+
+async def test_sockets_resuming_one_channel_at_once_share_the_reads(
+    admin_token, admin_user, monkeypatch
+):
+    """Twelve sockets resume a task's 300 events from 0 at the same moment
+    (reads slowed down so that they overlap, as in a storm after a restart):
+    each gets every event once and in order, and the database is read for
+    about one socket's worth of events, not twelve."""
+    session = (await db(services.create_session)(name="s", owner=admin_user))[0]
+    task = (await db(services.create_task)(session.pk, name="t", status="running"))[0]
+
+    def progress():
+        for n in range(300):
+            services.update_task(task.pk, progress=n % 100)
+
+    await db(progress)()
+    stored = [
+        frame["seq"]
+        for frame in (await db(streams.read_visible)(
+            admin_user, streams.parse(f"task:{task.pk}"), 0, 1000
+        ))[0]
+    ]  # fmt: skip
+    read_visible = streams.read_visible
+    rows_read = []
+
+    def slow_read(user, ref, since, limit):
+        time.sleep(0.2)
+        frames, cursor = read_visible(user, ref, since, limit)
+        rows_read.append(len(frames))
+        return frames, cursor
+
+    monkeypatch.setattr(streams, "read_visible", slow_read)
+    sockets = [await connect(admin_token) for _ in range(12)]
+
+    async def resume(ws) -> list[int]:
+        await subscribe(ws, f"task:{task.pk}", since=0)
+        seqs = []
+        while len(seqs) < len(stored):
+            frame = await ws.receive_json_from(timeout=10)
+            if frame.get("type") == "event":
+                seqs.append(frame["seq"])
+        assert await ws.receive_nothing(0.3)
+        return seqs
+
+    got = await asyncio.gather(*(resume(ws) for ws in sockets))
+    assert all(seqs == stored for seqs in got)
+    assert len(stored) >= 300
+    assert sum(rows_read) <= 2 * len(stored), rows_read  # unshared: 12 times
+    for ws in sockets:
+        await ws.disconnect()
 
 
 async def test_unsubscribe_stops_the_events(admin_token, admin_user):
