@@ -1,6 +1,6 @@
 """Resume: a socket comes back after missing many events and reads them all.
 
-    .venv/bin/python bench/resume.py [--events 10000]
+    .venv/bin/python bench/resume.py [--events 10000] [--sockets 1]
 
 One daphne on core 0 (SQLite unless DATABASE_URL names an empty database),
 a `websockets` client on core 1. A task records `--events` status steps
@@ -37,16 +37,20 @@ async def read_all(url: str, subscribe: dict, count: int, headers: dict) -> floa
                 return time.perf_counter() - started
 
 
-def timed(url: str, subscribe: dict, count: int, headers: dict, repeat: int = 5) -> float:
-    times = [asyncio.run(read_all(url, subscribe, count, headers)) for _ in range(repeat)]
-    return statistics.median(times)
+def timed(url: str, subscribe: dict, count: int, headers: dict, sockets: int) -> float:
+    async def together() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(read_all(url, subscribe, count, headers) for _ in range(sockets)))
+        return time.perf_counter() - started
+
+    return statistics.median(asyncio.run(together()) for _ in range(5))
 
 
-def main(events: int, port: int) -> None:
+def main(events: int, port: int, sockets: int) -> None:
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     with BareServer(port + 10, cpus=SERVER_CPU):
         bare = timed(f"ws://127.0.0.1:{port + 10}/replay/{events}/", {"action": "subscribe"},
-                     events, {})  # fmt: skip
+                     events, {}, sockets)  # fmt: skip
     with BenchServer(port, cpus=SERVER_CPU) as server:
         session = server.api("POST", "sessions", {"name": "resume"})
         task = server.api("POST", f"sessions/{session['id']}/tasks", {"name": "steps"})
@@ -62,12 +66,14 @@ def main(events: int, port: int) -> None:
         results = {}
         for channel in (f"task:{task['id']}", f"session:{session['id']}"):
             subscribe = {"action": "subscribe", "channel": channel, "since": 0}
-            results[channel.split(":")[0]] = timed(url, subscribe, events, headers)
-    print(f"\n{events:,} missed events    {'time':>8} {'events/s':>10} {'ratio':>7}")
-    print(f"bare app, from memory  {bare:7.3f}s {events / bare:10,.0f} {1:6.1f}x")
+            results[channel.split(":")[0]] = timed(url, subscribe, events, headers, sockets)
+    print(f"\n{events:,} missed events, {sockets} socket(s) at once")
+    print(f"{'':22} {'time':>8} {'events/s':>10} {'ratio':>7}")
+    print(f"bare app, from memory  {bare:7.3f}s {events * sockets / bare:10,.0f} {1:6.1f}x")
     for name, seconds in results.items():
         print(
-            f"{name + ' channel':22} {seconds:7.3f}s {events / seconds:10,.0f} {seconds / bare:6.1f}x"
+            f"{name + ' channel':22} {seconds:7.3f}s {events * sockets / seconds:10,.0f}"
+            f" {seconds / bare:6.1f}x"
         )
 
 
@@ -75,5 +81,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--sockets", type=int, default=1)
     args = parser.parse_args()
-    main(args.events, args.port)
+    main(args.events, args.port, args.sockets)
