@@ -283,9 +283,7 @@ def list_events(request, query: Query[EventsQuery]):
     reset = query.since < events.pruned_through() or query.since > events.newest_seq()
     if query.channel is None:
         rows = Event.objects.filter(id__gt=query.since).order_by("id")
-        top = events.horizon()  # across channels, ids may commit out of order
-        if top is not None:
-            rows = rows.filter(id__lte=top)
+        rows = events.up_to_horizon(rows)  # across channels, ids may commit out of order
         if not access.sees_all(user):
             rows = rows.filter(owner_id=user.pk)  # deleted sessions' events too
         batch = list(rows[: query.limit + 1])

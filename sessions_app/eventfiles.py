@@ -71,9 +71,7 @@ def export(
 ) -> int:
     """Write events after `since` (of one session, or all) as JSON Lines; returns the count."""
     rows = Event.objects.filter(id__gt=since).order_by("id")
-    top = events.horizon()  # across channels, ids may commit out of order
-    if top is not None:
-        rows = rows.filter(id__lte=top)
+    rows = events.up_to_horizon(rows)  # across channels, ids may commit out of order
     if session_id is not None:
         rows = rows.filter(session_id=session_id)
     total = rows.count()

@@ -20,7 +20,7 @@ from uuid import UUID
 
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Q, QuerySet
 
 from sessions_app import stats
 from sessions_app.models import Event, EventChannel, Retention
@@ -100,6 +100,12 @@ def horizon() -> int | None:
             return cursor.fetchone()[0] or 0
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [WRITERS_KEY])
+
+
+def up_to_horizon(rows: QuerySet[Event]) -> QuerySet[Event]:
+    """Events of every channel at once, cut at horizon() (see there)."""
+    top = horizon()
+    return rows if top is None else rows.filter(id__lte=top)
 
 
 def channel_head(channel: str) -> int:
