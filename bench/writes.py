@@ -7,7 +7,10 @@ Sixteen workers, each on its own keep-alive connection (a Node.js client,
 bench/node, on core 1), send `PATCH /api/v1/tasks/<id>` with a progress value,
 one after another, each to a task of its own, for the given time; the server
 (pinned to core 0) stores each report and its event. Baseline, in the same
-run on the same daphne: bench/bare.py answering each POST.
+run on the same daphne: bench/bare.py answering each POST. Two more rows
+show the framework's floor on the same server: bench/floor.py's endpoints,
+which go through the project's whole ASGI and middleware stack (and, for the
+ninja one, the token check and a body schema) but store nothing.
 Only 127.0.0.1 is used; the run is bounded by --seconds.
 """
 
@@ -38,7 +41,19 @@ def main(args) -> None:
             "requests": [{"method": "POST", "url": f"http://127.0.0.1:{bare.port}/",
                           "body": '{"progress": __N__}'}],
         })  # fmt: skip
-    with BenchServer(args.port + 10, cpus=SERVER_CPU) as server:
+    with BenchServer(
+        args.port + 10, cpus=SERVER_CPU, DJANGO_SETTINGS_MODULE="bench.floor_settings"
+    ) as server:
+        floor_django = run({
+            "workers": args.workers, "seconds": args.seconds,
+            "requests": [{"method": "POST", "url": f"{server.base}/bench/django",
+                          "body": '{"progress": __N__}'}],
+        })  # fmt: skip
+        floor_ninja = run({
+            "workers": args.workers, "seconds": args.seconds, "token": server.token,
+            "requests": [{"method": "PATCH", "url": f"{server.base}/bench/ninja/{n}",
+                          "body": '{"progress": __N__}'} for n in range(args.workers)],
+        })  # fmt: skip
         session = server.api("POST", "sessions", {"name": "writes"})
         tasks = [
             server.api(
@@ -53,11 +68,19 @@ def main(args) -> None:
         })  # fmt: skip
     config = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
     print(f"database        {config}; {args.workers} keep-alive workers for {args.seconds} s")
-    for name, row in (("bare ASGI app", base), ("Switchboard", ours)):
+    bare_rate = base["ok"] / base["seconds"]
+    rows = (
+        ("bare ASGI app", base),
+        ("Django, no write", floor_django),
+        ("ninja, no write", floor_ninja),
+        ("Switchboard", ours),
+    )
+    for name, row in rows:
         rate = row["ok"] / row["seconds"]
-        print(f"{name:<14}  {rate:8.1f} requests/s   failed {row['failed']} {row['errors'] or ''}")
-    ratio = (ours["ok"] / ours["seconds"]) / (base["ok"] / base["seconds"])
-    print(f"ratio           {ratio:.3f}x the bare app")
+        print(
+            f"{name:<16}  {rate:8.1f} requests/s  {rate / bare_rate:6.3f}x the bare app"
+            f"   failed {row['failed']} {row['errors'] or ''}"
+        )
 
 
 if __name__ == "__main__":
