@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router
 from ninja import Status as Answer
@@ -81,6 +82,21 @@ def changeable_session(request, session_id: int) -> Session:
     if not access.can_change(request.auth, session):
         raise Refused("you may not change this session", code="forbidden")
     return session
+
+
+def may_change(request) -> services.Check:
+    """For a service that reads or locks a task's session: refuse a task the
+    caller cannot see (404, as changeable_task) or may not change (403), in
+    the service's own query rather than one of its own."""
+    user = request.auth
+
+    def check(session: Session) -> None:
+        if not (access.sees_all(user) or session.owner_id == user.pk):
+            raise Http404("No Task matches the given query.")
+        if not access.can_change(user, session):
+            raise Refused("you may not change this task", code="forbidden")
+
+    return check
 
 
 def changeable_task(request, task_id: int) -> Task:
@@ -210,8 +226,7 @@ async def patch_task(request, task_id: int, payload: TaskPatch):
     fields = report_fields(payload)
 
     def report() -> dict:
-        changeable_task(request, task_id)
-        return services.update_task(task_id, **fields).as_json()
+        return services.update_task(task_id, check=may_change(request), **fields).as_json()
 
     return await dbthreads.run(report)
 
@@ -242,11 +257,13 @@ async def post_output(request, task_id: int, payload: OutputIn):
     status step between chunks: `status`, optional `message` and `data`."""
 
     def append() -> dict:
-        changeable_task(request, task_id)
+        check = may_change(request)
         if payload.status is not None:
-            event = services.append_step(task_id, payload.status, payload.message, payload.data)
+            event = services.append_step(
+                task_id, payload.status, payload.message, payload.data, check=check
+            )
         else:
-            event = services.append_output(task_id, payload.chunk, payload.final)
+            event = services.append_output(task_id, payload.chunk, payload.final, check=check)
         return {"seq": event.id, "task": Task.objects.get(pk=task_id).as_json()}
 
     return Answer(201, await dbthreads.run(append))

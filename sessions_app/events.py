@@ -195,14 +195,7 @@ def record(
     if ts is not None:
         event.ts = ts
     channels = list(dict.fromkeys(channels))
-    if connection.vendor == "postgresql":
-        heads = _store(event, channels)
-    else:
-        event.save(force_insert=True)
-        heads = channel_heads(channels)
-        EventChannel.objects.bulk_create(
-            [EventChannel(event=event, channel=c, prev=heads[c]) for c in channels]
-        )
+    heads = (_store if connection.vendor == "postgresql" else _store_plain)(event, channels)
     body = payload(event) if payload else data
     ts_text = event.ts.isoformat()
     messages = []
@@ -222,12 +215,50 @@ def record(
     return event
 
 
+def _event_row(event: Event) -> list:
+    field = Event._meta.get_field
+    return [
+        event.kind,
+        event.session_id,
+        event.task_id,
+        event.owner_id,
+        field("ts").get_db_prep_save(event.ts, connection),
+        field("data").get_db_prep_save(event.data, connection),
+    ]
+
+
+def _stored(event: Event, seq: int) -> None:
+    event.id = seq
+    event._state.adding = False
+    event._state.db = connection.alias
+
+
+def _store_plain(event: Event, channels: list[str]) -> dict[str, int]:
+    """Insert the event, read its channels' heads, insert its placements
+    (SQLite): three plain statements, since building them through the ORM
+    cost more than running them."""
+    table, placements = Event._meta.db_table, EventChannel._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            _event_row(event),
+        )
+        _stored(event, cursor.lastrowid)
+    heads = channel_heads(channels)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {placements} (event_id, channel, prev) VALUES (%s, %s, %s)",
+            [(event.id, channel, heads[channel]) for channel in channels],
+        )
+    return heads
+
+
 def _store(event: Event, channels: list[str]) -> dict[str, int]:
     """Insert the event and its placements, reading each channel's head, in one
     statement (PostgreSQL): one round trip while the event lock is held, not
     three. Its snapshot is taken after the lock, so the heads are current."""
     table, placements = Event._meta.db_table, EventChannel._meta.db_table
-    field = Event._meta.get_field
     sql = f"""
         WITH event AS (
             INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data)
@@ -242,21 +273,10 @@ def _store(event: Event, channels: list[str]) -> dict[str, int]:
         )
         SELECT event_id, channel, prev FROM placed
     """
-    params = [
-        event.kind,
-        event.session_id,
-        event.task_id,
-        event.owner_id,
-        field("ts").get_db_prep_save(event.ts, connection),
-        field("data").get_db_prep_save(event.data, connection),
-        channels,
-    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*_event_row(event), channels])
         rows = cursor.fetchall()
-    event.id = rows[0][0]
-    event._state.adding = False
-    event._state.db = connection.alias
+    _stored(event, rows[0][0])
     return {channel: prev for _, channel, prev in rows}
 
 

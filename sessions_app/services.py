@@ -12,8 +12,8 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import QuerySet, Subquery
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from sessions_app import alerts, events, stats
@@ -161,13 +161,34 @@ def _stamp(obj: Session | Task, status: Status, now: datetime) -> None:
 # on the rows it refers to, so log ingest never waits for a task update.
 
 
-def lock_task(task_id: int) -> tuple[Session, Task]:
-    """Lock a task's session, then the task, for a change."""
-    # One round trip for the session: found through the task, locked first.
-    owner = Task.objects.filter(pk=task_id).values("session_id")
-    session = Session.objects.select_for_update(no_key=True).get(pk=Subquery(owner))
-    task = Task.objects.select_for_update(no_key=True).get(pk=task_id)
-    return session, task
+# Asked with the locked session before a change: raises to refuse it.
+Check = Callable[[Session], None]
+
+
+def lock_task(task_id: int, check: Check | None = None) -> tuple[Session, Task]:
+    """Lock a task's session, then the task, for a change; `check(session)`,
+    when given, may refuse it (the caller's right to change it) once locked.
+
+    Plain SQL, two statements: these are on the path of every report, and
+    building them through the ORM cost more than running them."""
+    lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
+    sessions, tasks = Session._meta.db_table, Task._meta.db_table
+    found = list(
+        Session.objects.raw(
+            f"SELECT * FROM {sessions} WHERE id = (SELECT session_id FROM {tasks} WHERE id = %s)"
+            + lock,
+            [task_id],
+        )
+    )
+    if not found:
+        raise Task.DoesNotExist("no such task")
+    session = found[0]
+    if check is not None:
+        check(session)
+    found = list(Task.objects.raw(f"SELECT * FROM {tasks} WHERE id = %s" + lock, [task_id]))
+    if not found:  # deleted with its session, which we now hold: cannot happen
+        raise Task.DoesNotExist("no such task")
+    return session, found[0]
 
 
 def _insert(obj: Session | Task, same: QuerySet) -> Session | Task | None:
@@ -332,17 +353,18 @@ def update_task(
     name: str = UNSET,
     stale_after: int | None = UNSET,
     ts: datetime | None = None,
+    check: Check | None = None,
 ) -> Task:
     """Apply a worker's report. A report carrying progress, message or details
     records one progress.update (and starts a pending task); any other change
-    records a task.update."""
+    records a task.update. `check`: as for lock_task."""
     if progress is not UNSET:
         progress = _check_progress(progress)
     new_status = UNSET
     if status is not UNSET:
         new_status = _check_status(status, [s.value for s in TASK_STATUSES])
     with service_write():
-        session, task = lock_task(task_id)
+        session, task = lock_task(task_id, check)
         refuse_if_lost(task)
         now = ts or timezone.now()
         changed = False
@@ -375,7 +397,13 @@ def update_task(
         if details is not UNSET:
             task.details = details
         task.updated_at = now
-        task.save()
+        if changed:
+            task.save()
+        else:  # a report: only what it carries
+            reported = zip(
+                ("progress", "message", "details"), (progress, message, details), strict=True
+            )
+            task.save(update_fields=[f for f, v in reported if v is not UNSET] + ["updated_at"])
         if changed:
             before = session.status
             _follow_task(session, task, now)
@@ -477,9 +505,16 @@ def retry_task(task_id: int) -> Task:
     return task
 
 
-def append_output(task_id: int, chunk: str, final: bool = False, ts: datetime | None = None):
-    """Record one chunk of a task's streamed output (tokens, stdout)."""
-    return _output(task_id, {"chunk": chunk, "final": bool(final)}, ts)
+def append_output(
+    task_id: int,
+    chunk: str,
+    final: bool = False,
+    ts: datetime | None = None,
+    check: Check | None = None,
+):
+    """Record one chunk of a task's streamed output (tokens, stdout).
+    `check(session)`, when given, may refuse it first."""
+    return _output(task_id, {"chunk": chunk, "final": bool(final)}, ts, check)
 
 
 def append_step(
@@ -488,9 +523,11 @@ def append_step(
     message: str | None = None,
     data: dict | None = None,
     ts: datetime | None = None,
+    check: Check | None = None,
 ):
     """Record a status step in a task's output stream (thinking, a tool call
-    and its end), in order with the chunks; nothing is overwritten."""
+    and its end), in order with the chunks; nothing is overwritten.
+    `check`: as for append_output."""
     if not isinstance(status, str) or not STEP_RE.match(status):
         raise ServiceError("status", "a step's status is a lowercase word (a-z and _, at most 32)")
     if data is not None and not isinstance(data, dict):
@@ -498,10 +535,10 @@ def append_step(
     if message is not None and not isinstance(message, str):
         raise ServiceError("message", "a step's message is text")
     step = {"status": status, "message": message or "", "data": data or {}}
-    return _output(task_id, step, ts)
+    return _output(task_id, step, ts, check)
 
 
-def _output(task_id: int, fields: dict, ts: datetime | None):
+def _output(task_id: int, fields: dict, ts: datetime | None, check: Check | None):
     with service_write():
         task = (
             Task.objects.select_related("session")
@@ -510,6 +547,8 @@ def _output(task_id: int, fields: dict, ts: datetime | None):
             )
             .get(pk=task_id)
         )
+        if check is not None:
+            check(task.session)
         refuse_if_lost(task)
         channels = [f"task:{task.pk}"]
         if "status" in fields:

@@ -84,10 +84,14 @@ def test_another_users_session_is_404_and_an_unchangeable_one_403(
     worker, other_token, django_user_model
 ):
     _, mine = worker.call("POST", "sessions", {"name": "mine"})
+    _, task = worker.call("POST", f"sessions/{mine['id']}/tasks", {"name": "t"})
     other = Api(other_token)
     assert other.call("GET", f"sessions/{mine['id']}")[0] == 404
     assert other.call("PATCH", f"sessions/{mine['id']}", {"status": "running"})[0] == 404
     assert other.call("POST", f"sessions/{mine['id']}/tasks", {"name": "t"})[0] == 404
+    # A progress report is checked under the task's lock: the same answers.
+    assert other.call("PATCH", f"tasks/{task['id']}", {"progress": 50})[0] == 404
+    assert other.call("POST", f"tasks/{task['id']}/output", {"chunk": "x"})[0] == 404
     assert other.call("GET", "sessions")[1]["results"] == []
     # A viewer who may see everything but change nothing gets 403 on writes.
     from django.contrib.auth.models import Permission
@@ -99,6 +103,13 @@ def test_another_users_session_is_404_and_an_unchangeable_one_403(
     other = Api(other_token)
     assert other.call("GET", f"sessions/{mine['id']}")[0] == 200
     assert other.call("PATCH", f"sessions/{mine['id']}", {"status": "running"})[0] == 403
+    assert other.call("PATCH", f"tasks/{task['id']}", {"progress": 50})[0] == 403
+    assert other.call("POST", f"tasks/{task['id']}/output", {"chunk": "x"})[0] == 403
+    step = {"status": "thinking"}
+    assert other.call("POST", f"tasks/{task['id']}/output", step)[0] == 403
+    assert other.call("PATCH", "tasks/99999999", {"progress": 50})[0] == 404
+    assert worker.call("GET", f"tasks/{task['id']}")[1]["progress"] == 0
+    assert not Event.objects.filter(kind__in=["progress.update", "task.output"]).exists()
 
 
 def test_session_list_filters_by_status_and_pages(api):
