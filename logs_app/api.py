@@ -26,7 +26,7 @@ router = Router(tags=["logs"])
 async def append_logs(request, session_id: int, payload: LogsIn):
     """Append log entries. Answers 201 once they are committed; an entry whose
     `uid` the session already has is skipped, so a retry stores nothing twice."""
-    entries = [entry.dict() for entry in payload.entries]
+    entries = [entry.model_dump() for entry in payload.entries]
 
     def append() -> dict:
         session = changeable_session(request, session_id)

@@ -19,7 +19,7 @@ def check(data: dict) -> list[dict]:
             raise ValueError(f"data.entries.{index} must be an object")
         known = {k: v for k, v in entry.items() if k in LogEntryIn.model_fields}
         try:
-            checked.append(LogEntryIn(**known).dict())
+            checked.append(LogEntryIn(**known).model_dump())
         except ValidationError as error:
             raise ValueError(eventfiles.describe(error, f"data.entries.{index}")) from None
     return checked

@@ -98,7 +98,8 @@ def _apply(session_id: int, batch: BatchIn) -> dict:
                     services.append_output(item.task_id, item.chunk, item.final)
         stored = []
         if batch.logs:
-            stored = log_services.append_entries(session_id, [entry.dict() for entry in batch.logs])
+            entries = [entry.model_dump() for entry in batch.logs]
+            stored = log_services.append_entries(session_id, entries)
         seq = events.newest_seq() if (batch.tasks or batch.output or stored) else None
     return {
         "tasks": len(batch.tasks),

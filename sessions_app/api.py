@@ -151,7 +151,7 @@ def get_session(request, session_id: int):
 @router.patch("/sessions/{int:session_id}", response={200: SessionOut, **ERRORS}, tags=["sessions"])
 def patch_session(request, session_id: int, payload: SessionPatch):
     changeable_session(request, session_id)
-    fields = payload.dict(exclude_unset=True)
+    fields = payload.model_dump(exclude_unset=True)
     if "metadata" in fields and fields["metadata"] is None:
         raise services.ServiceError("metadata", "must be an object")
     if "name" in fields and fields["name"] is None:
@@ -209,7 +209,7 @@ def get_task(request, task_id: int):
 
 def report_fields(payload: TaskPatch, prefix: str = "") -> dict:
     """The fields a report sets; null only where it means "none"."""
-    fields = payload.dict(exclude_unset=True)
+    fields = payload.model_dump(exclude_unset=True)
     for name in ("status", "progress", "message", "details", "name"):
         if name in fields and fields[name] is None:
             raise services.ServiceError(prefix + name, "must not be null")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ninja import Schema
-from pydantic import ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 MAX_OFFSET = timedelta(hours=15, minutes=59)
 
@@ -53,19 +53,28 @@ def timestamp_problem(value: datetime) -> str | None:
     return None
 
 
+def storable(cls, value: Any) -> Any:
+    found = problem(value)
+    if found:
+        raise ValueError(found)
+    return value
+
+
 class Clean(Schema):
     """Every field checked for values the database refuses."""
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def storable(cls, value: Any) -> Any:
-        found = problem(value)
-        if found:
-            raise ValueError(found)
-        return value
+    storable = field_validator("*", mode="after")(classmethod(storable))
 
 
-class Input(Clean):
-    """A request body: also, fields it does not know are refused, by name."""
+class Input(BaseModel):
+    """A request body: every field checked as in `Clean`, and fields it does
+    not know are refused, by name.
+
+    Plain pydantic, not ninja's Schema: a body is validated from parsed JSON,
+    never from an object's attributes, and ninja's Schema validates a model
+    that forbids unknown fields twice, the second time through an attribute
+    wrapper; for a batch of 500 log lines that was 11 ms a request."""
 
     model_config = ConfigDict(extra="forbid")
+
+    storable = field_validator("*", mode="after")(classmethod(storable))
