@@ -182,6 +182,7 @@ def test_a_large_page_answers_each_line_as_the_model_shows_it(http, session):
          "uid": f"u{n}"}
         for n in range(2500)
     ]  # fmt: skip
+    entries[7]["ts"] = "2026-01-02T03:04:05.123456+02:00"
     assert post(http, session.pk, entries)[0] == 201
     response = http.get(f"/api/v1/sessions/{session.pk}/logs", {"limit": 10000})
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
@@ -189,6 +190,11 @@ def test_a_large_page_answers_each_line_as_the_model_shows_it(http, session):
     expected = [e.as_json() for e in LogEntry.objects.filter(session=session).order_by("id")]
     assert body == {"entries": expected, "has_more": False, "next_before": None}
     assert body["entries"][3]["level"] == "Level 15"
+    # Stored as sent, in order (one insert for many rows).
+    shown = [(e["message"], e["task_id"], e["extra"], e["uid"]) for e in body["entries"]]
+    assert shown == [(e["message"], e["task_id"], e["extra"], e["uid"]) for e in entries]
+    assert [int(e["id"]) for e in body["entries"]] == sorted(int(e["id"]) for e in body["entries"])
+    assert body["entries"][7]["ts"] == "2026-01-02T01:04:05.123456+00:00"
 
 
 def test_keyword_search_uses_the_trigram_index_on_postgresql(session):
