@@ -46,14 +46,19 @@ def ensure_node_client() -> None:
         )
 
 
-def run_clients(conf: dict) -> list[float]:
+def node_client(script: str, conf: dict, timeout: float = 600) -> dict:
+    """Run one of bench/node's clients on the client core; its last line, parsed."""
     done = subprocess.run(
-        ["taskset", "-c", CLIENT_CPU, "node", "fanout-client.mjs", json.dumps(conf)],
-        cwd=NODE, capture_output=True, text=True, timeout=600,
+        ["taskset", "-c", CLIENT_CPU, "node", script, json.dumps(conf)],
+        cwd=NODE, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError(f"clients failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["latencies_ms"]
+        raise RuntimeError(f"{script} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_clients(conf: dict) -> list[float]:
+    return node_client("fanout-client.mjs", conf)["latencies_ms"]
 
 
 def main(args) -> None:

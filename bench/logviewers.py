@@ -20,22 +20,14 @@ Only 127.0.0.1 is used; the run is bounded (120 s for delivery).
 """
 
 import argparse
-import json
 import os
-import subprocess
 
 from benchserver import BareServer, BenchServer
-from fanout import CLIENT_CPU, NODE, SERVER_CPU, ensure_node_client
+from fanout import SERVER_CPU, ensure_node_client, node_client
 
 
 def run(conf: dict) -> dict:
-    done = subprocess.run(
-        ["taskset", "-c", CLIENT_CPU, "node", "logviewers-client.mjs", json.dumps(conf)],
-        cwd=NODE, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return node_client("logviewers-client.mjs", conf, timeout=300)
 
 
 def main(args) -> None:

@@ -15,22 +15,14 @@ Only 127.0.0.1 is used; the run is bounded by --seconds.
 """
 
 import argparse
-import json
 import os
-import subprocess
 
 from benchserver import BareServer, BenchServer
-from fanout import CLIENT_CPU, NODE, SERVER_CPU, ensure_node_client
+from fanout import SERVER_CPU, ensure_node_client, node_client
 
 
 def run(conf: dict) -> dict:
-    done = subprocess.run(
-        ["taskset", "-c", CLIENT_CPU, "node", "writes-client.mjs", json.dumps(conf)],
-        cwd=NODE, capture_output=True, text=True, timeout=conf["seconds"] + 120,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return node_client("writes-client.mjs", conf, timeout=conf["seconds"] + 120)
 
 
 def main(args) -> None:
