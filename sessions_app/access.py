@@ -30,5 +30,10 @@ def visible_tasks(user) -> QuerySet[Task]:
     return Task.objects.filter(session__owner_id=user.pk)
 
 
+def can_see(user, session: Session) -> bool:
+    """Whether `session` is among visible_sessions(user), for a row in hand."""
+    return sees_all(user) or session.owner_id == user.pk
+
+
 def can_change(user, session: Session) -> bool:
     return changes_all(user) or (user.is_active and session.owner_id == user.pk)

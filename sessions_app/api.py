@@ -86,12 +86,12 @@ def changeable_session(request, session_id: int) -> Session:
 
 def may_change(request) -> services.Check:
     """For a service that reads or locks a task's session: refuse a task the
-    caller cannot see (404, as changeable_task) or may not change (403), in
-    the service's own query rather than one of its own."""
+    caller cannot see (404) or may not change (403), in the service's own
+    query rather than one of its own."""
     user = request.auth
 
     def check(session: Session) -> None:
-        if not (access.sees_all(user) or session.owner_id == user.pk):
+        if not access.can_see(user, session):
             raise Http404("No Task matches the given query.")
         if not access.can_change(user, session):
             raise Refused("you may not change this task", code="forbidden")
@@ -100,11 +100,8 @@ def may_change(request) -> services.Check:
 
 
 def changeable_task(request, task_id: int) -> Task:
-    task = get_object_or_404(
-        access.visible_tasks(request.auth).select_related("session"), pk=task_id
-    )
-    if not access.can_change(request.auth, task.session):
-        raise Refused("you may not change this task", code="forbidden")
+    task = get_object_or_404(Task.objects.select_related("session"), pk=task_id)
+    may_change(request)(task.session)
     return task
 
 
