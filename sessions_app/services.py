@@ -397,14 +397,13 @@ def update_task(
         if details is not UNSET:
             task.details = details
         task.updated_at = now
-        if changed:
-            task.save()
-        else:  # a report: only what it carries
+        if not changed:  # a report: only what it carries
             reported = zip(
                 ("progress", "message", "details"), (progress, message, details), strict=True
             )
             task.save(update_fields=[f for f, v in reported if v is not UNSET] + ["updated_at"])
-        if changed:
+        else:
+            task.save()
             before = session.status
             _follow_task(session, task, now)
             if session.refresh_counts() or session.status != before:
