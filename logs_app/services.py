@@ -192,75 +192,55 @@ def _record_batch(
 
 
 # LogEntry's columns after its id, in the order of its fields (and of its
-# constructor's positional arguments).
+# constructor's positional arguments); those whose values need adapting.
 INSERTED = ("session_id", "task_id", "ts", "level", "logger", "message", "extra", "uid", "seq")
+ADAPTED = ("ts", "extra")
 
 
 def _insert_entries(values: list[tuple]) -> list[int]:
     """Insert rows of INSERTED columns; their ids, in order.
 
-    One multi-row INSERT … RETURNING id per batch the database allows, built
-    here: bulk_create compiles each value through its field, which cost more
-    than the insert itself for 500 lines."""
-    if connection.vendor == "postgresql":
-        return _insert_entries_unnest(values)
+    One statement built here, not bulk_create, which compiles each value
+    through its field and cost more than the insert itself for 500 lines:
+    on PostgreSQL one array a column through unnest, so the statement has
+    nine parameters however many rows (psycopg parses a statement with
+    thousands of placeholders on every call, a quarter of the server's time
+    under a log flood); elsewhere a multi-row INSERT per batch the database
+    allows."""
     if not connection.features.can_return_rows_from_bulk_insert:  # SQLite before 3.35
         made = LogEntry.objects.bulk_create([LogEntry(None, *row) for row in values])
         return [entry.pk for entry in made]
     meta = LogEntry._meta
     fields = [meta.get_field(name) for name in INSERTED]
-    ts_field, extra_field = meta.get_field("ts"), meta.get_field("extra")
-    ts_at, extra_at = INSERTED.index("ts"), INSERTED.index("extra")
+    adapt = [(at, fields[at]) for at, name in enumerate(INSERTED) if name in ADAPTED]
+    rows = [list(row) for row in values]
+    for row in rows:
+        for at, field in adapt:
+            row[at] = field.get_db_prep_save(row[at], connection)
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    size = max(1, connection.ops.bulk_batch_size(fields, values))
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+    returning = f" RETURNING {quote(meta.pk.column)}"
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        statements = [(f"{head} SELECT * FROM unnest({arrays}){returning}", columns)]
+    else:
+        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        size = max(1, connection.ops.bulk_batch_size(fields, rows))
+        statements = [
+            (
+                f"{head} VALUES {', '.join([one] * len(chunk))}{returning}",
+                [value for row in chunk for value in row],
+            )
+            for chunk in (rows[start : start + size] for start in range(0, len(rows), size))
+        ]
     ids: list[int] = []
     with connection.cursor() as cursor:
-        for start in range(0, len(values), size):
-            chunk = values[start : start + size]
-            params = []
-            for row in chunk:
-                row = list(row)
-                row[ts_at] = ts_field.get_db_prep_save(row[ts_at], connection)
-                row[extra_at] = extra_field.get_db_prep_save(row[extra_at], connection)
-                params.extend(row)
-            cursor.execute(
-                f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "
-                + ", ".join([one] * len(chunk))
-                + f" RETURNING {quote(meta.pk.column)}",
-                params,
-            )
-            # Ids rise in the order of VALUES; RETURNING need not keep it.
+        for sql, params in statements:
+            cursor.execute(sql, params)
+            # Ids rise in the order of the rows; RETURNING need not keep it.
             ids.extend(sorted(pk for (pk,) in cursor.fetchall()))
     return ids
-
-
-def _insert_entries_unnest(values: list[tuple]) -> list[int]:
-    """PostgreSQL: one INSERT … SELECT FROM unnest(one array a column), so the
-    statement has nine parameters however many rows (psycopg parses a long
-    statement with thousands of placeholders each time, which cost a quarter
-    of the server's time under a log flood)."""
-    meta = LogEntry._meta
-    fields = [meta.get_field(name) for name in INSERTED]
-    columns = list(zip(*values, strict=True))
-    arrays = [
-        [field.get_db_prep_save(value, connection) for value in column]
-        if field.name in ("ts", "extra")
-        else list(column)
-        for field, column in zip(fields, columns, strict=True)
-    ]
-    types = [field.db_type(connection) for field in fields]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-        f" SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for kind in types)})"
-        f" RETURNING {quote(meta.pk.column)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, arrays)
-        # Ids rise in the order of the arrays; RETURNING need not keep it.
-        return sorted(pk for (pk,) in cursor.fetchall())
 
 
 @dataclass
