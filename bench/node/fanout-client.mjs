@@ -3,27 +3,15 @@
 // socket got its frame. Prints one JSON line: {"latencies_ms": [...], ...}.
 //
 //   node fanout-client.mjs '{"urls": [...], "n": 200, "writes": 50, ...}'
-import WebSocket from "ws";
+import { openSocket } from "./open-socket.mjs";
 
 const conf = JSON.parse(process.argv[2]);
 const { urls, n, writes, token, channel, write } = conf;
 const headers = token ? { Authorization: `Bearer ${token}` } : {};
 
-function open(url) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers, perMessageDeflate: false });
-    ws.once("error", reject);
-    ws.once("open", () => {
-      if (!channel) return resolve(ws);
-      ws.send(JSON.stringify({ action: "subscribe", channel, id: 1 }));
-      ws.once("message", () => resolve(ws));
-    });
-  });
-}
-
 const sockets = [];
 for (let i = 0; i < n; i++) {
-  sockets.push(await open(urls[i % urls.length]));
+  sockets.push(await openSocket(urls[i % urls.length], headers, channel));
 }
 
 let pending = 0;

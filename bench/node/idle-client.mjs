@@ -3,27 +3,16 @@
 // "ready" once all are open, then "done" at the end.
 //
 //   node idle-client.mjs '{"url": "...", "n": 5000, "token": "...", "channel": "...", "hold": 60}'
-import WebSocket from "ws";
+import { openSocket } from "./open-socket.mjs";
 
 const { url, n, token, channel, hold } = JSON.parse(process.argv[2]);
 const headers = { Authorization: `Bearer ${token}` };
 
-function open() {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers, perMessageDeflate: false });
-    ws.once("error", reject);
-    ws.once("open", () => {
-      if (channel === "-") return resolve(ws); // the bare baseline has no protocol
-      ws.send(JSON.stringify({ action: "subscribe", channel, id: 1 }));
-      ws.once("message", () => resolve(ws));
-    });
-  });
-}
-
+const subscribe = channel === "-" ? null : channel; // "-": the bare baseline
 const sockets = [];
 for (let i = 0; i < n; i += 50) {
   const batch = [];
-  for (let j = i; j < Math.min(n, i + 50); j++) batch.push(open());
+  for (let j = i; j < Math.min(n, i + 50); j++) batch.push(openSocket(url, headers, subscribe));
   sockets.push(...(await Promise.all(batch)));
 }
 let closed = 0;

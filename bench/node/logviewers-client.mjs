@@ -6,25 +6,13 @@
 //
 //   node logviewers-client.mjs '{"urls": [...], "viewers": 100, "channel": "logs:1",
 //        "post_url": "...", "writers": 4, "batches": 80, "lines": 500, "token": "..."}'
-import WebSocket from "ws";
+import { openSocket } from "./open-socket.mjs";
 import { Agent, request } from "undici";
 
 const conf = JSON.parse(process.argv[2]);
 const { urls, viewers, channel, post_url, writers, batches, lines, token } = conf;
 const headers = token ? { Authorization: `Bearer ${token}` } : {};
 const total = batches * lines;
-
-function open(url) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers, perMessageDeflate: false });
-    ws.once("error", reject);
-    ws.once("open", () => {
-      if (!channel) return resolve(ws);
-      ws.send(JSON.stringify({ action: "subscribe", channel, id: 1 }));
-      ws.once("message", () => resolve(ws));
-    });
-  });
-}
 
 function marks(text) {
   let count = 0;
@@ -33,7 +21,9 @@ function marks(text) {
 }
 
 const sockets = [];
-for (let i = 0; i < viewers; i++) sockets.push(await open(urls[i % urls.length]));
+for (let i = 0; i < viewers; i++) {
+  sockets.push(await openSocket(urls[i % urls.length], headers, channel));
+}
 
 let started = 0;
 let complete = 0;
