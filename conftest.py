@@ -113,14 +113,10 @@ def database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{conf['NAME']}"
 
 
-class Server:
-    """`daphne project.asgi:application` in its own process, on a free port."""
+class Listening:
+    """Something serving on 127.0.0.1:`port`: its HTTP and socket addresses."""
 
-    def __init__(self, port: int | None = None, **env: str) -> None:
-        self.port = port or free_port()
-        self.env = {**os.environ, "DATABASE_URL": database_url(), **env}
-        self.process: subprocess.Popen | None = None
-        self.log = Path(ROOT / f".server-{self.port}.log")
+    port: int
 
     @property
     def url(self) -> str:
@@ -129,6 +125,16 @@ class Server:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/"
+
+
+class Server(Listening):
+    """`daphne project.asgi:application` in its own process, on a free port."""
+
+    def __init__(self, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
+        self.env = {**os.environ, "DATABASE_URL": database_url(), **env}
+        self.process: subprocess.Popen | None = None
+        self.log = Path(ROOT / f".server-{self.port}.log")
 
     def client(self, token: str) -> Client:
         return Client(self.url, token, timeout=10)

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from django.db import connection
 
-from conftest import ROOT, free_port
+from conftest import ROOT, Listening, free_port
 from sessions_app.tests.concurrent_resume import check_resume_with_concurrent_writers
 
 pytestmark = pytest.mark.timeout(240)
@@ -56,7 +56,7 @@ def render_site(upstreams: list[int], listen: int, path: Path = SITE) -> str:
     return site
 
 
-class Nginx:
+class Nginx(Listening):
     """/usr/sbin/nginx in the foreground, with the site included in a minimal
     nginx.conf whose pid, logs and temporary files stay in a folder of its own."""
 
@@ -85,14 +85,6 @@ class Nginx:
             f"}}\n"
         )
         self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/"
 
     def command(self, *extra: str) -> list[str]:
         return [nginx_binary(), "-p", str(self.folder), "-c", str(self.conf),
