@@ -33,6 +33,20 @@ def pytest_configure(config):
     settings.SWITCHBOARD["DB_THREADS"] = 0
 
 
+@pytest.fixture(autouse=True)
+def _close_the_sync_thread_connections():
+    """After each test, close the connections of asgiref's one thread for
+    thread-sensitive sync work. channels' test communicators turn off
+    database_sync_to_async's closing while they pass messages, so work the
+    application does meanwhile (the process's figures, a resume) leaves its
+    connection open there, and the test database then cannot be dropped."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+
+
 def pytest_report_header(config):
     layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
     return f"switchboard: database {settings.DATABASES['default']['ENGINE']}, layer {layer}"
