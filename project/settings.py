@@ -82,7 +82,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # A file, not memory: end-to-end tests share it with a daphne process.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    # SWITCHBOARD_TEST_DB: another file, for two test runs side by side.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env_str("SWITCHBOARD_TEST_DB", str(BASE_DIR / ".test-db.sqlite3"))
+    }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's ASGI handler runs each request's sync code in a thread of its
     # own, so connections kept per thread pile up (one per request, until the
