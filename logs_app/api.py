@@ -1,7 +1,6 @@
 """HTTP API for log entries: batched ingest and filtered, paged reads."""
 
 import json
-from datetime import datetime
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -15,7 +14,7 @@ from sessions_app import dbthreads
 from sessions_app.api import ERRORS, changeable_session, visible_session
 from sessions_app.auth import ASYNC_AUTH
 from sessions_app.services import ServiceError
-from sessions_app.validation import Clean
+from sessions_app.validation import Clean, Instant
 
 router = Router(tags=["logs"])
 
@@ -51,8 +50,12 @@ class LogQuery(Clean):
     level: str | None = Field(None, description="minimum level, by name or number")
     task: str | None = Field(None, description="only lines of this task")
     q: str | None = Field(None, description="text in the message (any case)")
-    since: datetime | None = Field(None, description="lines at or after this time")
-    until: datetime | None = Field(None, description="lines at or before this time")
+    since: Instant | None = Field(
+        None, description="lines at or after this time (UTC if naive)"
+    )
+    until: Instant | None = Field(
+        None, description="lines at or before this time (UTC if naive)"
+    )
     limit: int | None = Field(None, ge=1, le=10000, description="default 100")
     before: int | None = Field(
         None, ge=1, le=2**62, description="page back: lines older than this id"
@@ -81,8 +84,8 @@ def read_logs(request, session_id: int, query: Query[LogQuery]):
         limit=query.limit or settings.SWITCHBOARD["LOG_SNAPSHOT_LINES"],
         before=query.before,
         after=query.after,
-        since=services.aware(query.since),
-        until=services.aware(query.until),
+        since=query.since,
+        until=query.until,
     )
     entries = page.entries
     next_before = entries[0]["id"] if entries and page.has_more and query.after is None else None

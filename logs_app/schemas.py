@@ -1,33 +1,23 @@
 """Request and response shapes of the log API (they make the OpenAPI schema)."""
 
-from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
 from ninja import Schema
 from pydantic import Field, field_validator
 
 from logs_app.services import parse_level
-from sessions_app.schemas import MAX_TEXT
 from sessions_app.services import ServiceError
-from sessions_app.validation import Input
+from sessions_app.validation import Input, Instant, JsonObject, Text
 
 
 class LogEntryIn(Input):
-    message: str = Field(max_length=MAX_TEXT)
-    ts: datetime | None = None
+    message: Text("log_message")
+    ts: Instant | None = None
     level: int | str = Field(20, description="DEBUG INFO WARNING ERROR CRITICAL, or a number")
     logger: str = Field("", max_length=200)
     task_id: int | str | None = None
-    extra: dict[str, Any] | None = None
+    extra: JsonObject() | None = None
     uid: str | None = Field(None, min_length=1, max_length=64)
-
-    @field_validator("ts")
-    @classmethod
-    def aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and timezone.is_naive(value):
-            return value.replace(tzinfo=timezone.UTC)
-        return value
 
     @field_validator("level")
     @classmethod

@@ -6,7 +6,7 @@ stored for the session is skipped, which makes retries safe.
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +19,7 @@ from logs_app.models import COLUMNS, LEVELS, LogEntry, entry_json
 from sessions_app import events, stats
 from sessions_app.models import Session
 from sessions_app.services import ServiceError, service_write
+from sessions_app.validation import json_size, utf8_size
 
 
 @dataclass
@@ -147,11 +148,34 @@ def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
             fresh.append(entry)
         stored: list[LogEntry] = []
         owner_id = Session.objects.filter(pk=session_id).values_list("owner_id", flat=True).first()
-        for start in range(0, len(fresh), per_frame):
-            batch = fresh[start : start + per_frame]
+        for batch in frame_batches(fresh, per_frame):
             stored.extend(_record_batch(session_id, owner_id, batch, ordered))
         transaction.on_commit(lambda: stats.live.stored_lines(len(stored)))
     return stored
+
+
+# Bytes of lines one log.append frame carries at most (a line's own bound is
+# validation.LIMITS["log_message"]): the frame stays well under 1 MiB.
+FRAME_BYTES = 640 * 1024
+# What an entry's JSON adds to its message and extra (ids, time, level...).
+ENTRY_OVERHEAD = 256
+
+
+def frame_batches(entries: list[dict], per_frame: int) -> Iterator[list[dict]]:
+    """Consecutive runs of entries, each at most `per_frame` lines and
+    FRAME_BYTES of JSON: one log.append event each."""
+    batch: list[dict] = []
+    size = 0
+    for entry in entries:
+        extra = entry.get("extra")
+        grows = ENTRY_OVERHEAD + utf8_size(entry["message"]) + (json_size(extra) if extra else 0)
+        if batch and (len(batch) >= per_frame or size + grows > FRAME_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += grows
+    if batch:
+        yield batch
 
 
 def _record_batch(
@@ -282,13 +306,6 @@ def query(
     return LogPage(
         entries=[entry_json(*row) for row in reversed(rows[:limit])], has_more=len(rows) > limit
     )
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """Times without an offset are taken as UTC."""
-    if value is not None and timezone.is_naive(value):
-        return value.replace(tzinfo=timezone.UTC)
-    return value
 
 
 def rate(session_id: int, log_filter: LogFilter, minutes: int) -> list[dict]:

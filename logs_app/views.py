@@ -2,14 +2,14 @@ from asgiref.sync import sync_to_async
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from logs_app import services
 from logs_app.models import LEVELS, LogEntry, level_name
 from sessions_app import access
+from sessions_app.errors import Refused
 from sessions_app.services import ServiceError
-from sessions_app.validation import problem, timestamp_problem
+from sessions_app.validation import parse_instant, problem
 
 
 @staff_member_required
@@ -37,16 +37,7 @@ def _filter(request) -> tuple[services.LogFilter, dict]:
     for name in ("since", "until"):
         raw = request.GET.get(name)
         if raw:
-            try:
-                value = parse_datetime(raw)
-            except ValueError:
-                value = None
-            if value is None:
-                raise ServiceError(name, "must be an ISO 8601 time")
-            value = services.aware(value)
-            if timestamp_problem(value):
-                raise ServiceError(name, timestamp_problem(value))
-            times[name] = value
+            times[name] = parse_instant(raw, name)
     return log_filter, times
 
 
@@ -56,7 +47,7 @@ def download(request, session_id: int):
     session = get_object_or_404(access.visible_sessions(request.user), pk=session_id)
     try:
         log_filter, times = _filter(request)
-    except ServiceError as error:
+    except Refused as error:
         return HttpResponseBadRequest(f"{error.field}: {error.message}")
     rows = log_filter.apply(LogEntry.objects.filter(session=session))
     if "since" in times:

@@ -58,7 +58,9 @@ def refused(request, exc: Refused):
 @api.exception_handler(DataError)
 def out_of_range(request, exc: DataError):
     """A value the database cannot hold (an id past 64 bits, say): not found."""
-    return api.create_response(request, {"detail": "not found: a value is out of range"}, 404)
+    return api.create_response(
+        request, {"detail": "not found: a value is out of range"}, status=404
+    )
 
 
 @api.exception_handler(RequestDataTooBig)

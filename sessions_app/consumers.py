@@ -27,12 +27,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from sessions_app import access, events, services, stats, streams
+from sessions_app import access, events, frames, services, stats, streams
 from sessions_app.auth import allowed_user, identity_of, still_valid
 from sessions_app.errors import Refused
 from sessions_app.flow import EXTENSION as FLOW
 from sessions_app.hub import get_hub
 from sessions_app.models import Event
+from sessions_app.validation import text_problem
 
 log = logging.getLogger("switchboard.consumers")
 
@@ -46,6 +47,11 @@ CLOSE_TOO_LARGE = 4413
 CLOSE_REVOKED = 4401
 # A socket that has not read what it was sent for SLOW_CLOSE seconds.
 CLOSE_SLOW = 4503
+# A frame could not be sent (it should not happen: frames are bounded and
+# valid Unicode); the client reconnects and resumes from its last seq.
+CLOSE_SEND_FAILED = 4500
+# A frame's `id` and a ping's `ts` are echoed: at most this long, if strings.
+PING_TS_CHARS = 256
 # A flooding client is dropped when its refused frames, forgiven at
 # FLOOD_FORGIVE a second, pile up past FLOOD_LIMIT: sending at twice the rate
 # limit trips it within seconds, however fast the server drains the frames.
@@ -263,10 +269,15 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             frame = parse_frame(text_data)
             frame_id = frame.get("id")
             if frame_id is not None and (
-                isinstance(frame_id, bool) or not isinstance(frame_id, (str, int, float))
+                isinstance(frame_id, bool)
+                or not isinstance(frame_id, (str, int, float))
+                or isinstance(frame_id, str)
+                and len(frame_id) > PING_TS_CHARS
             ):
                 frame_id = None
-                raise Refused("id must be a string or a number", field="id")
+                raise Refused(
+                    f"id must be a number or a string of at most {PING_TS_CHARS}", field="id"
+                )
             action = frame.get("action")
             if not isinstance(action, str) or not action:
                 raise Refused("every frame needs an action", field="action")
@@ -286,7 +297,10 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             await self.release()
 
     async def do_ping(self, frame: dict, frame_id) -> None:
-        await self.reply(frame_id, {"type": "pong", "ts": frame.get("ts")})
+        ts = frame.get("ts")
+        if isinstance(ts, str) and len(ts) > PING_TS_CHARS or isinstance(ts, (dict, list)):
+            raise Refused(f"ts must be a number or a string of at most {PING_TS_CHARS}", field="ts")
+        await self.reply(frame_id, {"type": "pong", "ts": ts})
 
     async def do_subscribe(self, frame: dict, frame_id) -> None:
         channel = frame.get("channel")
@@ -595,12 +609,20 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             stats.live.dropped += 1
             return
         try:
-            await self.send(text_data=text)
-        except Exception:
-            # The peer is gone (daphne refuses sends on a closed socket). Stop
-            # sending; the disconnect that follows cleans up. Raising here would
-            # end the consumer before it could.
-            self.closing = True
+            await self.send(text_data=frames.sendable(text))
+        except Exception as error:
+            # The peer is gone (daphne refuses sends on a closed socket), or the
+            # frame could not go out. Either way nothing more can be sent on
+            # this socket: close it, so that a client still there reconnects
+            # and resumes, rather than wait on a socket that stays silent.
+            if not self.closing:
+                log.warning(
+                    "closing a socket after a failed send (%s): %s", CLOSE_SEND_FAILED, error
+                )
+                try:
+                    await self.close(code=CLOSE_SEND_FAILED)
+                except Exception:
+                    self.closing = True
             return
         stats.live.messages_sent += 1
 
@@ -695,4 +717,17 @@ def parse_frame(text: str | None) -> dict:
         raise Refused(f"not valid JSON: {str(error)[:200]}", code="invalid_json") from None
     if not isinstance(frame, dict):
         raise Refused("a frame must be a JSON object", code="invalid_json")
+    # The text arrived as UTF-8, so only a \u escape can make a lone surrogate.
+    if ("\\ud" in text or "\\uD" in text) and has_surrogate(frame):
+        raise Refused("not valid Unicode: a lone surrogate (\\ud800-\\udfff)", code="invalid_json")
     return frame
+
+
+def has_surrogate(value) -> bool:
+    if isinstance(value, str):
+        return text_problem(value.replace("\x00", "")) is not None
+    if isinstance(value, dict):
+        return any(has_surrogate(k) or has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_surrogate(item) for item in value)
+    return False

@@ -44,7 +44,16 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+    """Compact JSON text that can always be sent: a lone surrogate that got
+    past the edges (sessions_app.validation) is escaped rather than left to
+    fail the UTF-8 encoding of a send."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(value, separators=(",", ":"), default=_default)
+    return text
 
 
 def group_for(channel: str) -> str:

@@ -7,16 +7,15 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from sessions_app.models import Status
-from sessions_app.validation import Input
+from sessions_app.validation import Input, JsonObject, JsonValue, Text
 
 SessionStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
 TaskStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
-MAX_TEXT = 1024 * 1024
 
 
 class SessionIn(Input):
     name: str = Field(min_length=1, max_length=200)
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject() | None = None
     external_id: str | None = Field(None, min_length=1, max_length=200)
     status: SessionStatus = Status.PENDING.value
 
@@ -24,7 +23,7 @@ class SessionIn(Input):
 class SessionPatch(Input):
     name: str = Field(None, min_length=1, max_length=200)
     status: SessionStatus = None
-    metadata: dict[str, Any] = None
+    metadata: JsonObject() = None
 
 
 class SessionOut(Schema):
@@ -54,10 +53,10 @@ class TaskPatch(Input):
     name: str = Field(None, min_length=1, max_length=200)
     status: TaskStatus = None
     progress: float = Field(None, ge=0, le=100, allow_inf_nan=False)
-    message: str = Field(None, max_length=MAX_TEXT)
-    details: dict[str, Any] = None
-    result: Any = None
-    error: str = Field(None, max_length=MAX_TEXT)
+    message: Text() = None
+    details: JsonObject() = None
+    result: JsonValue("result") = None
+    error: Text() = None
     stale_after: int | None = Field(
         None, ge=1, le=10**7, description="seconds without a report before a running task fails"
     )
@@ -94,15 +93,15 @@ STEP_RE = r"^[a-z_]{1,32}$"
 class OutputIn(Input):
     """A chunk of streamed output, or a status step between chunks (not both)."""
 
-    chunk: str | None = Field(None, max_length=MAX_TEXT)
+    chunk: Text("chunk") | None = None
     final: bool = False
     status: str | None = Field(
         None,
         pattern=STEP_RE,
         description="a step: thinking, tool_calling, tool_completed, completed, or another word",
     )
-    message: str | None = Field(None, max_length=MAX_TEXT)
-    data: dict[str, Any] | None = None
+    message: Text() | None = None
+    data: JsonObject() | None = None
 
     @model_validator(mode="after")
     def chunk_or_step(self):

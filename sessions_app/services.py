@@ -19,6 +19,7 @@ from django.utils import timezone
 from sessions_app import alerts, events, stats
 from sessions_app.errors import Refused
 from sessions_app.models import TASK_STATUSES, TERMINAL, Session, Status, Task
+from sessions_app.validation import json_size
 
 
 class ServiceError(Refused):
@@ -32,6 +33,9 @@ UNSET: Any = object()
 # A status step's name, and how many of an attempt's steps a snapshot carries.
 STEP_RE = re.compile(r"^[a-z_]{1,32}$")
 MAX_STEPS = 200
+# Bytes of steps a snapshot carries at most (each step's data and message are
+# bounded where they come in; see validation.LIMITS).
+STEPS_BUDGET = 128 * 1024
 
 # True while a service function writes: the model signals then stay quiet,
 # because the service records its own events (no double publishing).
@@ -580,10 +584,15 @@ def latest_steps(session: Session, scan: int = 500) -> dict:
         .order_by("-id")
         .values_list("id", "ts", "task_id", "data")
     )
+    size = 0
     for seq, ts, task_id, data in rows:
         if str(task_id) not in found and "status" in data:
             step = {k: data.get(k) for k in ("status", "message", "data")}
-            found[str(task_id)] = {**step, "seq": seq, "ts": ts.isoformat()}
+            step = {**step, "seq": seq, "ts": ts.isoformat()}
+            size += json_size(step)
+            if size > STEPS_BUDGET and found:
+                break  # a snapshot frame has room for so much
+            found[str(task_id)] = step
     return found
 
 
@@ -593,7 +602,7 @@ def task_output(task: Task, limit_chars: int = 65536) -> dict:
 
     chunks = []
     steps = []
-    size = 0
+    size = steps_size = 0
     final = None
     rows = (
         Event.objects.filter(task_id=task.pk, kind="task.output", session_id=task.session_id)
@@ -606,8 +615,11 @@ def task_output(task: Task, limit_chars: int = 65536) -> dict:
         if size >= limit_chars and scanned > 2000:
             break  # enough text; older steps are in the event log
         if "status" in data and "chunk" not in data:
-            if len(steps) < MAX_STEPS:
+            if len(steps) < MAX_STEPS and steps_size <= STEPS_BUDGET:
                 step = {k: data.get(k) for k in ("status", "message", "data")}
+                steps_size += json_size(step)
+                if steps_size > STEPS_BUDGET and steps:
+                    continue  # the newest steps that fit in a frame
                 # `after`: characters of output that came after it, for placing it.
                 steps.append({**step, "seq": seq, "ts": ts.isoformat(), "after": size})
             continue
@@ -616,7 +628,7 @@ def task_output(task: Task, limit_chars: int = 65536) -> dict:
         if size < limit_chars:
             chunks.append(data.get("chunk", ""))
             size += len(chunks[-1])
-        elif len(steps) >= MAX_STEPS:
+        elif len(steps) >= MAX_STEPS or steps_size > STEPS_BUDGET:
             break
     text = "".join(reversed(chunks))[-limit_chars:]
     for step in steps:

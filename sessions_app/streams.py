@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import Count
 
-from sessions_app import access, events, stats
+from sessions_app import access, events, frames, stats
 from sessions_app.errors import Refused
 from sessions_app.models import Session, Task
 from sessions_app.services import latest_steps, task_output
@@ -180,13 +180,15 @@ def visible_session(user, ref: ChannelRef) -> Session:
 
 
 def listing(name: str, visible) -> dict:
-    """The newest items of a shared channel, with counts by status."""
+    """The newest items of a shared channel (as many as fit in a frame), with
+    counts by status; `truncated` when fewer than the newest 100 fit."""
     counts = dict(visible.order_by().values_list("status").annotate(n=Count("id")))
-    return {
-        name: [item.as_json() for item in visible.order_by("-id")[:SESSIONS_SNAPSHOT_SIZE]],
-        "counts": counts,
-        "total": sum(counts.values()),
-    }
+    newest = (item.as_json() for item in visible.order_by("-id")[:SESSIONS_SNAPSHOT_SIZE])
+    items, truncated = frames.fit(newest)
+    answer = {name: items, "counts": counts, "total": sum(counts.values())}
+    if truncated:
+        answer["truncated"] = True
+    return answer
 
 
 class SessionsStream(Stream):
@@ -215,11 +217,12 @@ class SessionStream(Stream):
         return visible_session_ids(user, ids)
 
     def snapshot(self, user, ref, obj, narrowing) -> dict:
-        return {
-            "session": obj.as_json(),
-            "tasks": [t.as_json() for t in obj.tasks.order_by("id")],
-            "latest_steps": latest_steps(obj),
-        }
+        tasks, truncated = frames.fit(t.as_json() for t in obj.tasks.order_by("id").iterator())
+        answer = {"session": obj.as_json(), "tasks": tasks, "latest_steps": latest_steps(obj)}
+        if truncated:
+            # The rest: GET /api/v1/tasks?session=<id>.
+            answer["tasks_truncated"] = True
+        return answer
 
 
 class TaskStream(Stream):

@@ -114,3 +114,135 @@ def test_replay_refuses_a_line_whose_time_or_text_the_database_cannot_keep():
     chunk = '{"event": "task.output", "session": "s", "task": "t", "data": {"chunk": "\\u0000"}}'
     with pytest.raises(eventfiles.ReplayError, match="line 1: data.chunk"):
         eventfiles.parse_lines(iter([chunk]))
+
+
+SURROGATE = '"\\udc00"'
+
+
+def read_stream(response) -> str:
+    from asgiref.sync import async_to_sync
+
+    async def collect():
+        return b"".join([part async for part in response.streaming_content])
+
+    return async_to_sync(collect)().decode()
+
+
+def test_lone_surrogates_are_400_naming_the_field_on_both_databases(api, session):
+    task = api.send("POST", f"sessions/{session['id']}/tasks", '{"name": "t"}')[1]
+    for method, path, raw, field in (
+        ("POST", "sessions", '{"name": ' + SURROGATE + "}", "name"),
+        ("POST", "sessions", '{"name": "n", "metadata": {"k": ' + SURROGATE + "}}", "metadata"),
+        ("PATCH", f"tasks/{task['id']}", '{"details": {"k": ' + SURROGATE + "}}", "details"),
+        ("PATCH", f"tasks/{task['id']}", '{"message": "a\\ud800b"}', "message"),
+        ("POST", f"tasks/{task['id']}/output", '{"chunk": ' + SURROGATE + "}", "chunk"),
+        (
+            "POST",
+            f"tasks/{task['id']}/output",
+            '{"status": "thinking", "data": {"k": ' + SURROGATE + "}}",
+            "data",
+        ),
+        (
+            "POST",
+            f"sessions/{session['id']}/logs",
+            '{"entries": [{"message": ' + SURROGATE + "}]}",
+            "entries.0.message",
+        ),
+        (
+            "POST",
+            f"sessions/{session['id']}/batch",
+            '{"logs": [{"message": ' + SURROGATE + "}]}",
+            "logs.0.message",
+        ),
+    ):
+        status, answer = api.send(method, path, raw)
+        assert status == 400 and field in answer["errors"], (path, raw, answer)
+    # Nothing was stored, and every read still works.
+    assert api.get(f"tasks/{task['id']}")[1]["details"] == {}
+    assert api.get(f"sessions/{session['id']}/logs")[1]["entries"] == []
+    assert api.get("events")[0] == 200
+
+
+def test_values_too_large_for_a_frame_are_400_naming_the_field(api, session):
+    task = api.send("POST", f"sessions/{session['id']}/tasks", '{"name": "t"}')[1]
+    big = json.dumps("m" * 1_100_000)
+    for method, path, raw, field in (
+        ("POST", "sessions", '{"name": "n", "metadata": {"db": ' + big + "}}", "metadata"),
+        ("PATCH", f"tasks/{task['id']}", '{"details": {"k": ' + big + "}}", "details"),
+        ("PATCH", f"tasks/{task['id']}", '{"message": ' + big + "}", "message"),
+        ("PATCH", f"tasks/{task['id']}", '{"result": ' + big + "}", "result"),
+        ("POST", f"tasks/{task['id']}/output", '{"chunk": ' + big + "}", "chunk"),
+        (
+            "POST",
+            f"tasks/{task['id']}/output",
+            '{"status": "x", "data": {"k": ' + big + "}}",
+            "data",
+        ),
+        (
+            "POST",
+            f"sessions/{session['id']}/logs",
+            '{"entries": [{"message": "ok"}, {"message": ' + big + "}]}",
+            "entries.1.message",
+        ),
+    ):
+        status, answer = api.send(method, path, raw)
+        assert status == 400 and field in answer["errors"], (path, answer["errors"])
+    # Within the limits (64 KiB of metadata, 256 KiB a log line): stored.
+    status, _ = api.send(
+        "POST", "sessions", json.dumps({"name": "n", "metadata": {"k": "m" * 60_000}})
+    )
+    assert status == 201
+    line = {"message": "é" * 120_000}  # 240,000 bytes in UTF-8
+    assert (
+        api.send("POST", f"sessions/{session['id']}/logs", json.dumps({"entries": [line]}))[0]
+        == 201
+    )
+
+
+def test_times_without_an_offset_are_taken_as_utc_everywhere(api, session, admin_user):
+    from django.test import Client as Browser
+
+    from logs_app.models import LogEntry
+    from sessions_app import eventfiles
+
+    path = f"sessions/{session['id']}/logs"
+    body = {"entries": [{"message": "naive", "ts": "2026-11-21T10:00:00"}]}
+    status, answer = api.send("POST", path, json.dumps(body))
+    assert status == 201, answer
+    assert LogEntry.objects.get(message="naive").ts.isoformat() == "2026-11-21T10:00:00+00:00"
+    batch = {"logs": [{"message": "batched", "ts": "2026-11-21T11:00:00.5"}]}
+    status, answer = api.send("POST", f"sessions/{session['id']}/batch", json.dumps(batch))
+    assert status == 200, answer
+    for params, messages in (
+        ({"since": "2026-11-21T10:30:00"}, ["batched"]),
+        ({"until": "2026-11-21T10:30"}, ["naive"]),
+        ({"since": "2026-11-21", "until": "2026-11-22"}, ["naive", "batched"]),
+        ({"since": "2026-11-22"}, []),
+    ):
+        status, page = api.get(path, **params)
+        assert status == 200, (params, page)
+        assert [e["message"] for e in page["entries"]] == messages, params
+    browser = Browser()
+    browser.force_login(admin_user)
+    download = f"/sessions/{session['id']}/logs/download"
+    response = browser.get(download, {"since": "2026-11-21T10:30:00"})
+    assert response.status_code == 200
+    assert read_stream(response).count("\n") == 1
+    assert browser.get(download, {"since": "yesterday"}).status_code == 400
+    line = {
+        "event": "log.append",
+        "session": session["id"],
+        "data": {"entries": [{"message": "replayed", "ts": "2026-11-21T12:00:00"}]},
+    }
+    eventfiles.Replay(eventfiles.parse_lines(iter([json.dumps(line)])), speed=0).run()
+    assert LogEntry.objects.get(message="replayed").ts.isoformat() == "2026-11-21T12:00:00+00:00"
+
+
+def test_a_value_the_database_cannot_hold_is_answered_404_not_500(rf):
+    from django.db import DataError
+
+    from project.api import out_of_range
+
+    response = out_of_range(rf.get("/api/v1/sessions/1"), DataError("out of range"))
+    assert response.status_code == 404
+    assert json.loads(response.content) == {"detail": "not found: a value is out of range"}
