@@ -6,10 +6,11 @@ without reading the rest. A client still sending such a body then mostly sees
 the connection reset or a broken pipe, not the 413. So the senders here
 (`Reporter`, `LogHandler`) keep every request under a limit of their own
 (`max_body`, 4 MiB by default), and take a 413 *or* a body of more than
-`BodyLimit.FLOOR` bytes that was cut off as "too large": the limit is halved
-and what was held is sent again in smaller requests. The limit grows back on
-each success. When the server is really down this costs nothing but smaller
-requests once it is back.
+`BodyLimit.FLOOR` bytes that did not get through (no answer, a broken pipe, a
+reset) as "too large": the limit is halved
+and what was held is sent again at once, in smaller requests. The limit grows
+back as requests succeed (see `BodyLimit`). When the server was really down,
+this costs nothing but a few smaller requests once it is back.
 
 PostgreSQL cannot store NUL in text, and no database stores a lone surrogate
 (what `errors="surrogateescape"` decoding leaves): the server refuses a body
@@ -134,7 +135,9 @@ def refused_items(body: Any, part: str) -> dict[int, str]:
 
 class BodyLimit:
     """The largest request body to send now: `max_body` at most, less after a
-    body was too large for the server, growing back as requests succeed."""
+    body was too large for the server. It grows back as requests succeed, up
+    to half the smallest body answered 413 (that one is known too large), or
+    up to `max_body` after bodies were only cut off (that may be an outage)."""
 
     # A body this small is read whole by the server before it answers, so a
     # 413 for it arrives as a 413; a connection cut off under it is an outage.
@@ -146,11 +149,13 @@ class BodyLimit:
             raise ValueError(f"max_body must be at least {self.MINIMUM} bytes")
         self.max_body = max_body
         self.now = max_body
+        self.refused: int | None = None  # the smallest body answered 413
 
     def too_large(self, size: int) -> bool:
         """A body of `size` bytes got a 413: False when nothing smaller can go."""
         if size <= self.MINIMUM:
             return False
+        self.refused = min(size, self.refused or size)
         self.now = max(self.MINIMUM, min(self.now, size) // 2)
         return True
 
@@ -163,4 +168,5 @@ class BodyLimit:
         return True
 
     def fits(self) -> None:
-        self.now = min(self.max_body, self.now * 2)
+        most = self.max_body if self.refused is None else max(self.MINIMUM, self.refused // 2)
+        self.now = max(self.now, min(most, self.now * 2))
