@@ -14,7 +14,9 @@ LogHandler batches records in a background thread. It never blocks or
 raises into the job: when the server is slow or down it keeps lines in a
 bounded queue and retries with the same entry uids, so a retry stores
 nothing twice; close() flushes and returns within 10 s even when the server
-is down.
+is down. Requests stay under a body limit, text the database cannot store
+(NUL, lone surrogates) is replaced by U+FFFD, and lines the server refuses are
+dropped alone and said (switchboard_client.limits).
 
 `pip install ./client` also gives the `switchboard` command (run, tail, ls):
 see switchboard_client.cli.
