@@ -26,8 +26,10 @@ import re
 import uuid
 from typing import Any
 
-# The server's longest text field (a log message, an output chunk), in characters.
-MAX_TEXT = 1024 * 1024
+# The most a text field (a log message, an output chunk) may take, measured as
+# it is sent (JSON with all but ASCII escaped, never less than its UTF-8): the
+# server keeps a log line of 256 KiB and a chunk of 512 KiB in UTF-8.
+MAX_TEXT = 256 * 1024
 REPLACEMENT = "\ufffd"
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -51,13 +53,20 @@ def encoded_size(value: Any) -> int:
 
 def fitting(text: str, room: int) -> int:
     """How many characters of `text` fit in `room` bytes of JSON (at most MAX_TEXT)."""
-    count = min(len(text), room, MAX_TEXT)
+    room = min(room, MAX_TEXT)
+    count = min(len(text), room)
     while count > 0:
         size = encoded_size(text[:count]) - 2  # without the quotes
         if size <= room:
             return count
         count = min(count - 1, count * room // size)
     return 0
+
+
+def text_too_long(text: str) -> bool:
+    # An escaped character takes at most 12 bytes (a surrogate pair), so a
+    # short text needs no measuring.
+    return len(text) * 12 > MAX_TEXT and encoded_size(text) - 2 > MAX_TEXT
 
 
 def split_text(item: dict, key: str, room: int) -> tuple[dict, dict] | None:
@@ -92,7 +101,7 @@ def take(
         item = items[count]
         size = encoded_size(item) + 2
         text = item.get(key) if key else None
-        if size <= room and not (isinstance(text, str) and len(text) > MAX_TEXT):
+        if size <= room and not (isinstance(text, str) and text_too_long(text)):
             count += 1
             room -= size
             continue
