@@ -14,7 +14,9 @@ LogHandler batches records in a background thread. It never blocks or
 raises into the job: when the server is slow or down it keeps lines in a
 bounded queue and retries with the same entry uids, so a retry stores
 nothing twice; close() flushes and returns within 10 s even when the server
-is down.
+is down. Requests stay under a body limit, text the database cannot store
+(NUL, lone surrogates) is replaced by U+FFFD, and lines the server refuses are
+dropped alone and said (switchboard_client.limits).
 
 `pip install ./client` also gives the `switchboard` command (run, tail, ls):
 see switchboard_client.cli.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 import urllib.error
@@ -34,6 +37,14 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
+
+from switchboard_client.limits import (
+    BodyLimit,
+    encoded_size,
+    refused_items,
+    storable,
+    take,
+)
 
 __all__ = ["Client", "LogHandler", "Reporter", "SwitchboardError"]
 __version__ = "1.0.0"
@@ -211,6 +222,14 @@ class Client:
         return self.request("GET", "events", params={"channel": channel, "since": since, **params})
 
 
+# How a Reporter's or LogHandler's sending went: what to do next.
+_NOTHING, _SENT, _MORE, _AGAIN, _FAILED = range(5)
+
+REFUSED = "refused by the server and dropped"
+TOO_LARGE = "too large to send and dropped"
+UNSENT = "not sent: the server did not take them before close"
+
+
 class Reporter:
     """A chatty worker's reports, coalesced into a few requests a second.
 
@@ -228,17 +247,38 @@ class Reporter:
     lines carry uids, so a retry stores none twice (an output chunk may repeat
     if an answer is lost after the server stored it). `close()` sends the rest
     and returns within `timeout` seconds.
+
+    A request body stays under `max_body` bytes (4 MiB), and under less after
+    the server found one too large (see `switchboard_client.limits`): what is
+    held goes in as many requests as it takes, one after the other, and an
+    output chunk or log line too long for one is cut in parts. NUL and lone
+    surrogates in text become U+FFFD before they are held. When the server
+    refuses items (a 400 naming them, as `logs.3.level`), only those are
+    dropped and the rest is sent again. Nothing is dropped without a word:
+    `losses()` says what was lost and why, counted by kind, and each loss the
+    server can still hear of is an ERROR line in the session's log.
     """
 
     MAX_CHUNK = 256 * 1024
     MAX_PENDING = 10000
+    MAX_BODY = 4 * 1024 * 1024
+    MOST = {"tasks": 1000, "output": 1000, "logs": 10000}  # the batch endpoint's bounds
 
-    def __init__(self, client: Client, session_id, interval: float = 0.2) -> None:
+    def __init__(
+        self, client: Client, session_id, interval: float = 0.2, max_body: int = MAX_BODY
+    ) -> None:
         self.client = client
         self.session_id = session_id
         self.interval = interval
+        self.limit = BodyLimit(max_body)
         self.errors: list[str] = []
-        self.dropped = 0
+        self.sent = 0  # requests the server took
+        self.dropped = 0  # items dropped while MAX_PENDING waited
+        self.lost: dict[tuple[str, str], int] = {}  # (what, how): count
+        self._why: dict[tuple[str, str], str] = {}
+        self._notices: set[str] = set()  # uids of our own lines about losses
+        self._dropped_said = 0
+        self._left = False
         self._lock = threading.Lock()
         self._reports: dict[str, dict] = {}
         self._output: list[dict] = []
@@ -257,6 +297,7 @@ class Reporter:
     def report(self, task_id, **fields) -> None:
         """Any task fields (status, progress, message, details, result, error);
         of several reports before a send, each field's latest value goes."""
+        fields = storable(fields)
         with self._lock:
             self._reports.setdefault(str(task_id), {}).update(fields)
 
@@ -266,6 +307,7 @@ class Reporter:
         self.report(task_id, progress=progress, **fields)
 
     def output(self, task_id, chunk: str, final: bool = False) -> None:
+        chunk = storable(chunk)
         with self._lock:
             last = self._output[-1] if self._output else None
             if (
@@ -284,6 +326,7 @@ class Reporter:
         step: dict[str, Any] = {"task_id": str(task_id), "status": status, "data": data}
         if message is not None:
             step["message"] = message
+        step = storable(step)
         with self._lock:
             self._add(self._output, step)
 
@@ -298,70 +341,195 @@ class Reporter:
             entry["task_id"] = str(task_id)
         if extra:
             entry["extra"] = extra
+        entry = storable(entry)
         with self._lock:
             self._add(self._logs, entry)
 
+    def losses(self) -> list[str]:
+        """What was lost, one sentence for each kind of loss, with counts."""
+        with self._lock:
+            said = []
+            for (what, how), count in self.lost.items():
+                why = self._why.get((what, how))
+                said.append(f"{how}: {count} {what}" + (f" ({why})" if why else ""))
+            return said
+
     def _add(self, items: list, item: dict) -> None:
         if len(items) >= self.MAX_PENDING:
-            items.pop(0)
+            self._count("logs" if items is self._logs else "output", [items.pop(0)], self._full)
             self.dropped += 1
         items.append(item)
+
+    @property
+    def _full(self) -> str:
+        return f"dropped while more than {self.MAX_PENDING} waited to be sent"
+
+    def _count(self, part: str, items: list[dict], how: str, why: str | None = None) -> dict:
+        """Count items lost (under the lock); our own notices do not count."""
+        counts: dict[str, int] = {}
+        for item in items:
+            if item.get("uid") in self._notices:
+                continue
+            if part == "tasks":
+                what = "task reports"
+            elif part == "logs":
+                what = "log lines"
+            else:
+                what = "output chunks" if "chunk" in item else "steps"
+            counts[what] = counts.get(what, 0) + 1
+        for what, count in counts.items():
+            self.lost[what, how] = self.lost.get((what, how), 0) + count
+            if why:
+                self._why.setdefault((what, how), why[:300])
+        return counts
+
+    def _lose(self, part: str, items: list[dict], how: str, why: str | None = None) -> None:
+        """Drop items (under the lock): counted, and said in the session's log."""
+        for what, count in self._count(part, items, how, why).items():
+            self._notice(f"switchboard: {how}: {count} {what}" + (f" ({why})" if why else ""))
+
+    def _notice(self, message: str) -> None:
+        entry = {
+            "uid": uuid.uuid4().hex,
+            "ts": datetime.now(timezone.utc).isoformat(),
+            "level": "ERROR",
+            "logger": "switchboard",
+            "message": storable(message),
+        }
+        self._notices.add(entry["uid"])
+        self._logs.append(entry)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Send what came now; True when nothing is left."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._send() and self._idle():
-                return True
+        while True:
+            outcome = self._send()
             if self._idle():
                 return True
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-        return self._idle()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if outcome == _FAILED:
+                time.sleep(min(0.5, left))
+            elif outcome == _NOTHING:  # the thread is sending
+                time.sleep(min(0.02, left))
 
     def close(self, timeout: float = 10.0) -> None:
+        """Send the rest, within `timeout` s; what is left then is counted as lost."""
         self._closed.set()
         self._thread.join(timeout=1)
         self.flush(timeout=timeout)
+        with self._lock:
+            if not self._sending:
+                self._count("tasks", [{} for _ in self._reports], UNSENT)
+                self._count("output", self._output, UNSENT)
+                self._count("logs", self._logs, UNSENT)
+                self._reports, self._output, self._logs = {}, [], []
 
     def _idle(self) -> bool:
         with self._lock:
             return not (self._reports or self._output or self._logs or self._sending)
 
     def _run(self) -> None:
-        backoff = self.interval
-        while not self._closed.wait(backoff):
-            backoff = self.interval if self._send() is not False else min(backoff * 2, 10.0)
+        pause = self.interval
+        while not self._closed.wait(pause):
+            outcome = self._send()
+            if outcome == _FAILED:
+                pause = min(max(pause, self.interval) * 2, 10.0)
+            elif outcome in (_MORE, _AGAIN):
+                pause = 0  # what waits did not fit in one request: on with it
+            else:
+                pause = self.interval
 
-    def _send(self) -> bool | None:
-        """One batch: True sent, False failed (kept for later), None nothing to send."""
+    def _take(self) -> dict[str, list[dict]]:
+        """The next request's items (under the lock), its body under the limit."""
+        if self.dropped > self._dropped_said:
+            self._notice(f"switchboard: {self._full}: {self.dropped - self._dropped_said} items")
+            self._dropped_said = self.dropped
+        room = self.limit.now - 64
+        batch: dict[str, list[dict]] = {}
+        reports = [{"id": task_id, **fields} for task_id, fields in self._reports.items()]
+        for part, items in (("tasks", reports), ("output", self._output), ("logs", self._logs)):
+            key = {"output": "chunk", "logs": "message"}.get(part)
+            alone = not any(batch.values())
+            count, dropped = take(
+                items, room, self.MOST[part], key, alone, self.limit.max_body, part == "output"
+            )
+            batch[part] = items[:count]
+            del items[:count]
+            room -= sum(encoded_size(item) + 2 for item in batch[part])
+            if dropped:
+                self._lose(part, dropped, TOO_LARGE, f"over {self.limit.max_body} bytes")
+        self._reports = {report.pop("id"): report for report in reports}
+        self._left = bool(self._reports or self._output or self._logs)
+        return batch
+
+    def _keep(self, batch: dict[str, list[dict]]) -> None:
+        """Put a batch back in front, older first, for the next try (under the lock)."""
+        for report in batch["tasks"]:
+            fields = {k: v for k, v in report.items() if k != "id"}
+            self._reports[report["id"]] = {**fields, **self._reports.get(report["id"], {})}
+        self._output[:0] = batch["output"]
+        self._logs[:0] = batch["logs"]
+
+    def _send(self) -> int:
+        """One request: _SENT, _MORE (more is waiting), _AGAIN (try again at
+        once: smaller, or without what the server refused), _FAILED (kept for
+        later), _NOTHING (nothing to send, or the other thread is sending)."""
         with self._lock:
             if self._sending or not (self._reports or self._output or self._logs):
-                return None
+                return _NOTHING
             self._sending = True
-            reports, self._reports = self._reports, {}
-            output, self._output = self._output, []
-            logs, self._logs = self._logs, []
-        body = {
-            "tasks": [{"id": task_id, **fields} for task_id, fields in reports.items()],
-            "output": output,
-            "logs": logs,
-        }
+            batch = self._take()
         try:
-            self.client.request("POST", f"sessions/{self.session_id}/batch", body)
-            return True
-        except SwitchboardError as error:
-            if error.status in (0, 408, 429) or error.status >= 500:
-                with self._lock:  # keep it, older first, for the next try
-                    for task_id, fields in reports.items():
-                        self._reports[task_id] = {**fields, **self._reports.get(task_id, {})}
-                    self._output[:0] = output
-                    self._logs[:0] = logs
-            else:
-                self.errors.append(str(error))
-            return False
+            if not any(batch.values()):
+                return _AGAIN
+            body = {"tasks": batch["tasks"], "output": batch["output"], "logs": batch["logs"]}
+            size = encoded_size(body)
+            try:
+                self.client.request("POST", f"sessions/{self.session_id}/batch", body)
+            except SwitchboardError as error:
+                with self._lock:
+                    return self._failed(batch, size, error)
+            self.limit.fits()
+            self.sent += 1
+            return _MORE if self._left else _SENT
         finally:
             with self._lock:
                 self._sending = False
+
+    def _failed(self, batch: dict[str, list[dict]], size: int, error: SwitchboardError) -> int:
+        """What to do with a batch the server did not take (under the lock)."""
+        status = error.status
+        if status == 413:
+            items = [item for part in batch.values() for item in part]
+            text = (items[0].get("chunk") or items[0].get("message")) if len(items) == 1 else None
+            if (len(items) > 1 or (text and len(text) > 1)) and self.limit.too_large(size):
+                self._keep(batch)
+                return _AGAIN
+            for part, items in batch.items():
+                self._lose(part, items, TOO_LARGE, str(error))
+            return _AGAIN
+        if status in (0, 408, 429) or status >= 500:
+            self._keep(batch)
+            # An early 413 reads as a cut connection: a smaller body goes at once.
+            return _AGAIN if status == 0 and self.limit.cut_off(size) else _FAILED
+        named = {part: refused_items(error.body, part) for part in batch}
+        if not any(index < len(batch[part]) for part, found in named.items() for index in found):
+            # No item named: the request itself was refused (the session is
+            # gone, the token revoked). Retrying cannot help.
+            self.errors.append(str(error))
+            for part, items in batch.items():
+                self._lose(part, items, REFUSED, str(error))
+            return _FAILED
+        # All or nothing: nothing was stored. Drop what was named, send the rest.
+        for part, found in named.items():
+            refused = [item for index, item in enumerate(batch[part]) if index in found]
+            if refused:
+                self._lose(part, refused, REFUSED, "; ".join(found.values()))
+            batch[part] = [item for index, item in enumerate(batch[part]) if index not in found]
+        self._keep(batch)
+        return _AGAIN
 
 
 # What every LogRecord has; anything else on a record came from `extra=`.
@@ -400,11 +568,18 @@ def _entry(record: logging.LogRecord, message: str, task_id) -> dict:
     extra = _extra(record)
     if extra:
         entry["extra"] = extra
-    return entry
+    return storable(entry)
 
 
 class LogHandler(logging.Handler):
-    """A logging.Handler that ships records to a session in batches, in the background."""
+    """A logging.Handler that ships records to a session in batches, in the background.
+
+    Requests stay under `max_body` bytes, as the Reporter's do; a message too
+    long for one is cut in parts. Lines the server refuses (a 400 naming
+    them, as `entries.3.level`) are dropped and the rest sent again; lines
+    dropped for any reason are counted, said in the session's log by a
+    WARNING line, and, at close(), once for each kind of loss on stderr.
+    """
 
     def __init__(
         self,
@@ -417,6 +592,7 @@ class LogHandler(logging.Handler):
         interval: float = 0.5,
         capacity: int = 100_000,
         timeout: float = 5.0,
+        max_body: int = Reporter.MAX_BODY,
         level: int = logging.NOTSET,
     ) -> None:
         super().__init__(level)
@@ -430,6 +606,10 @@ class LogHandler(logging.Handler):
         self.dropped = 0
         self.sent = 0
         self.failures = 0
+        self.limit = BodyLimit(max_body)
+        self.lost: dict[str, int] = {}  # how: lines, since the start
+        self._notes: list[str] = []  # what to say in the log about lines dropped
+        self._notices: set[str] = set()  # uids of those lines
         self._pending: list[dict] = []
         self._moving = threading.Lock()
         self._stop = threading.Event()
@@ -474,7 +654,17 @@ class LogHandler(logging.Handler):
             self._deadline = time.monotonic() + 9.0
             self._stop.set()
             self._thread.join(timeout=9.5)
+            with self._moving:
+                unsent = self.queue.qsize() + len(self._pending)
+            if unsent:
+                self._lose(unsent, UNSENT)
+            for how, count in self.lost.items():
+                print(f"switchboard_client: {how}: {count} log lines", file=sys.stderr)
         super().close()
+
+    def _lose(self, count: int, how: str, why: str | None = None) -> None:
+        self.lost[how] = self.lost.get(how, 0) + count
+        self._notes.append(f"{how}: {count} log lines" + (f" ({why[:300]})" if why else ""))
 
     # The sender thread.
 
@@ -502,38 +692,79 @@ class LogHandler(logging.Handler):
                     self._pending.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            if self.dropped and len(self._pending) < self.batch_size:
+            if self.dropped:
                 dropped, self.dropped = self.dropped, 0
+                self._lose(dropped, "dropped: the queue was full while the server was away")
+            while self._notes and len(self._pending) < self.batch_size:
                 note = logging.LogRecord(
                     "switchboard_client",
                     logging.WARNING,
                     __file__,
                     0,
-                    "%d log lines were dropped: the queue was full while the server was away",
-                    (dropped,),
+                    "switchboard: %s",
+                    (self._notes.pop(0),),
                     None,
                 )
-                self._pending.append(_entry(note, note.getMessage(), self.task_id))
+                entry = _entry(note, note.getMessage(), self.task_id)
+                self._notices.add(entry["uid"])
+                self._pending.append(entry)
 
     def _send(self) -> bool:
+        """Send lines from the front of the pending ones: False when they are
+        kept for a later try, after a wait."""
         timeout = self.client.timeout
         if self._deadline is not None:
             timeout = max(0.1, min(timeout, self._deadline - time.monotonic()))
+        with self._moving:
+            room = self.limit.now - 32
+            count, dropped = take(self._pending, room, 10000, "message", True, self.limit.max_body)
+            entries = self._pending[:count]
+        if dropped:
+            self._lose(len(dropped), TOO_LARGE, f"over {self.limit.max_body} bytes")
+        if not entries:
+            return True
+        size = encoded_size({"entries": entries})
         try:
-            self.client.log(self.session_id, self._pending, timeout=timeout)
+            self.client.log(self.session_id, entries, timeout=timeout)
         except SwitchboardError as error:
             self.failures += 1
-            if 400 <= error.status < 500 and error.status not in (408, 429):
-                # The server refused the batch itself; retrying cannot help.
-                self._pending = []
-                return True
-            return False
+            return self._failed(entries, size, error)
         except Exception:
             self.failures += 1
             return False
-        self.sent += len(self._pending)
-        self._pending = []
+        self.sent += len(entries)
+        self.limit.fits()
+        with self._moving:
+            del self._pending[: len(entries)]
         return True
+
+    def _failed(self, entries: list[dict], size: int, error: SwitchboardError) -> bool:
+        if error.status == 413:
+            splittable = len(entries) > 1 or len(entries[0]["message"]) > 1
+            if splittable and self.limit.too_large(size):
+                return True  # smaller, at once
+            self._drop(range(len(entries)), TOO_LARGE, str(error))
+            return True
+        if error.status in (0, 408, 429) or error.status >= 500:
+            return error.status == 0 and self.limit.cut_off(size)
+        named = {
+            i: why for i, why in refused_items(error.body, "entries").items() if i < len(entries)
+        }
+        if named:
+            # All or nothing: none was stored. Drop what was named, send the rest.
+            self._drop(named, REFUSED, "; ".join(named.values()))
+        else:  # the request itself was refused; retrying cannot help
+            self._drop(range(len(entries)), REFUSED, str(error))
+        return True
+
+    def _drop(self, indexes, how: str, why: str) -> None:
+        """Drop these of the pending lines, and say so."""
+        indexes = set(indexes)
+        with self._moving:
+            ours = sum(1 for i in indexes if self._pending[i]["uid"] in self._notices)
+            self._pending = [e for i, e in enumerate(self._pending) if i not in indexes]
+        if len(indexes) > ours:  # a note about notes lost would never end
+            self._lose(len(indexes) - ours, how, why)
 
     def _wait(self, seconds: float) -> None:
         if self._deadline is not None:

@@ -16,6 +16,15 @@ others are INFO). Both are also passed through to this terminal. The task is
 otherwise; `run` exits with the command's status (128 + N for a signal N).
 When someone cancels the task, the command gets SIGTERM (SIGKILL 10 s later),
 the task ends `cancelled`, and `run` exits 130.
+
+Output is never lost without a word. Requests stay under `--max-body` bytes
+(4 MiB; less if the server finds one too large), so a burst or what piled up
+while the server was away goes in as many requests as it takes; NUL bytes and
+undecodable bytes become U+FFFD. Lines or output that are lost all the same
+(refused by the server, held past the bound while it was away, not taken
+before the end) are said on stderr, once for each kind with counts, and in
+the session's log as ERROR lines; the task's end is still reported, and `run`
+then exits with the command's status if that is not 0, else 74 (EX_IOERR).
 """
 
 from __future__ import annotations
@@ -34,9 +43,11 @@ import time
 import urllib.parse
 
 from switchboard_client import Client, Reporter, SwitchboardError
+from switchboard_client.limits import BodyLimit
 from switchboard_client.websocket import HandshakeRefused, WebSocket, WebSocketClosed
 
 CANCELLED_EXIT = 130
+LOST_EXIT = 74  # sysexits.h EX_IOERR: the command succeeded, some of its output was lost
 LEVEL_WORD = re.compile(r"\b(DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\b")
 LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
@@ -95,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--session", metavar="NAME", help="a new session of this name")
     where.add_argument("--session-id", metavar="ID", help="an existing session, by id")
     run.add_argument("--task", metavar="NAME", help="the task's name (default: the command)")
+    run.add_argument(
+        "--max-body",
+        metavar="BYTES",
+        type=int,
+        default=Reporter.MAX_BODY,
+        help=f"the largest request body to send (default {Reporter.MAX_BODY})",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     run.set_defaults(handler=run_command)
 
@@ -123,6 +141,8 @@ def run_command(client: Client, args) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise Usage("run needs a command after --, e.g. switchboard run --session x -- make")
+    if args.max_body < BodyLimit.MINIMUM:
+        raise Usage(f"--max-body must be at least {BodyLimit.MINIMUM} bytes")
     task_name = (args.task or shlex.join(cmd))[:200]
     if args.session_id:
         session = client.get_session(args.session_id)
@@ -142,19 +162,21 @@ def run_command(client: Client, args) -> int:
             client.update_session(session["id"], status="failed")
         return 127 if isinstance(error, FileNotFoundError) else 126
     client.update_task(task["id"], status="running", message=f"pid {child.pid}")
-    run = Run(client, session, task, child)
+    run = Run(client, session, task, child, args.max_body)
     return run.wait(own_session)
 
 
 class Run:
     """One command running as a task: pipes to the server, cancel from it."""
 
-    def __init__(self, client: Client, session: dict, task: dict, child) -> None:
+    def __init__(
+        self, client: Client, session: dict, task: dict, child, max_body: int = Reporter.MAX_BODY
+    ) -> None:
         self.client = client
         self.session = session
         self.task_id = task["id"]
         self.child = child
-        self.reporter = Reporter(client, session["id"])
+        self.reporter = Reporter(client, session["id"], max_body=max_body)
         self.cancelled = threading.Event()
         self.done = threading.Event()
         self.readers = [
@@ -241,7 +263,13 @@ class Run:
             for signum, handler in forward.items():
                 signal.signal(signum, handler)
         self.reporter.output(self.task_id, "", final=True)
-        self.reporter.close()
+        # The command has ended: wait for the rest as long as the server takes
+        # some of it, and 10 s more once it takes nothing.
+        while True:
+            sent = self.reporter.sent
+            if self.reporter.flush(10) or self.reporter.sent == sent:
+                break
+        self.reporter.close(timeout=1)
         status, fields = self.outcome(code)
         for attempt in range(5):
             try:
@@ -256,10 +284,13 @@ class Run:
                 time.sleep(min(2**attempt, 10))
         else:
             print("switchboard: the server did not take the task's outcome", file=sys.stderr)
-        if self.reporter.errors:
-            print(f"switchboard: {self.reporter.errors[-1]}", file=sys.stderr)
+        losses = self.reporter.losses()
+        for loss in losses:
+            print(f"switchboard: {loss}", file=sys.stderr)
         if self.cancelled.is_set():
             return CANCELLED_EXIT
+        if code == 0 and losses:
+            return LOST_EXIT
         return code if code >= 0 else 128 - code
 
     def outcome(self, code: int) -> tuple[str, dict]:

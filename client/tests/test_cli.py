@@ -233,3 +233,88 @@ def test_tail_no_follow_with_a_keyword(switchboard, live, admin_token):
     assert done.returncode == 0, done.stderr
     messages = [line.split("INFO     ", 1)[1] for line in done.stdout.decode().splitlines()]
     assert messages == ["a timeout here", "TIMEOUT again"]
+
+
+def test_run_sends_a_burst_past_the_servers_body_limit_in_full_and_in_order(
+    switchboard, fresh_server, admin_token
+):
+    # The server takes bodies of 64 KiB; the client starts at its 4 MiB and
+    # learns from the server's early 413 (or the cut connection it makes).
+    srv = fresh_server(SWITCHBOARD_MAX_BODY_BYTES="65536")
+    script = (
+        "import sys\n"
+        "out = ''.join(f'out {n} ' + 'x' * 40 + '\\n' for n in range(100000))\n"
+        "sys.stdout.write(out)\n"
+        "sys.stderr.write(''.join(f'err {n}\\n' for n in range(3000)))\n"
+    )
+    done = run_cli(switchboard, srv, admin_token,
+                   "run", "--session", "burst", "--", sys.executable, "-c", script)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert b"switchboard:" not in done.stderr
+    task = Task.objects.get(session__name="burst")
+    assert task.status == "completed"
+    expected = "".join(f"out {n} " + "x" * 40 + "\n" for n in range(100000))
+    assert len(expected) > 4 * 1024 * 1024  # past the client's own limit, too
+    assert output_of(task) == expected
+    chunks = list(Event.objects.filter(task_id=task.pk, kind="task.output").order_by("id"))
+    assert chunks[-1].data["final"] is True
+    messages = list(
+        LogEntry.objects.filter(session=task.session)
+        .order_by("id")
+        .values_list("message", flat=True)
+    )
+    assert messages == [f"err {n}" for n in range(3000)]
+
+
+def test_run_stores_lines_with_nul_bytes_marked(switchboard, live, admin_token):
+    script = "printf 'a\\000b\\n'; printf 'err\\000or\\n' >&2; printf 'fine\\n' >&2; exit 4"
+    done = run_cli(switchboard, live, admin_token,
+                   "run", "--session", "nul", "--", "sh", "-c", script)  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert done.stdout == b"a\x00b\n"  # the terminal gets the bytes as they came
+    assert b"switchboard:" not in done.stderr
+    task = Task.objects.get(session__name="nul")
+    assert output_of(task) == "a\ufffdb\n"
+    messages = LogEntry.objects.filter(session=task.session).order_by("id")
+    assert list(messages.values_list("message", flat=True)) == ["err\ufffdor", "fine"]
+
+
+def test_run_says_what_the_server_refused_and_exits_non_zero(switchboard, live, admin_token):
+    """The task is deleted while its command runs: what the command prints
+    next names no task of the session and is refused; it is said, not lost
+    without a word."""
+    api = live.client(admin_token)
+    session = api.create_session("deleted under it")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(SWITCHBOARD_URL=live.url, SWITCHBOARD_TOKEN=admin_token)
+    script = 'echo before; while [ ! -e "$0" ]; do sleep 0.05; done; echo after; echo late >&2'
+    go = Path(live.log).with_suffix(".go")
+    go.unlink(missing_ok=True)
+    child = subprocess.Popen(
+        [switchboard, "run", "--session-id", session["id"], "--", "sh", "-c", script, str(go)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        task = wait_for(
+            lambda: Task.objects.filter(session_id=session["id"], status="running").first(),
+            what="the task to run",
+        )
+        wait_for(lambda: output_of(task) == "before\n", what="the first line")
+        task.delete()
+        go.touch()
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+        go.unlink(missing_ok=True)
+    assert child.returncode == 74, err
+    said = err.decode()
+    assert "switchboard: refused by the server and dropped: 1 output chunks" in said
+    assert "switchboard: refused by the server and dropped: 1 log lines" in said
+    assert "no such task in this session" in said
+    notices = LogEntry.objects.filter(session_id=session["id"], level=40).order_by("id")
+    assert [n.message.split(" (")[0] for n in notices] == [
+        "switchboard: refused by the server and dropped: 1 output chunks",
+        "switchboard: refused by the server and dropped: 1 log lines",
+    ]
+    assert not LogEntry.objects.filter(message="late").exists()
