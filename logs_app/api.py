@@ -50,12 +50,8 @@ class LogQuery(Clean):
     level: str | None = Field(None, description="minimum level, by name or number")
     task: str | None = Field(None, description="only lines of this task")
     q: str | None = Field(None, description="text in the message (any case)")
-    since: Instant | None = Field(
-        None, description="lines at or after this time (UTC if naive)"
-    )
-    until: Instant | None = Field(
-        None, description="lines at or before this time (UTC if naive)"
-    )
+    since: Instant | None = Field(None, description="lines at or after this time (UTC if naive)")
+    until: Instant | None = Field(None, description="lines at or before this time (UTC if naive)")
     limit: int | None = Field(None, ge=1, le=10000, description="default 100")
     before: int | None = Field(
         None, ge=1, le=2**62, description="page back: lines older than this id"

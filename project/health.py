@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -30,7 +30,7 @@ from sessions_app.models import ApiToken, Session, Task
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request):
     return JsonResponse({"status": "ok"})
 
@@ -79,7 +79,7 @@ def layer_answers() -> str | None:
 
 
 @never_cache
-@require_GET
+@require_safe
 def readyz(request):
     problems = [p for p in (database_answers(), layer_answers()) if p]
     if problems:
@@ -186,7 +186,7 @@ def _allowed(request) -> HttpResponse | None:
 
 
 @never_cache
-@require_GET
+@require_safe
 def metrics(request):
     refused = _allowed(request)
     if refused is not None:

@@ -53,13 +53,28 @@ def trusted_origin(origin: str) -> bool:
     return False
 
 
-def origin_allowed(headers: list[tuple[bytes, bytes]], required: bool = False) -> bool:
+def request_scheme(scope) -> str:
+    """ "https" or "http": what the page that opened this socket was served
+    over, as Django's request.is_secure() decides it (SECURE_PROXY_SSL_HEADER
+    behind a proxy, with DJANGO_HTTPS on)."""
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    if proxy:
+        name = proxy[0].removeprefix("HTTP_").lower().replace("_", "-").encode()
+        if _header(scope.get("headers", []), name) == proxy[1]:
+            return "https"
+    return "https" if scope.get("scheme") in ("wss", "https") else "http"
+
+
+def origin_allowed(
+    headers: list[tuple[bytes, bytes]], required: bool = False, scheme: str = "http"
+) -> bool:
     """The handshake's Origin is this server's own or a trusted one.
 
-    Its own: the host and port the request was sent to (the Host header), as
-    Django's CSRF check reads it, and a host in ALLOWED_HOSTS. A page served by
-    another port of the same host is another origin, although the browser sends
-    it the same cookies. No Origin passes unless `required` (browsers).
+    Its own: the scheme, host and port the request was sent to (`scheme`, the
+    Host header), as Django's CSRF check reads them, and a host in
+    ALLOWED_HOSTS. A page served by another port of the same host, or over the
+    other scheme, is another origin, although the browser sends it the same
+    cookies. No Origin passes unless `required` (browsers).
     """
     origin = _header(headers, b"origin")
     if origin is None:
@@ -74,7 +89,8 @@ def origin_allowed(headers: list[tuple[bytes, bytes]], required: bool = False) -
     if settings.USE_X_FORWARDED_HOST and _header(headers, b"x-forwarded-host"):
         # As Django reads it: the proxy's header, its first value.
         host = _header(headers, b"x-forwarded-host").split(",")[0].strip()
-    return bool(host) and parsed.netloc.lower() == host.lower() or trusted_origin(origin)
+    own = bool(host) and parsed.netloc.lower() == host.lower() and parsed.scheme == scheme
+    return own or trusted_origin(origin)
 
 
 class IdentityMiddleware:
@@ -87,12 +103,13 @@ class IdentityMiddleware:
     async def __call__(self, scope, receive, send):
         headers = scope.get("headers", [])
         token = bearer_token(headers)
+        scheme = request_scheme(scope)
         if token is None:
-            if not origin_allowed(headers, required=True):
+            if not origin_allowed(headers, required=True, scheme=scheme):
                 return await WebsocketDenier()(scope, receive, send)
             return await self.cookie_app(dict(scope, auth="cookie"), receive, send)
         user = None
-        if token and origin_allowed(headers):
+        if token and origin_allowed(headers, scheme=scheme):
             user = await database_sync_to_async(ApiToken.authenticate)(token)
         if user is None:
             return await WebsocketDenier()(scope, receive, send)

@@ -96,17 +96,25 @@ class Subscription:
         self.consumer.catch_up_later(self)
 
 
+SEQ_MAX = 2**63 - 1
+
+
 def parse_seq(value, name: str) -> int | None:
+    """A whole number from 0 to 2^63 - 1 (a JSON number, or its digits as a
+    string); None when absent. 1.5 is refused, not rounded."""
     if value is None:
         return None
+    wrong = Refused(f"{name} must be a whole number from 0 to {SEQ_MAX}", field=name)
     if isinstance(value, bool):
-        raise Refused(f"{name} must be a whole number ≥ 0", field=name)
-    if isinstance(value, str) and value.isdigit():
+        raise wrong
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit() and len(value) <= 19):
+            raise wrong
         value = int(value)
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         value = int(value)
-    if not isinstance(value, int) or value < 0:
-        raise Refused(f"{name} must be a whole number ≥ 0", field=name)
+    if not isinstance(value, int) or not 0 <= value <= SEQ_MAX:
+        raise wrong
     return value
 
 

@@ -125,8 +125,22 @@ def test_a_socket_origin_may_name_the_forwarded_host_only_when_that_is_trusted(s
         (b"x-forwarded-host", b"ops.example.com, proxy.internal"),
     ]
     settings.USE_X_FORWARDED_HOST = False
-    assert origin_allowed(headers, required=True) is False
+    assert origin_allowed(headers, required=True, scheme="https") is False
     settings.USE_X_FORWARDED_HOST = True
-    assert origin_allowed(headers, required=True) is True
+    assert origin_allowed(headers, required=True, scheme="https") is True
+    # The same host over the other scheme is another origin.
+    assert origin_allowed(headers, required=True, scheme="http") is False
     forged = [(b"host", b"127.0.0.1:8001"), (b"origin", b"https://evil.example")]
-    assert origin_allowed(forged + headers[2:], required=True) is False
+    assert origin_allowed(forged + headers[2:], required=True, scheme="https") is False
+
+
+def test_the_page_scheme_comes_from_the_trusted_proxy_header_only(settings):
+    from sessions_app.auth import request_scheme
+
+    forwarded = {"headers": [(b"x-forwarded-proto", b"https")]}
+    settings.SECURE_PROXY_SSL_HEADER = None
+    assert request_scheme(forwarded) == "http"
+    assert request_scheme({"scheme": "wss", "headers": []}) == "https"
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert request_scheme(forwarded) == "https"
+    assert request_scheme({"headers": []}) == "http"

@@ -34,6 +34,14 @@ def test_healthz_and_readyz_answer_without_identity(live):
     assert (status, json.loads(body)) == (200, {"status": "ok"})
 
 
+def test_health_checks_answer_head_as_get_without_a_body(live):
+    for path in ("healthz", "readyz"):
+        request = urllib.request.Request(f"{live.url}/{path}", method="HEAD")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200, path
+            assert response.read() == b""
+
+
 def test_readyz_is_503_naming_a_database_that_does_not_answer(fresh_server):
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
         url = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"

@@ -205,7 +205,8 @@ async def test_a_hundred_frames_a_second_are_served_and_a_flood_is_cut_off(live,
     "how",
     ["nothing", "bad token", "token from a foreign origin", "cookie without origin",
      "cookie from a foreign origin", "cookie from another port of the host",
-     "token from another port of the host", "cookie of a non-staff user"],
+     "token from another port of the host", "cookie of a non-staff user",
+     "cookie from the other scheme of the host", "token from the other scheme of the host"],
 )  # fmt: skip
 async def test_handshakes_without_a_valid_identity_are_refused(
     live, admin_token, admin_user, worker_user, how
@@ -224,6 +225,9 @@ async def test_handshakes_without_a_valid_identity_are_refused(
         "cookie from another port of the host": "http://127.0.0.1:9",
         "token from another port of the host": "http://127.0.0.1:9",
         "cookie of a non-staff user": f"http://127.0.0.1:{live.port}",
+        # An https page of the same host and port: another origin than this http one.
+        "cookie from the other scheme of the host": f"https://127.0.0.1:{live.port}",
+        "token from the other scheme of the host": f"https://127.0.0.1:{live.port}",
     }.get(how)
     token = {"bad token": "sb_nope"}.get(how, admin_token if "token from" in how else None)
     with pytest.raises(InvalidStatus) as refused:

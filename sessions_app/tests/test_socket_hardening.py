@@ -246,3 +246,21 @@ async def test_a_full_server_tells_a_new_socket_when_to_come_back(fresh_server, 
         await asyncio.sleep(0.1)
     else:
         pytest.fail("the server stayed full after its sockets left")
+
+
+async def test_an_unknown_path_is_refused_and_huge_numbers_are_named(live, admin_token):
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as refused:
+        await wc.connect(live.ws_url + "nope/", admin_token)
+    assert refused.value.response.status_code == 403
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        for since in ("9" * 5000, 2**64, "1.5", 1.5, -1, "١٢"):
+            await wc.send(ws, {"action": "subscribe", "channel": "sessions", "since": since})
+            reply = await wc.recv(ws)
+            assert (reply["code"], reply["field"]) == ("invalid_action", "since"), (since, reply)
+        for task_id in ("9" * 5000, 2.5):
+            await wc.send(ws, {"action": "cancel_task", "task_id": task_id})
+            reply = await wc.recv(ws)
+            assert (reply["code"], reply["field"]) == ("invalid_action", "task_id"), reply
+        assert (await wc.subscribe(ws, "sessions", since="0"))["seq"] == 0
