@@ -34,6 +34,8 @@ MIDDLEWARE = [
     # Django's own, with hooks that do no database work run on the event loop
     # (project/middleware.py); WhiteNoise as async.
     "project.middleware.ApiJsonErrors",
+    # A client address's request rate on the API, before authentication.
+    "project.throttles.AddressLimit",
     "project.middleware.SecurityMiddleware",
     "project.middleware.StaticFiles",
     "project.middleware.SessionMiddleware",

@@ -7,13 +7,21 @@ operations under a lock, with no cache round trip on the request path, and
 the cost does not grow with the rate. The limits are per server process,
 which is what they protect: one runaway worker cannot take a process. A log
 batch is one request, whatever its number of lines.
+
+The address limit is checked before anything else (`AddressLimit`, a
+middleware for /api/), so that requests with bad tokens, which end at
+authentication, drain it too; the identity limit needs the identity, so it is
+ninja's throttle, after authentication.
 """
 
+import math
 import threading
 import time
 from collections import OrderedDict
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.http import JsonResponse
 from ninja.throttling import BaseThrottle
 
 MAX_KEYS = 10_000  # buckets kept; the least recently used go first
@@ -84,8 +92,44 @@ class AddressThrottle(BucketThrottle):
 
 
 def from_settings() -> list[BucketThrottle]:
+    """ninja's throttles: the identity's (the address's is AddressLimit)."""
     conf = settings.SWITCHBOARD
-    return [
-        IdentityThrottle(conf["TOKEN_RATE"], conf["TOKEN_BURST"]),
-        AddressThrottle(conf["ADDRESS_RATE"], conf["ADDRESS_BURST"]),
-    ]
+    return [IdentityThrottle(conf["TOKEN_RATE"], conf["TOKEN_BURST"])]
+
+
+def too_many(seconds: float | None) -> JsonResponse:
+    response = JsonResponse({"detail": "Too many requests."}, status=429)
+    response["Retry-After"] = str(max(1, math.ceil(seconds or 1)))
+    return response
+
+
+class AddressLimit:
+    """The address's request rate on /api/, before authentication: a 429
+    whatever the request carries, bad tokens included."""
+
+    sync_capable = True
+    async_capable = True
+    prefix = "/api/"
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        conf = settings.SWITCHBOARD
+        self.throttle = AddressThrottle(conf["ADDRESS_RATE"], conf["ADDRESS_BURST"])
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def refused(self, request) -> JsonResponse | None:
+        if not request.path_info.startswith(self.prefix):
+            return None
+        if self.throttle.allow_request(request):
+            return None
+        return too_many(self.throttle.wait())
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return self.refused(request) or self.get_response(request)
+
+    async def _acall(self, request):
+        return self.refused(request) or await self.get_response(request)

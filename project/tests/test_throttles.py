@@ -50,11 +50,24 @@ def test_a_token_past_its_rate_gets_429_with_retry_after_and_others_do_not(
 
 def test_an_address_past_its_rate_gets_429_whatever_its_tokens(fresh_server, admin_user):
     server = fresh_server(
-        SWITCHBOARD_TOKEN_RATE="0", SWITCHBOARD_ADDRESS_RATE="0.5", SWITCHBOARD_ADDRESS_BURST="3"
+        SWITCHBOARD_TOKEN_RATE="0", SWITCHBOARD_ADDRESS_RATE="0.5", SWITCHBOARD_ADDRESS_BURST="4"
     )
+    # One of the burst went to the fixture's start-up probe (/api/v1/openapi.json).
     tokens = [make_token(admin_user) for _ in range(4)]
     statuses = [call(server, token, "GET", "sessions")[0] for token in tokens]
     assert statuses == [200, 200, 200, 429]
+
+
+def test_bad_tokens_drain_the_address_limit_before_authentication(fresh_server, admin_user):
+    server = fresh_server(
+        SWITCHBOARD_TOKEN_RATE="0", SWITCHBOARD_ADDRESS_RATE="0.5", SWITCHBOARD_ADDRESS_BURST="6"
+    )
+    answers = [call(server, f"sb_guess{n}", "GET", "sessions") for n in range(8)]
+    assert [a[0] for a in answers] == [401] * 5 + [429] * 3
+    status, headers, body = answers[-1]
+    assert body == {"detail": "Too many requests."} and int(headers["Retry-After"]) >= 1
+    # A good token from the drained address waits too.
+    assert call(server, make_token(admin_user), "GET", "sessions")[0] == 429
 
 
 def test_the_client_waits_out_429s_or_says_when_to_come_back(fresh_server, admin_user):
