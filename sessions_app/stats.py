@@ -179,16 +179,23 @@ def snapshot(window_seconds: int = 10) -> dict:
             "layer_messages",
         )
     }
-    recent = Event.objects.filter(ts__gte=now - timedelta(seconds=window_seconds)).count()
-    newest = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     return {
         **total,
         "channels": len(subscriptions),
         "subscriptions": dict(sorted(subscriptions.items())),
-        "events_per_second": round(recent / window_seconds, 2),
-        "last_seq": newest,
+        **event_figures(window_seconds=window_seconds),
         "process": live.name,
         "processes": [{"name": p["name"], **p["data"]} for p in processes],
         "uptime_seconds": round(time.time() - live.started, 1),
         "ts": now.isoformat(),
     }
+
+
+def event_figures(owner_id: int | None = None, window_seconds: int = 10) -> dict:
+    """The event rate of the last `window_seconds` and the newest seq, of every
+    session or of one owner's."""
+    events = Event.objects.all() if owner_id is None else Event.objects.filter(owner_id=owner_id)
+    since = timezone.now() - timedelta(seconds=window_seconds)
+    recent = events.filter(ts__gte=since).count()
+    newest = events.order_by("-id").values_list("id", flat=True).first() or 0
+    return {"events_per_second": round(recent / window_seconds, 2), "last_seq": newest}

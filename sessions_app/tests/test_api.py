@@ -255,6 +255,21 @@ def test_stats_and_the_openapi_schema(api):
     assert schema["components"]["securitySchemes"]
 
 
+def test_stats_show_others_only_their_own_figures(api, worker, worker_user):
+    from sessions_app import services
+
+    mine = services.create_session(name="mine", owner=worker_user)[0]
+    services.create_session(name="not yours")
+    _, everything = api.call("GET", "stats")
+    assert everything["processes"] and everything["last_seq"] > 0
+    status, narrowed = worker.call("GET", "stats")
+    assert status == 200
+    mine_seq = Event.objects.filter(session_id=mine.pk).order_by("-id").first().pk
+    assert narrowed["last_seq"] == mine_seq < everything["last_seq"]
+    assert narrowed["processes"] == [] and narrowed["process"] == ""
+    assert "events" not in json.dumps(narrowed["processes"])
+
+
 def test_a_browser_session_needs_csrf_on_writes(admin_user):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(admin_user)
