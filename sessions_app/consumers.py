@@ -150,6 +150,7 @@ class Watchdog:
                 identities_checked = now
                 try:
                     await self.check_identities()
+                    await self.check_rights()
                 except Exception:
                     log.exception("could not check the identities of open sockets")
 
@@ -164,6 +165,40 @@ class Watchdog:
             if identity is not None and identity not in valid and consumer in self.connections:
                 log.info("closing a connection whose identity was revoked (%s)", CLOSE_REVOKED)
                 await consumer.close(code=CLOSE_REVOKED)
+
+    async def check_rights(self) -> None:
+        """Apply changed permissions and groups to open sockets: each user's
+        rights are read again, and a socket whose user's changed drops the
+        subscriptions its user may no longer see (see Rights)."""
+        users = {c.user.pk for c in self.connections if c.accepted and not c.closing}
+        if not users:
+            return
+        fresh = await database_sync_to_async(Rights.of_users)(users)
+        for consumer in list(self.connections):
+            rights = fresh.get(consumer.user.pk)
+            if rights is not None and consumer.accepted and rights != consumer.rights:
+                await consumer.rights_changed(rights)
+
+
+@dataclass(frozen=True)
+class Rights:
+    """What a socket's user may do, as far as the socket is concerned; read
+    at connect and again every IDENTITY_CHECK_SECONDS."""
+
+    user: Any = field(compare=False)
+    sees_all: bool
+    changes_all: bool
+    is_staff: bool
+
+    @classmethod
+    def of(cls, user) -> "Rights":
+        return cls(user, access.sees_all(user), access.changes_all(user), user.is_staff)
+
+    @classmethod
+    def of_users(cls, ids: set[int]) -> dict[int, "Rights"]:
+        from django.contrib.auth import get_user_model
+
+        return {user.pk: cls.of(user) for user in get_user_model().objects.filter(pk__in=ids)}
 
 
 watchdog = Watchdog()
@@ -182,7 +217,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         if not await database_sync_to_async(allowed_user)(self.user, self.scope.get("auth")):
             await self.close()  # before accept: the handshake is refused with 403
             return
-        self.sees_all = await database_sync_to_async(access.sees_all)(self.user)
+        self.rights = await database_sync_to_async(Rights.of)(self.user)
         self.identity = identity_of(self.scope)
         self.subs: dict[str, Subscription] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -245,6 +280,23 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
                 CLOSE_SLOW,
             )
             await self.close(code=CLOSE_SLOW)
+
+    @property
+    def sees_all(self) -> bool:
+        return self.rights.sees_all
+
+    async def rights_changed(self, rights: Rights) -> None:
+        """The user's permissions or groups changed: go on with the new ones,
+        and end each subscription the user may no longer see (an `error`
+        naming the channel), as a new subscribe would be refused."""
+        self.rights, self.user = rights, rights.user
+        for channel, sub in list(self.subs.items()):
+            try:
+                await database_sync_to_async(streams.check_access)(self.user, sub.ref)
+            except streams.ChannelError as error:
+                await self.drop(channel)
+                error.extra["channel"] = channel
+                await self.send_error(None, error)
 
     # --- frames from the client -------------------------------------------------
 

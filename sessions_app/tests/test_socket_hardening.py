@@ -264,3 +264,34 @@ async def test_an_unknown_path_is_refused_and_huge_numbers_are_named(live, admin
             reply = await wc.recv(ws)
             assert (reply["code"], reply["field"]) == ("invalid_action", "task_id"), reply
         assert (await wc.subscribe(ws, "sessions", since="0"))["seq"] == 0
+
+
+async def test_a_permission_taken_away_reaches_an_open_socket_within_seconds(
+    fresh_server, worker_user, worker_token, other_user
+):
+    from django.contrib.auth.models import Permission
+
+    server = fresh_server(SWITCHBOARD_IDENTITY_CHECK_SECONDS="1")
+    view = await db(Permission.objects.get)(
+        codename="view_session", content_type__app_label="sessions_app"
+    )
+    await db(worker_user.user_permissions.add)(view)
+    theirs = (await db(services.create_session)(name="theirs", owner=other_user))[0]
+    mine = (await db(services.create_session)(name="mine", owner=worker_user))[0]
+    async with await wc.connect(server.ws_url, worker_token) as ws:
+        await wc.subscribe(ws, f"session:{theirs.pk}")
+        await wc.subscribe(ws, "sessions")
+        await db(services.update_session)(theirs.pk, name="seen")
+        frame, _ = await wc.recv_until(ws, lambda f: f.get("channel") == "sessions")
+        assert frame["data"]["name"] == "seen"
+        await db(worker_user.user_permissions.remove)(view)
+        error, _ = await wc.recv_until(ws, lambda f: f.get("type") == "error", timeout=10)
+        assert error["code"] == "invalid_channel" and error["channel"] == f"session:{theirs.pk}"
+        await db(services.update_session)(theirs.pk, name="hidden now")
+        await db(services.update_session)(mine.pk, name="still mine")
+        frame, before = await wc.recv_until(
+            ws, lambda f: f.get("data", {}).get("name") == "still mine"
+        )
+        assert "hidden now" not in json.dumps(before)
+        await wc.send(ws, {"action": "subscribe", "channel": f"session:{theirs.pk}", "id": 9})
+        assert (await wc.recv(ws))["code"] == "invalid_channel"
