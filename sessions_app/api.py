@@ -318,7 +318,7 @@ def _channel(user, query) -> tuple[streams.ChannelRef, Any]:
     """The channel a query names, checked for access, and its filter
     (level, task and q narrow a logs channel; other channels ignore them)."""
     ref = streams.parse(query.channel)
-    ref.stream.check_access(user, ref)
+    streams.check_readable(user, ref)
     if ref.kind == "system":
         raise streams.ChannelError("invalid_channel", "the system channel is live only")
     raw = {k: getattr(query, k) for k in ("level", "task", "q") if getattr(query, k)}

@@ -86,8 +86,8 @@ def task_channels(task: Task) -> list[str]:
     return [f"session:{task.session_id}", f"task:{task.pk}", "tasks"]
 
 
-def _owner(task: Task) -> int | None:
-    return Session.objects.values_list("owner_id", flat=True).filter(pk=task.session_id).first()
+def owner_of(session_id: int) -> int | None:
+    return Session.objects.values_list("owner_id", flat=True).filter(pk=session_id).first()
 
 
 def record_task(task: Task, ts: datetime | None = None, owner_id: int | None = UNSET) -> None:
@@ -97,7 +97,7 @@ def record_task(task: Task, ts: datetime | None = None, owner_id: int | None = U
         session_id=task.session_id,
         task_id=task.pk,
         data=task.as_json(),
-        extras={"owner_id": _owner(task) if owner_id is UNSET else owner_id},
+        extras={"owner_id": owner_of(task.session_id) if owner_id is UNSET else owner_id},
         ts=ts,
     )
 

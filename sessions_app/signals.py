@@ -35,7 +35,19 @@ def task_saved(sender, instance: Task, raw: bool = False, **kwargs) -> None:
 @receiver(post_delete, sender=Task)
 def task_deleted(sender, instance: Task, origin=None, **kwargs) -> None:
     if isinstance(origin, Session) or getattr(origin, "model", None) is Session:
-        return  # the whole session goes; session_deleted tells subscribers
+        # The whole session goes: session_deleted tells the session's and the
+        # shared channels; the task's own channel ends with this.
+        with transaction.atomic():
+            events.record(
+                "task.deleted",
+                [f"task:{instance.pk}"],
+                session_id=instance.session_id,
+                task_id=instance.pk,
+                data={"id": str(instance.pk), "session_id": str(instance.session_id)},
+                # The session's row goes after its tasks': still there to ask.
+                extras={"owner_id": services.owner_of(instance.session_id)},
+            )
+        return
     with services.service_write():
         session = (
             Session.objects.select_for_update(no_key=True).filter(pk=instance.session_id).first()

@@ -17,7 +17,7 @@ from django.db.models import Count
 
 from sessions_app import access, events, frames, stats
 from sessions_app.errors import Refused
-from sessions_app.models import Session, Task
+from sessions_app.models import EventChannel, Session, Task
 from sessions_app.services import latest_steps, task_output
 
 ID_RE = re.compile(r"^[1-9][0-9]{0,17}$")
@@ -272,6 +272,29 @@ class Opened:
     reset: bool
 
 
+DELETIONS = ("session.deleted", "task.deleted")
+
+
+def check_readable(user, ref: ChannelRef):
+    """check_access for reading a channel's stored events: a channel whose
+    session or task is gone stays readable to whoever could see it, so that
+    they learn of the deletion (its event is the channel's last)."""
+    try:
+        return ref.stream.check_access(user, ref)
+    except ChannelError:
+        if ref.id is None or not was_deleted(user, ref):
+            raise
+        return None
+
+
+def was_deleted(user, ref: ChannelRef) -> bool:
+    """Whether the channel ends in a deletion the user may see."""
+    placed = EventChannel.objects.filter(channel=ref.name, event__kind__in=DELETIONS)
+    if not access.sees_all(user):
+        placed = placed.filter(event__owner_id=user.pk)
+    return placed.exists()
+
+
 def open_channel(user, ref: ChannelRef, since: int | None, narrowing=None) -> Opened:
     """Check access, then return the cursor and, unless resuming, the snapshot.
 
@@ -281,6 +304,9 @@ def open_channel(user, ref: ChannelRef, since: int | None, narrowing=None) -> Op
     client of a database that was reset), gets a fresh snapshot and reset.
     """
     stream = ref.stream
+    if since is not None and check_readable(user, ref) is None:
+        # Gone: the stored events after `since`, its deletion last, follow.
+        return Opened(since, None, False)
     obj = stream.check_access(user, ref)
     reset = False
     if since is not None:

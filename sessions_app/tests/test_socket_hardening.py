@@ -190,16 +190,37 @@ async def test_a_logged_out_or_demoted_browser_loses_its_socket(fresh_server, ad
 
 
 async def test_an_owner_learns_of_a_deleted_session_on_resume_and_from_events(
-    live, worker_user, worker_token
+    live, worker_user, worker_token, other_user
 ):
+    from conftest import make_token
     from sessions_app.models import Session
 
     session = (await db(services.create_session)(name="to go", owner=worker_user))[0]
-    await db(services.create_task)(session.pk, name="its task")
+    task = (await db(services.create_task)(session.pk, name="its task"))[0]
     async with await wc.connect(live.ws_url, worker_token) as ws:
         cursor = (await wc.subscribe(ws, "sessions"))["seq"]
         tasks_cursor = (await wc.subscribe(ws, "tasks"))["seq"]
+        own_cursor = (await wc.subscribe(ws, f"session:{session.pk}"))["seq"]
+        task_cursor = (await wc.subscribe(ws, f"task:{task.pk}"))["seq"]
     await db(lambda: Session.objects.filter(pk=session.pk).delete())()
+    async with await wc.connect(live.ws_url, worker_token) as ws:
+        # Its own channels, resumed, end with the deletion (not invalid_channel).
+        await wc.subscribe(ws, f"session:{session.pk}", since=own_cursor)
+        frame, _ = await wc.recv_until(ws, lambda f: f.get("event") == "session.deleted")
+        assert frame["channel"] == f"session:{session.pk}"
+        await wc.subscribe(ws, f"task:{task.pk}", since=task_cursor)
+        frame, _ = await wc.recv_until(ws, lambda f: f.get("event") == "task.deleted")
+        assert frame["data"] == {"id": str(task.pk), "session_id": str(session.pk)}
+        # A fresh subscription to a session that is gone is still refused.
+        await wc.send(ws, {"action": "subscribe", "channel": f"session:{session.pk}", "id": 1})
+        assert (await wc.recv(ws))["code"] == "invalid_channel"
+    # Nobody else learns of it.
+    other = await db(make_token)(other_user)
+    async with await wc.connect(live.ws_url, other) as ws:
+        await wc.send(
+            ws, {"action": "subscribe", "channel": f"session:{session.pk}", "since": 0, "id": 1}
+        )
+        assert (await wc.recv(ws))["code"] == "invalid_channel"
     async with await wc.connect(live.ws_url, worker_token) as ws:
         await wc.subscribe(ws, "sessions", since=cursor)
         frame, _ = await wc.recv_until(ws, lambda f: f.get("event") == "session.deleted")
@@ -214,6 +235,10 @@ async def test_an_owner_learns_of_a_deleted_session_on_resume_and_from_events(
     assert "session.deleted" in [f["event"] for f in listed["results"]]
     shared = await asyncio.to_thread(api.request, "GET", f"events?channel=sessions&since={cursor}")
     assert [f["event"] for f in shared["results"]] == ["session.deleted"]
+    own = await asyncio.to_thread(
+        api.request, "GET", f"events?channel=session:{session.pk}&since={own_cursor}"
+    )
+    assert [f["event"] for f in own["results"]] == ["session.deleted"]
 
 
 async def test_a_full_server_tells_a_new_socket_when_to_come_back(fresh_server, admin_token):
