@@ -123,6 +123,12 @@ class SessionAdmin(admin.ModelAdmin):
     inlines = [TaskInline]
     actions = ["cancel", "export", "replay"]
 
+    def delete_model(self, request, obj):
+        services.delete_sessions([obj.pk])
+
+    def delete_queryset(self, request, queryset):
+        services.delete_sessions(list(queryset.values_list("pk", flat=True)))
+
     @admin.action(description="Cancel the selected sessions and their unfinished tasks")
     def cancel(self, request, queryset):
         for session in queryset:
@@ -171,6 +177,12 @@ class TaskAdmin(admin.ModelAdmin):
     raw_id_fields = ("session",)
     readonly_fields = ("cancel_requested", "attempt", "started_at", "finished_at")
     actions = ["cancel", "retry"]
+
+    def delete_model(self, request, obj):
+        services.delete_tasks([obj.pk])
+
+    def delete_queryset(self, request, queryset):
+        services.delete_tasks(list(queryset.values_list("pk", flat=True)))
 
     @admin.action(description="Cancel the selected tasks")
     def cancel(self, request, queryset):

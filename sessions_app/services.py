@@ -294,6 +294,34 @@ def cancel_session(session_id: int) -> Session:
     return session
 
 
+def delete_sessions(ids) -> int:
+    """Delete sessions (their tasks and logs with them), each recorded as
+    session.deleted. The sessions are locked first, in id order, as every
+    writer locks a session before its tasks: a delete racing reports on its
+    tasks waits for them (or they for it), never the two for each other."""
+    with transaction.atomic():
+        locked = list(
+            Session.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("id")
+            .values_list("pk", flat=True)
+        )
+        Session.objects.filter(pk__in=locked).delete()
+    return len(locked)
+
+
+def delete_tasks(ids) -> int:
+    """Delete tasks, each recorded as task.deleted, their sessions locked
+    first (see delete_sessions)."""
+    with transaction.atomic():
+        sessions = set(Task.objects.filter(pk__in=ids).values_list("session_id", flat=True))
+        list(Session.objects.select_for_update(no_key=True).filter(pk__in=sessions).order_by("id"))
+        tasks = Task.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("id")
+        locked = list(tasks.values_list("pk", flat=True))
+        Task.objects.filter(pk__in=locked).delete()
+    return len(locked)
+
+
 # --- tasks --------------------------------------------------------------------
 
 

@@ -170,3 +170,51 @@ async def test_mixed_writers_on_one_session_from_two_processes_never_fail(
             if frame.get("type") == "event":
                 got.append(frame["seq"])
         assert got == stored
+
+
+def test_deletes_racing_reports_never_deadlock(transactional_db, admin_user):
+    """Deleting tasks and sessions (as the admin does) while workers report
+    on them: a delete and a report wait for each other in one order, so none
+    fails but for the task being gone (on SQLite writers take turns anyway)."""
+    from django.db import close_old_connections
+
+    from sessions_app import services
+    from sessions_app.models import Task
+
+    rounds = 30 if postgres() else 5
+    failures: list[str] = []
+    for _ in range(rounds):
+        session = services.create_session(name="doomed", owner=admin_user)[0]
+        tasks = [services.create_task(session.pk, name=f"t{n}")[0].pk for n in range(4)]
+        start = threading.Barrier(5)
+
+        def report(task_id: int) -> None:
+            start.wait()
+            try:
+                for n in range(10):
+                    services.update_task(task_id, progress=n, message="working")
+            except Task.DoesNotExist:
+                pass  # deleted under it: what a worker is then told (404)
+            except Exception as error:
+                failures.append(repr(error))
+            finally:
+                close_old_connections()
+
+        def delete() -> None:
+            start.wait()
+            try:
+                services.delete_tasks(tasks[:2])
+                services.delete_sessions([session.pk])
+            except Exception as error:
+                failures.append(repr(error))
+            finally:
+                close_old_connections()
+
+        threads = [threading.Thread(target=report, args=(t,)) for t in tasks]
+        threads.append(threading.Thread(target=delete))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert failures == []
+    assert not Task.objects.filter(session__name="doomed").exists()
