@@ -49,12 +49,21 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # An external_id is unique per owner: each user (and the ownerless
+        # sessions that commands and replays make) has a namespace of its own,
+        # so nobody can claim, or learn of, another user's ids. NULLs are
+        # distinct in a unique constraint, hence one for the ownerless.
         constraints = [
             models.UniqueConstraint(
+                fields=["owner", "external_id"],
+                condition=Q(owner__isnull=False, external_id__isnull=False),
+                name="session_owner_external_id_unique",
+            ),
+            models.UniqueConstraint(
                 fields=["external_id"],
-                condition=Q(external_id__isnull=False),
-                name="session_external_id_unique",
-            )
+                condition=Q(owner__isnull=True, external_id__isnull=False),
+                name="session_ownerless_external_id_unique",
+            ),
         ]
         indexes = [models.Index(fields=["status", "-id"], name="session_status_idx")]
 

@@ -85,6 +85,34 @@ def test_simultaneous_creates_with_one_external_id_give_one_object(live, fresh_s
         assert len({body["id"] for _, body in answers}) == 1
 
 
+def test_two_users_racing_one_external_id_across_processes_each_get_their_own(
+    live, fresh_server, worker_token, other_token
+):
+    """Alice and Bob create a session with one external_id at one moment, four
+    requests each, across two server processes: each gets a session of their
+    own, created once, and never sees the other's metadata."""
+    bases = [live.url, fresh_server().url]
+    tokens = {"alice": worker_token, "bob": other_token}
+    for round_ in range(20):
+        start = threading.Barrier(8)
+
+        def one(who, base, round_=round_, start=start):
+            body = {"name": who, "external_id": f"race-{round_}", "metadata": {"secret": who}}
+            start.wait()
+            return who, *call(base, "POST", "sessions", tokens[who], body)
+
+        askers = [(who, base) for who in tokens for base in bases for _ in range(2)]
+        with ThreadPoolExecutor(len(askers)) as pool:
+            answers = list(pool.map(lambda a: one(*a), askers))
+        for who in tokens:
+            mine = [(status, body) for asker, status, body in answers if asker == who]
+            assert sorted(status for status, _ in mine) == [200, 200, 200, 201], answers
+            assert len({body["id"] for _, body in mine}) == 1
+            assert all(body["metadata"] == {"secret": who} for _, body in mine), answers
+        ids = {body["id"] for _, _, body in answers}
+        assert len(ids) == 2
+
+
 async def test_mixed_writers_on_one_session_from_two_processes_never_fail(
     live, fresh_server, admin_token
 ):
