@@ -22,8 +22,24 @@ TASK_STATUSES = [s for s in Status if s != Status.PAUSED]
 
 class SessionQuerySet(models.QuerySet):
     def by_key(self, key: str) -> "Session | None":
-        """The session named by an external_id or, failing that, by an id."""
-        found = self.filter(external_id=key).first()
+        """The session named by an external_id or, failing that, by an id.
+
+        External ids are unique per owner, and this lookup acts for nobody
+        (commands, replays): an ownerless session with that external_id comes
+        first, then the one owner's that has it. If several owners have it,
+        Session.MultipleObjectsReturned names the key: name the session by id.
+        """
+        named = self.filter(external_id=key)
+        found = named.filter(owner__isnull=True).first()
+        if found is None:
+            owned = list(named.order_by("pk")[:10])
+            if len(owned) > 1:
+                ids = ", ".join(str(s.pk) for s in owned)
+                raise self.model.MultipleObjectsReturned(
+                    f"external_id {key!r} names sessions of several owners "
+                    f"(ids {ids}); name the session by its id"
+                )
+            found = owned[0] if owned else None
         if found is None and key.isdigit():
             found = self.filter(pk=int(key)).first()
         return found
