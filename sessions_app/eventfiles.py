@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from django.core.management.color import no_style
 from django.db import connection, transaction
+from django.db.models import Count
 from pydantic import ValidationError
 
 from sessions_app import events, services
@@ -90,10 +91,32 @@ def export(
     return written
 
 
+def _keys(session_ids: set[int]) -> dict[int, str]:
+    """What names each session in a file: its external_id when
+    Session.objects.by_key finds it by that alone (ownerless, or the one owner
+    with that external_id), else its id."""
+    rows = list(
+        Session.objects.filter(pk__in=session_ids).values_list("pk", "external_id", "owner_id")
+    )
+    shared = {external_id for _, external_id, owner_id in rows if owner_id is not None}
+    # Owned external ids that an ownerless session or another owner shares.
+    shared = set(
+        Session.objects.filter(external_id__in=shared - {None})
+        .values("external_id")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=1)
+        .values_list("external_id", flat=True)
+    )
+    keys = {}
+    for pk, external_id, owner_id in rows:
+        unique = external_id and (owner_id is None or external_id not in shared)
+        keys[pk] = external_id if unique else str(pk)
+    return keys
+
+
 def _write_batch(out: IO[str], batch: list[Event], keys: dict[int, str]) -> int:
     missing = {e.session_id for e in batch if e.session_id is not None} - set(keys)
-    for pk, external_id in Session.objects.filter(pk__in=missing).values_list("pk", "external_id"):
-        keys[pk] = external_id or str(pk)
+    keys.update(_keys(missing))
     frames = events.frames_for(batch)
     for event, stored in zip(batch, frames, strict=True):
         line = {
@@ -248,6 +271,7 @@ class Replay:
         self.created_ids = False
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> int:
+        self.check_sessions()
         previous: datetime | None = None
         batch = _Batch()
         try:
@@ -333,7 +357,19 @@ class Replay:
 
     # Sessions and tasks are found by external_id, then by id; unknown ones are
     # created, keeping the file's id when it is free (so an export replayed into
-    # an empty database gives back the same ids).
+    # an empty database gives back the same ids). A replay acts for no owner:
+    # a session's external_id names an ownerless session first, then the one
+    # owner's that has it (Session.objects.by_key); new sessions are ownerless.
+
+    def check_sessions(self) -> None:
+        """Before any change: an external_id that several owners use names no
+        one session (replays act for no owner), so the file must use its id."""
+        for line in self.lines:
+            if line.session not in self.sessions:
+                try:
+                    self._find_session(line.session)
+                except Session.MultipleObjectsReturned as error:
+                    raise ReplayError(line.number, f"session: {error}") from None
 
     def _find_session(self, key: str) -> int | None:
         if key in self.sessions:

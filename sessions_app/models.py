@@ -22,8 +22,24 @@ TASK_STATUSES = [s for s in Status if s != Status.PAUSED]
 
 class SessionQuerySet(models.QuerySet):
     def by_key(self, key: str) -> "Session | None":
-        """The session named by an external_id or, failing that, by an id."""
-        found = self.filter(external_id=key).first()
+        """The session named by an external_id or, failing that, by an id.
+
+        External ids are unique per owner, and this lookup acts for nobody
+        (commands, replays): an ownerless session with that external_id comes
+        first, then the one owner's that has it. If several owners have it,
+        Session.MultipleObjectsReturned names the key: name the session by id.
+        """
+        named = self.filter(external_id=key)
+        found = named.filter(owner__isnull=True).first()
+        if found is None:
+            owned = list(named.order_by("pk")[:10])
+            if len(owned) > 1:
+                ids = ", ".join(str(s.pk) for s in owned)
+                raise self.model.MultipleObjectsReturned(
+                    f"external_id {key!r} names sessions of several owners "
+                    f"(ids {ids}); name the session by its id"
+                )
+            found = owned[0] if owned else None
         if found is None and key.isdigit():
             found = self.filter(pk=int(key)).first()
         return found
@@ -49,12 +65,21 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # An external_id is unique per owner: each user (and the ownerless
+        # sessions that commands and replays make) has a namespace of its own,
+        # so nobody can claim, or learn of, another user's ids. NULLs are
+        # distinct in a unique constraint, hence one for the ownerless.
         constraints = [
             models.UniqueConstraint(
+                fields=["owner", "external_id"],
+                condition=Q(owner__isnull=False, external_id__isnull=False),
+                name="session_owner_external_id_unique",
+            ),
+            models.UniqueConstraint(
                 fields=["external_id"],
-                condition=Q(external_id__isnull=False),
-                name="session_external_id_unique",
-            )
+                condition=Q(owner__isnull=True, external_id__isnull=False),
+                name="session_ownerless_external_id_unique",
+            ),
         ]
         indexes = [models.Index(fields=["status", "-id"], name="session_status_idx")]
 

@@ -198,7 +198,9 @@ def lock_task(task_id: int, check: Check | None = None) -> tuple[Session, Task]:
 def _insert(obj: Session | Task, same: QuerySet) -> Session | Task | None:
     """Insert a new row; None if it went in. If another request inserted the
     same external_id at the same moment (PostgreSQL waits for it to commit),
-    the unique constraint refuses ours: answer that other one."""
+    the unique constraint refuses ours: answer that other one, read from
+    `same`, which holds only the rows the caller has a right to (the same
+    owner's, the same session's)."""
     try:
         with transaction.atomic():
             obj.save(force_insert=True)
@@ -223,11 +225,17 @@ def create_session(
     ts: datetime | None = None,
     pk: int | None = None,
 ) -> tuple[Session, bool]:
-    """Create a session; with an `external_id` already used, return that one (created=False)."""
+    """Create a session; with an `external_id` that `owner` has used already,
+    return that session (created=False).
+
+    External ids are unique per owner (None, for commands, is one owner too),
+    and both the lookup and the re-read after a lost race ask only for that
+    owner's rows: a caller is never handed, nor told of, another's session."""
     status = _check_status(status, list(Status.values))
+    mine = Session.objects.filter(external_id=external_id, owner=owner)
     with service_write():
         if external_id is not None:
-            existing = Session.objects.filter(external_id=external_id).first()
+            existing = mine.first()
             if existing is not None:
                 return existing, False
         now = ts or timezone.now()
@@ -242,7 +250,7 @@ def create_session(
             updated_at=now,
         )
         _stamp(session, status, now)
-        winner = _insert(session, Session.objects.filter(external_id=external_id))
+        winner = _insert(session, mine)
         if winner is not None:
             return winner, False
         record_session(session, ts=ts)

@@ -122,3 +122,18 @@ def test_the_command_refuses_an_unknown_session_or_level(tmp_path):
     services.create_session(name="s", external_id="s")
     with pytest.raises(CommandError, match="level"):
         call_command("tail_log", str(tmp_path / "x.log"), "--session", "s", "--level", "LOUD")
+
+
+@pytest.mark.django_db
+def test_the_command_names_an_ownerless_session_first_and_refuses_an_ambiguous_one(
+    tmp_path, worker_user, other_user
+):
+    services.create_session(name="a", external_id="job", owner=worker_user)
+    services.create_session(name="b", external_id="job", owner=other_user)
+    with pytest.raises(CommandError, match="external_id 'job' names sessions of several owners"):
+        call_command("tail_log", str(tmp_path / "x.log"), "--session", "job", "--level", "LOUD")
+    # An ownerless session of that external_id is the command's own: found
+    # (the bad level is what then stops it).
+    services.create_session(name="c", external_id="job")
+    with pytest.raises(CommandError, match="level"):
+        call_command("tail_log", str(tmp_path / "x.log"), "--session", "job", "--level", "LOUD")

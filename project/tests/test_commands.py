@@ -122,6 +122,69 @@ def test_replaying_into_a_live_database_updates_by_external_id(tmp_path):
     assert Session.objects.get(external_id="fresh-1").status == "running"
 
 
+def write_lines(path, lines: list[dict]):
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return str(path)
+
+
+def test_replay_names_an_ownerless_session_first_then_the_one_owner_with_it(
+    tmp_path, worker_user, other_user
+):
+    """A replay acts for no owner: its external_id names an ownerless session
+    if there is one, else the one owner's that has it."""
+    ownerless = services.create_session(name="ownerless", external_id="shared")[0]
+    owned = services.create_session(name="worker's", external_id="shared", owner=worker_user)[0]
+    only = services.create_session(name="worker's", external_id="only-one", owner=worker_user)[0]
+    path = write_lines(tmp_path / "lines.jsonl", [
+        {"event": "session.update", "session": "shared", "data": {"status": "running"}},
+        {"event": "session.update", "session": "only-one", "data": {"status": "paused"}},
+    ])  # fmt: skip
+    run("replay_events", path, "--speed", "0")
+    statuses = dict(Session.objects.values_list("pk", "status"))
+    assert statuses == {ownerless.pk: "running", owned.pk: "pending", only.pk: "paused"}
+
+
+def test_an_external_id_of_several_owners_and_no_ownerless_session_is_refused_naming_it(
+    tmp_path, worker_user, other_user
+):
+    mine = services.create_session(name="a", external_id="job", owner=worker_user)[0]
+    theirs = services.create_session(name="b", external_id="job", owner=other_user)[0]
+    path = write_lines(tmp_path / "lines.jsonl", [
+        {"event": "session.update", "session": "fresh", "data": {"name": "new"}},
+        {"event": "session.update", "session": "job", "data": {"status": "running"}},
+    ])  # fmt: skip
+    with pytest.raises(CommandError) as error:
+        run("replay_events", path, "--speed", "0")
+    assert "line 2: session: external_id 'job' names sessions of several owners" in str(error.value)
+    assert f"ids {mine.pk}, {theirs.pk}" in str(error.value)
+    assert "nothing was replayed" in str(error.value)
+    assert Session.objects.count() == 2 and not Session.objects.filter(status="running").exists()
+    with pytest.raises(CommandError, match="external_id 'job' names sessions of several owners"):
+        run("export_events", "--session", "job")
+    # By its id, either one is found.
+    exported = [json.loads(x) for x in run("export_events", "--session", str(mine.pk)).splitlines()]
+    assert exported and {line["session"] for line in exported} == {str(mine.pk)}
+
+
+def test_an_export_names_a_session_by_id_where_its_external_id_is_not_its_alone(
+    tmp_path, worker_user, other_user
+):
+    """Written by external_id only when by_key would find that session by it;
+    so replaying the export into the same database changes each one itself."""
+    ownerless = services.create_session(name="ownerless", external_id="shared")[0]
+    owned = services.create_session(name="owned", external_id="shared", owner=worker_user)[0]
+    alone = services.create_session(name="alone", external_id="mine", owner=other_user)[0]
+    lines = [json.loads(line) for line in run("export_events").splitlines()]
+    assert {line["session"] for line in lines} == {"shared", str(owned.pk), "mine"}
+    for session in (ownerless, owned, alone):
+        services.update_session(session.pk, name=f"{session.name} renamed")
+    exported = write_lines(tmp_path / "events.jsonl", lines)
+    run("replay_events", exported, "--speed", "0")
+    names = dict(Session.objects.values_list("pk", "name"))
+    assert names == {ownerless.pk: "ownerless", owned.pk: "owned", alone.pk: "alone"}
+    assert Session.objects.count() == 3
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [

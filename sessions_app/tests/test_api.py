@@ -52,6 +52,30 @@ def test_create_session_with_a_known_external_id_returns_the_same_session(api):
     assert first[1]["id"] == again[1]["id"] and Session.objects.count() == 1
 
 
+def test_another_users_external_id_names_a_new_session_of_ones_own(
+    worker, other_token, api, django_user_model
+):
+    """External ids are unique per owner: Bob using Alice's gets a session of
+    his own (and learns nothing of hers); staff, who may change every session,
+    have a namespace of their own too. Alice's retry still finds hers."""
+    alice = {"name": "alice's", "metadata": {"db_password": "alice-secret"}, "external_id": "j"}
+    status, hers = worker.call("POST", "sessions", alice)
+    assert status == 201
+    status, his = Api(other_token).call("POST", "sessions", {"name": "bob's", "external_id": "j"})
+    assert status == 201
+    assert his["id"] != hers["id"] and his["metadata"] == {} and his["name"] == "bob's"
+    assert "alice-secret" not in json.dumps(his)
+    status, staff = api.call("POST", "sessions", {"name": "admin's", "external_id": "j"})
+    assert status == 201 and staff["id"] not in (hers["id"], his["id"])
+    assert "alice-secret" not in json.dumps(staff)
+    status, again = worker.call("POST", "sessions", {"name": "retry", "external_id": "j"})
+    assert status == 200 and again == hers
+    status, again = Api(other_token).call("POST", "sessions", {"name": "x", "external_id": "j"})
+    assert status == 200 and again["id"] == his["id"]
+    owners = Session.objects.filter(external_id="j").values_list("owner__username", flat=True)
+    assert sorted(owners) == ["admin", "other", "worker"]
+
+
 @pytest.mark.parametrize(
     "body, field",
     [

@@ -85,6 +85,34 @@ def test_simultaneous_creates_with_one_external_id_give_one_object(live, fresh_s
         assert len({body["id"] for _, body in answers}) == 1
 
 
+def test_two_users_racing_one_external_id_across_processes_each_get_their_own(
+    live, fresh_server, worker_token, other_token
+):
+    """Alice and Bob create a session with one external_id at one moment, four
+    requests each, across two server processes: each gets a session of their
+    own, created once, and never sees the other's metadata."""
+    bases = [live.url, fresh_server().url]
+    tokens = {"alice": worker_token, "bob": other_token}
+    for round_ in range(20):
+        start = threading.Barrier(8)
+
+        def one(who, base, round_=round_, start=start):
+            body = {"name": who, "external_id": f"race-{round_}", "metadata": {"secret": who}}
+            start.wait()
+            return who, *call(base, "POST", "sessions", tokens[who], body)
+
+        askers = [(who, base) for who in tokens for base in bases for _ in range(2)]
+        with ThreadPoolExecutor(len(askers)) as pool:
+            answers = list(pool.map(lambda a: one(*a), askers))
+        for who in tokens:
+            mine = [(status, body) for asker, status, body in answers if asker == who]
+            assert sorted(status for status, _ in mine) == [200, 200, 200, 201], answers
+            assert len({body["id"] for _, body in mine}) == 1
+            assert all(body["metadata"] == {"secret": who} for _, body in mine), answers
+        ids = {body["id"] for _, _, body in answers}
+        assert len(ids) == 2
+
+
 async def test_mixed_writers_on_one_session_from_two_processes_never_fail(
     live, fresh_server, admin_token
 ):
@@ -183,35 +211,35 @@ def test_deletes_racing_reports_never_deadlock(transactional_db, admin_user):
 
     rounds = 30 if postgres() else 5
     failures: list[str] = []
+
+    def report(start: threading.Barrier, task_id: int) -> None:
+        start.wait()
+        try:
+            for n in range(10):
+                services.update_task(task_id, progress=n, message="working")
+        except Task.DoesNotExist:
+            pass  # deleted under it: what a worker is then told (404)
+        except Exception as error:
+            failures.append(repr(error))
+        finally:
+            close_old_connections()
+
+    def delete(start: threading.Barrier, session_id: int, task_ids: list[int]) -> None:
+        start.wait()
+        try:
+            services.delete_tasks(task_ids)
+            services.delete_sessions([session_id])
+        except Exception as error:
+            failures.append(repr(error))
+        finally:
+            close_old_connections()
+
     for _ in range(rounds):
         session = services.create_session(name="doomed", owner=admin_user)[0]
         tasks = [services.create_task(session.pk, name=f"t{n}")[0].pk for n in range(4)]
         start = threading.Barrier(5)
-
-        def report(task_id: int) -> None:
-            start.wait()
-            try:
-                for n in range(10):
-                    services.update_task(task_id, progress=n, message="working")
-            except Task.DoesNotExist:
-                pass  # deleted under it: what a worker is then told (404)
-            except Exception as error:
-                failures.append(repr(error))
-            finally:
-                close_old_connections()
-
-        def delete() -> None:
-            start.wait()
-            try:
-                services.delete_tasks(tasks[:2])
-                services.delete_sessions([session.pk])
-            except Exception as error:
-                failures.append(repr(error))
-            finally:
-                close_old_connections()
-
-        threads = [threading.Thread(target=report, args=(t,)) for t in tasks]
-        threads.append(threading.Thread(target=delete))
+        threads = [threading.Thread(target=report, args=(start, t)) for t in tasks]
+        threads.append(threading.Thread(target=delete, args=(start, session.pk, tasks[:2])))
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -237,3 +237,102 @@ def test_a_progress_report_takes_eight_statements_seven_on_postgresql(
         f"task:{task.pk}": event.pk,
         "nowhere": 0,
     }
+
+
+def create_in_a_thread(results: list, start: threading.Barrier | None = None, **fields):
+    """services.create_session on a connection of its own; appends
+    (who asked, session, created)."""
+
+    def create():
+        try:
+            if start is not None:
+                start.wait(10)
+            results.append((fields.get("owner"), *services.create_session(**fields)))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=create)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_that_waits_for_another_owners_insert_of_its_external_id_makes_its_own(
+    django_user_model,
+):
+    """Alice's create holds its transaction open after inserting; Bob's and
+    Alice's own retry start meanwhile. Neither sees her uncommitted row, so both
+    insert (on PostgreSQL, waiting on the unique index). Bob's goes in: his
+    namespace is his own. Alice's retry loses to hers and answers hers."""
+    alice = django_user_model.objects.create_user("alice")
+    bob = django_user_model.objects.create_user("bob")
+    inserted = threading.Event()
+    held: list = []
+
+    def hold():
+        try:
+            with transaction.atomic():
+                held.append(services.create_session(name="a", metadata={"db_password": "x"},
+                                                    external_id="job", owner=alice))  # fmt: skip
+                inserted.set()
+                time.sleep(0.5)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inserted.wait(5)
+    results: list = []
+    threads = [
+        create_in_a_thread(results, name="b", external_id="job", owner=bob),
+        create_in_a_thread(results, name="a again", external_id="job", owner=alice),
+    ]
+    for thread in [holder, *threads]:
+        thread.join(10)
+    hers = held[0][0]
+    answers = {asker: (session, created) for asker, session, created in results}
+    his, created = answers[bob]
+    assert created and his.pk != hers.pk and his.owner_id == bob.pk and his.metadata == {}
+    mine, created = answers[alice]
+    assert mine.pk == hers.pk and not created
+    assert Session.objects.filter(external_id="job").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(300)
+def test_racing_creates_by_two_owners_with_one_external_id_each_get_their_own(
+    django_user_model,
+):
+    """Alice and Bob each send three creates of one external_id at one moment,
+    round after round: each owner gets one session, created once (the rest are
+    retries answered with it), and never the other's. SQLite takes one writer
+    at a time, so it races less, in fewer rounds."""
+    alice = django_user_model.objects.create_user("alice")
+    bob = django_user_model.objects.create_user("bob")
+    rounds = 50 if connection.vendor == "postgresql" else 10
+    for round_ in range(rounds):
+        start = threading.Barrier(6)
+        results: list = []
+        threads = [
+            create_in_a_thread(
+                results,
+                start,
+                name=user.username,
+                external_id=f"job-{round_}",
+                metadata={"secret": user.username},
+                owner=user,
+            )  # fmt: skip
+            for user in (alice, bob, alice, bob, alice, bob)
+        ]
+        for thread in threads:
+            thread.join(30)
+        assert len(results) == 6, f"round {round_}: {len(results)} of 6 answered"
+        for user in (alice, bob):
+            answers = [(s, created) for asker, s, created in results if asker == user]
+            assert len(answers) == 3
+            assert all(s.owner_id == user.pk for s, _ in answers)
+            assert all(s.metadata == {"secret": user.username} for s, _ in answers)
+            assert len({s.pk for s, _ in answers}) == 1
+            assert sorted(created for _, created in answers) == [False, False, True]
+        owners = Session.objects.filter(external_id=f"job-{round_}").values_list("owner", flat=True)
+        assert sorted(owners) == sorted([alice.pk, bob.pk])

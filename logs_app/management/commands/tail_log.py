@@ -31,7 +31,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="the log file to follow")
-        parser.add_argument("--session", required=True, help="session id or external_id")
+        parser.add_argument(
+            "--session",
+            required=True,
+            help="session id or external_id (an ownerless session's first)",
+        )
         parser.add_argument("--task", help="task id to attach the lines to")
         parser.add_argument(
             "--level", default="INFO", help="level of lines that name none (default INFO)"
@@ -47,7 +51,10 @@ class Command(BaseCommand):
         path = Path(file).resolve()
         if not path.parent.is_dir():
             raise CommandError(f"no folder {path.parent}")
-        found = Session.objects.by_key(session)
+        try:
+            found = Session.objects.by_key(session)
+        except Session.MultipleObjectsReturned as error:
+            raise CommandError(f"--session: {error}") from None
         if found is None:
             raise CommandError(f"no session with id or external_id {session!r}")
         task_id = None

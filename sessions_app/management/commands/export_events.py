@@ -14,7 +14,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--session", help="only this session (its id or external_id)")
+        parser.add_argument(
+            "--session",
+            help="only this session (its id, or external_id: an ownerless session's first)",
+        )
         parser.add_argument("--since", type=int, default=0, help="only events with a greater seq")
         parser.add_argument("--output", "-o", help="write to this file instead of stdout")
 
@@ -23,7 +26,10 @@ class Command(BaseCommand):
             raise CommandError("--since must be 0 or more")
         session_id = None
         if session is not None:
-            found = Session.objects.by_key(session)
+            try:
+                found = Session.objects.by_key(session)
+            except Session.MultipleObjectsReturned as error:
+                raise CommandError(f"--session: {error}") from None
             if found is None:
                 raise CommandError(f"no session with id or external_id {session!r}")
             session_id = found.pk

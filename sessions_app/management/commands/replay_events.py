@@ -12,7 +12,9 @@ class Command(BaseCommand):
     help = (
         "Replay a JSON Lines event file (from export_events) through the services: "
         "sessions and tasks named by an existing id or external_id are updated, unknown "
-        "ones created. The whole file is checked first; a bad line changes nothing."
+        "ones created (without an owner). A session's external_id names an ownerless "
+        "session first, then the one owner's that has it. The whole file is checked "
+        "first; a bad line changes nothing."
     )
 
     def add_arguments(self, parser):
@@ -45,6 +47,10 @@ class Command(BaseCommand):
                 "process finds them in the database within a second (not at once)."
             )
         replay = eventfiles.Replay(lines, speed=speed)
+        try:
+            replay.check_sessions()
+        except eventfiles.ReplayError as error:
+            raise CommandError(f"{file}: {error}; nothing was replayed") from None
         try:
             bar = ProgressBar(self.stdout, "replaying") if len(lines) >= 200 else None
             count = replay.run(progress=bar)
