@@ -3,8 +3,9 @@ become events too. Service functions record their own events and mark the
 write (services.in_service), so nothing is published twice.
 """
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from sessions_app import events, services
@@ -76,3 +77,18 @@ def session_deleted(sender, instance: Session, **kwargs) -> None:
             data={"id": str(instance.pk), "session_id": str(instance.pk)},
             extras={"owner_id": instance.owner_id},
         )
+
+
+@receiver(pre_delete, sender=settings.AUTH_USER_MODEL)
+def owner_deleted(sender, instance, **kwargs) -> None:
+    """A deleted user's sessions stay, ownerless. Ownerless sessions share one
+    namespace of external ids, so one of theirs that another ownerless
+    session has already is kept with its session's id after it (`key~42`)."""
+    taken = Session.objects.filter(owner__isnull=True, external_id__isnull=False)
+    clashing = Session.objects.filter(
+        owner=instance, external_id__in=taken.values("external_id")
+    ).only("pk", "external_id")
+    for session in clashing:
+        suffix = f"~{session.pk}"
+        session.external_id = session.external_id[: 200 - len(suffix)] + suffix
+        session.save(update_fields=["external_id"])

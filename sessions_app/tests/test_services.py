@@ -336,3 +336,20 @@ def test_racing_creates_by_two_owners_with_one_external_id_each_get_their_own(
             assert sorted(created for _, created in answers) == [False, False, True]
         owners = Session.objects.filter(external_id=f"job-{round_}").values_list("owner", flat=True)
         assert sorted(owners) == sorted([alice.pk, bob.pk])
+
+
+def test_deleting_a_user_keeps_their_sessions_even_when_an_external_id_clashes(
+    worker_user, other_user
+):
+    from sessions_app.models import Session
+
+    ownerless = services.create_session(name="command's", external_id="nightly")[0]
+    mine = services.create_session(name="worker's", external_id="nightly", owner=worker_user)[0]
+    theirs = services.create_session(name="other's", external_id="nightly", owner=other_user)[0]
+    worker_user.delete()
+    mine.refresh_from_db()
+    assert mine.owner_id is None and mine.external_id == f"nightly~{mine.pk}"
+    other_user.delete()
+    theirs.refresh_from_db()
+    assert theirs.external_id == f"nightly~{theirs.pk}"
+    assert Session.objects.get(pk=ownerless.pk).external_id == "nightly"
