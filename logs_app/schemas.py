@@ -37,7 +37,9 @@ class LogEntryIn(Input):
             return None
         if isinstance(value, str) and not value.isdigit():
             raise ValueError("must be a task id")
-        if int(value) <= 0:
+        if isinstance(value, str) and (not value.isascii() or len(value) > 19):
+            raise ValueError("must be a task id")
+        if not 0 < int(value) <= 2**63 - 1:
             raise ValueError("must be a task id")
         return int(value)
 

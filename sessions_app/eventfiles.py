@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sessions_app import events, services
 from sessions_app.models import TERMINAL, Event, Session, Task
 from sessions_app.schemas import OutputIn, SessionPatch, TaskPatch
-from sessions_app.validation import as_utc, timestamp_problem
+from sessions_app.validation import as_utc, problem, timestamp_problem
 
 CORE_KINDS = {
     "session.update",
@@ -185,6 +185,9 @@ def parse_lines(lines: Iterator[str]) -> list[Line]:
             session = str(session)
         if not isinstance(session, str) or not session:
             raise ReplayError(number, "session must name a session by id or external_id")
+        found = key_problem(session)
+        if found:
+            raise ReplayError(number, f"session {found}")
         data = item.get("data")
         if not isinstance(data, dict):
             raise ReplayError(number, "data must be an object")
@@ -202,6 +205,14 @@ def parse_lines(lines: Iterator[str]) -> list[Line]:
             task = data.get("id")
         if kind in TASK_KINDS and not task:
             raise ReplayError(number, f"{kind} needs the task (field 'task' or data.task_id)")
+        found = key_problem(str(task)) if task else None
+        if found:
+            raise ReplayError(number, f"task {found}")
+        for name in ("external_id", "name"):
+            value = data.get(name)
+            found = None if value is None else key_problem(value)
+            if found and kind in ("session.update", "task.update"):
+                raise ReplayError(number, f"data.{name} {found}")
         line = Line(number, ts, kind, session, str(task) if task else None, data)
         try:
             if kind == "session.update":
@@ -278,6 +289,7 @@ class Replay:
             for done, line in enumerate(self.lines, start=1):
                 if self.speed > 0 and line.ts is not None and previous is not None:
                     gap = (line.ts - previous).total_seconds() / self.speed
+                    gap = min(gap, MAX_GAP_SECONDS)
                     if gap > 0:
                         batch.commit()  # what came before is seen while we wait
                         self.sleep(gap)
@@ -406,7 +418,7 @@ class Replay:
             return self.tasks[(session_id, key)]
         tasks = Task.objects.filter(session_id=session_id)
         found = tasks.filter(external_id=key).values_list("pk", flat=True).first()
-        if found is None and key.isdigit():
+        if found is None and key.isascii() and key.isdigit() and int(key) < 2**63:
             found = tasks.filter(pk=int(key)).values_list("pk", flat=True).first()
         if found is not None:
             self.tasks[(session_id, key)] = found
@@ -442,8 +454,31 @@ def _changed(obj, data: dict, names: tuple[str, ...]) -> dict:
     return {k: data[k] for k in names if k in data and data[k] != getattr(obj, k)}
 
 
+# A file's id is kept for a new row only up to this: a line naming session
+# 9223372036854775807 must not move the id sequence to its end.
+KEEP_ID_MAX = 2**40
+# The longest pause a replay keeps (after --speed); longer ones are cut to it.
+MAX_GAP_SECONDS = 60.0
+
+
+def key_problem(key: Any) -> str | None:
+    """What makes a line's name of a session or task (an id, an external_id
+    or a name) unusable, or None."""
+    if not isinstance(key, str):
+        return "must be text"
+    if len(key) > 200:
+        return "must be at most 200 characters"
+    found = problem(key)
+    if found:
+        return found
+    if key.isdigit() and not (key.isascii() and int(key) <= 2**63 - 1):
+        return "is not an id (digits past 2^63, or not ASCII digits)"
+    return None
+
+
 def _free_id(model, key: Any) -> int | None:
-    if not str(key).isdigit():
+    key = str(key)
+    if not (key.isascii() and key.isdigit()) or int(key) > KEEP_ID_MAX:
         return None
     pk = int(key)
     return None if model.objects.filter(pk=pk).exists() else pk

@@ -40,7 +40,7 @@ class SessionQuerySet(models.QuerySet):
                     f"(ids {ids}); name the session by its id"
                 )
             found = owned[0] if owned else None
-        if found is None and key.isdigit():
+        if found is None and key.isascii() and key.isdigit() and int(key) < 2**63:
             found = self.filter(pk=int(key)).first()
         return found
 

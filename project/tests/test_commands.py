@@ -303,3 +303,52 @@ def test_the_demo_login_stays_the_same_across_runs(db, tmp_path):
     assert user.check_password(first)
     user.set_password("changed elsewhere")
     assert demo_password(user, tmp_path / "login") != first  # a new one, written down
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ({"event": "session.update", "session": "9" * 30, "data": {}}, "line 1: session is not an id"),
+        ({"event": "session.update", "session": "s" * 201, "data": {}}, "line 1: session must be at most 200"),
+        ({"event": "session.update", "session": "\udc00", "data": {}}, "line 1: session must be valid Unicode"),
+        ({"event": "session.update", "session": "s", "data": {"external_id": "e" * 500}}, "data.external_id must be at most 200"),
+        ({"event": "task.update", "session": "s", "task": "9" * 5000, "data": {}}, "line 1: task must be at most 200"),
+        ({"event": "task.update", "session": "s", "task": "t", "data": {"name": "\ud800"}}, "line 1: data.name"),
+        ({"event": "log.append", "session": "s", "data": {"entries": [{"message": "m", "task_id": "9" * 40}]}}, "task_id"),
+    ],
+)  # fmt: skip
+def test_replay_refuses_hostile_lines_by_number_and_changes_nothing(tmp_path, line, message):
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(CommandError, match=message):
+        run("replay_events", str(path), "--speed", "0")
+    assert Session.objects.count() == 0 and Event.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replay_keeps_a_files_ids_only_where_they_cannot_exhaust_the_sequence(
+    tmp_path, worker_user
+):
+    path = write_lines(tmp_path / "ids.jsonl", [
+        {"event": "session.update", "session": "9223372036854775807", "data": {"name": "huge"}},
+        {"event": "session.update", "session": "7", "data": {"name": "small"}},
+        {"event": "session.update", "session": "a", "ts": "2020-01-01T00:00:00Z", "data": {"name": "then"}},
+        {"event": "session.update", "session": "a", "ts": "2026-01-01T00:00:00Z", "data": {"name": "now"}},
+    ])  # fmt: skip
+    slept = []
+    from sessions_app import eventfiles
+
+    lines = eventfiles.parse_lines(iter(open_lines(path)))
+    eventfiles.Replay(lines, speed=1, sleep=slept.append).run()
+    assert slept == [eventfiles.MAX_GAP_SECONDS]  # six years, cut to a minute
+    names = dict(Session.objects.values_list("name", "pk"))
+    assert names["small"] == 7 and names["huge"] < 2**40
+    # The id sequence was not moved to its end: new sessions still get ids.
+    created = services.create_session(name="after", owner=worker_user)[0]
+    assert created.pk < 2**40
+
+
+def open_lines(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        return handle.readlines()

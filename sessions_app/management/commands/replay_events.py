@@ -23,7 +23,10 @@ class Command(BaseCommand):
             "--speed",
             type=float,
             default=1.0,
-            help="scale the recorded timing: 2 is twice as fast, 0 as fast as possible",
+            help=(
+                "scale the recorded timing: 2 is twice as fast, 0 as fast as possible "
+                "(a pause longer than a minute is cut to a minute)"
+            ),
         )
 
     def handle(self, *args, file: str, speed: float, **options):
