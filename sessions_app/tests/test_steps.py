@@ -150,3 +150,22 @@ async def test_steps_reach_the_session_channel_and_its_snapshot_names_each_tasks
     async with await wc.connect(live.ws_url, admin_token) as ws:
         reply = await wc.subscribe(ws, f"session:{session['id']}")
     assert set(reply["snapshot"]["latest_steps"]) == {one["id"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_big_steps_are_refused_and_many_steps_keep_the_output_answer_small(http):
+    session = post(http, "sessions", {"name": "agent"})[1]
+    task = post(http, f"sessions/{session['id']}/tasks", {"name": "answer"})[1]
+    path = f"tasks/{task['id']}/output"
+    status, answer = post(http, path, {"status": "thinking", "data": {"k": "x" * (8 << 20)}})
+    assert status == 400 and "data" in answer["errors"]
+    for n in range(20):
+        assert (
+            post(http, path, {"status": "tool_calling", "data": {"n": n, "pad": "p" * 60_000}})[0]
+            == 201
+        )
+    response = http.get(f"/api/v1/{path}")
+    assert response.status_code == 200
+    assert len(response.content) < 256 * 1024  # not 20 x 60 KB
+    steps = response.json()["steps"]
+    assert steps and [s["data"]["n"] for s in steps] == list(range(20 - len(steps), 20))
