@@ -7,7 +7,8 @@ too late: an 800 MB POST costs 800 MB first. Two guards, for every path:
 - under daphne, its request class is swapped for one that answers 413 as soon
   as the headers announce too much (or, for a chunked body, as soon as too
   much has arrived), stops storing, and closes the connection; the
-  application is never called;
+  application is never called (sessions_app.daphne_hooks, with `limit` and
+  `answer` from here);
 - under any other ASGI server, `BodyLimit` answers 413 on `Content-Length` and
   stops reading a chunked body past the limit.
 
@@ -19,7 +20,6 @@ import json
 from django.conf import settings
 
 STATUS = 413
-REASON = b"Content Too Large"
 
 
 def limit() -> int:
@@ -83,54 +83,3 @@ class BodyLimit:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": STATUS, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-def guard_daphne() -> None:
-    """Make daphne's HTTP requests refuse large bodies as they arrive."""
-    try:
-        from daphne import http_protocol
-    except ImportError:  # pragma: no cover - daphne is a requirement
-        return
-    if getattr(http_protocol.WebRequest, "switchboard_limited", False):
-        return
-
-    class LimitedRequest(http_protocol.WebRequest):
-        switchboard_limited = True
-        refused = False
-        received = 0
-
-        def gotLength(self, length):
-            if length is not None and length > limit():
-                # No "100 Continue" for a body that will not be read.
-                self.requestHeaders.removeHeader(b"Expect")
-                self.refuse()
-            super().gotLength(None if self.refused else length)
-
-        def handleContentChunk(self, data):
-            if self.refused:
-                return
-            self.received += len(data)
-            if self.received > limit():
-                self.refuse()
-                return
-            super().handleContentChunk(data)
-
-        def process(self):
-            if not self.refused:
-                return super().process()
-
-        def refuse(self):
-            if self.refused:
-                return
-            self.refused = True
-            body = answer()
-            head = (
-                b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n"
-            ) % (STATUS, REASON, len(body))
-            channel = self.channel
-            channel.persistent = False
-            channel.transport.write(head + body)
-            channel.transport.loseConnection()
-
-    http_protocol.WebRequest = LimitedRequest

@@ -3,9 +3,10 @@ SWITCHBOARD_WS_COMPRESSION is on.
 
 daphne builds autobahn's WebSocketServerFactory and sets its options in
 Server.run() without a compression hook; autobahn itself speaks
-permessage-deflate. This gives daphne a factory whose options accept a
-client's deflate offer. The server compresses each message on its own (no
-context kept between messages, a 4 KiB window and a small memory level):
+permessage-deflate. sessions_app.daphne_hooks gives daphne a factory whose
+options accept a client's deflate offer with `accept_deflate`. The server
+compresses each message on its own (no context kept between messages, a
+4 KiB window and a small memory level):
 a socket's compressor holds about 32 KiB instead of zlib's default 384 KiB,
 and the ratio on log batches stays close (each batch repeats its own keys,
 near each other). A client decompresses with any window up to its own, so
@@ -27,22 +28,3 @@ def accept_deflate(offers):
                 offer, no_context_takeover=True, window_bits=WINDOW_BITS, mem_level=MEM_LEVEL
             )
     return None
-
-
-def offer_compression() -> None:
-    """Make daphne's socket factory accept deflate offers (idempotent)."""
-    try:
-        from daphne import server
-    except ImportError:  # pragma: no cover - daphne is a requirement
-        return
-    if getattr(server.WebSocketFactory, "switchboard_deflate", False):
-        return
-
-    class DeflatingFactory(server.WebSocketFactory):
-        switchboard_deflate = True
-
-        def setProtocolOptions(self, **options):
-            options.setdefault("perMessageCompressionAccept", accept_deflate)
-            super().setProtocolOptions(**options)
-
-    server.WebSocketFactory = DeflatingFactory

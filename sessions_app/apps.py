@@ -6,4 +6,8 @@ class SessionsAppConfig(AppConfig):
     verbose_name = "Sessions"
 
     def ready(self) -> None:
-        from sessions_app import signals  # noqa: F401
+        from django.core import checks
+
+        from sessions_app import daphne_hooks, signals  # noqa: F401
+
+        checks.register(daphne_hooks.check, checks.Tags.compatibility, deploy=True)

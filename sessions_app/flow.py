@@ -15,7 +15,6 @@ as a reconnecting client would. Under a server other than daphne, or if the
 protocol cannot be found, `Flow` is absent and sends are not bounded.
 """
 
-import functools
 import logging
 from collections.abc import Callable
 
@@ -26,20 +25,11 @@ try:
 except ImportError:  # pragma: no cover - twisted comes with daphne
     IPushProducer = None
 
+from sessions_app.daphne_hooks import find_protocol
+
 log = logging.getLogger("switchboard.flow")
 
 EXTENSION = "switchboard.flow"
-
-
-def find_protocol(send):
-    """daphne's protocol object behind an ASGI `send` callable, or None."""
-    if isinstance(send, functools.partial) and getattr(send.func, "__name__", "") == (
-        "handle_reply"
-    ):
-        protocol = send.args[0] if send.args else None
-        if hasattr(protocol, "registerProducer") and hasattr(protocol, "transport"):
-            return protocol
-    return None
 
 
 @implementer(IPushProducer)
