@@ -69,3 +69,16 @@ def test_a_daphne_that_changed_refuses_to_start_and_fails_the_deploy_check(
     settings.SWITCHBOARD = {**settings.SWITCHBOARD, "WS_COMPRESSION": True}
     errors = daphne_hooks.check()
     assert errors and errors[0].id == "switchboard.E001" and words in errors[0].msg
+
+
+@pytest.mark.timeout(60)
+async def test_a_server_with_compression_on_accepts_a_deflate_offer(fresh_server, admin_token):
+    from sessions_app.tests import wsclient as wc
+
+    for setting, offered in (("on", True), ("off", False)):
+        srv = fresh_server(SWITCHBOARD_WS_COMPRESSION=setting)
+        async with await wc.connect(srv.ws_url, admin_token) as ws:
+            accepted = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            assert ("permessage-deflate" in accepted) is offered, (setting, accepted)
+            await wc.send(ws, {"action": "ping", "id": 1})
+            assert (await wc.recv(ws))["type"] == "pong"
