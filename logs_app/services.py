@@ -17,9 +17,10 @@ from django.utils import timezone
 
 from logs_app.models import COLUMNS, LEVELS, LogEntry, entry_json
 from sessions_app import events, stats
+from sessions_app.errors import Refused
 from sessions_app.models import Session
 from sessions_app.services import ServiceError, service_write
-from sessions_app.validation import json_size, utf8_size
+from sessions_app.validation import json_size, utf8_size, whole_number
 
 
 @dataclass
@@ -80,17 +81,8 @@ def parse_level(value, field: str = "level") -> int:
 
 
 def parse_id(value, field: str) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ServiceError(field, "must be an id")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ServiceError(field, "must be an id") from None
-    if number <= 0:
-        raise ServiceError(field, "must be an id")
-    return number
+    """An id (a whole number ≥ 1), or None when absent."""
+    return whole_number(value, field, minimum=1)
 
 
 def parse_filter(raw) -> LogFilter:
@@ -105,7 +97,7 @@ def parse_filter(raw) -> LogFilter:
     try:
         level = parse_level(raw.get("level"))
         task_id = parse_id(raw.get("task", raw.get("task_id")), "task")
-    except ServiceError as error:
+    except Refused as error:
         raise ServiceError("filter", f"{error.field} {error.message}") from None
     q = raw.get("q") or ""
     if not isinstance(q, str):

@@ -33,7 +33,7 @@ from sessions_app.errors import Refused
 from sessions_app.flow import EXTENSION as FLOW
 from sessions_app.hub import get_hub
 from sessions_app.models import Event
-from sessions_app.validation import text_problem
+from sessions_app.validation import text_problem, whole_number
 
 log = logging.getLogger("switchboard.consumers")
 
@@ -94,28 +94,6 @@ class Subscription:
     def lost(self) -> None:
         self.behind = True
         self.consumer.catch_up_later(self)
-
-
-SEQ_MAX = 2**63 - 1
-
-
-def parse_seq(value, name: str) -> int | None:
-    """A whole number from 0 to 2^63 - 1 (a JSON number, or its digits as a
-    string); None when absent. 1.5 is refused, not rounded."""
-    if value is None:
-        return None
-    wrong = Refused(f"{name} must be a whole number from 0 to {SEQ_MAX}", field=name)
-    if isinstance(value, bool):
-        raise wrong
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit() and len(value) <= 19):
-            raise wrong
-        value = int(value)
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        value = int(value)
-    if not isinstance(value, int) or not 0 <= value <= SEQ_MAX:
-        raise wrong
-    return value
 
 
 class Watchdog:
@@ -366,7 +344,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         channel = frame.get("channel")
         if not isinstance(channel, str) or not channel:
             raise Refused("subscribe needs a channel", field="channel")
-        since = parse_seq(frame.get("since"), "since")
+        since = whole_number(frame.get("since"), "since")
         ref = streams.parse(channel)
         stream = ref.stream
         narrowing = stream.parse_filter(frame.get("filter"))
@@ -415,7 +393,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         )
 
     async def do_cancel_task(self, frame: dict, frame_id) -> None:
-        task_id = parse_seq(frame.get("task_id"), "task_id")
+        task_id = whole_number(frame.get("task_id"), "task_id")
         if not task_id:
             raise Refused("cancel_task needs a task_id", field="task_id")
         # Live frames wait until the ack is out: "ack, then a task.update".

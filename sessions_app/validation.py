@@ -161,6 +161,30 @@ def parse_instant(raw: str, field: str) -> datetime:
     return value
 
 
+WHOLE_MAX = 2**63 - 1
+
+
+def whole_number(value: Any, field: str, minimum: int = 0) -> int | None:
+    """A whole number from `minimum` to 2^63 - 1, from JSON (a number, or its
+    ASCII digits as a string); None when absent or empty. 1.5 is refused, not
+    rounded; so are booleans and digits past 64 bits. The one rule for seqs
+    and ids wherever a client sends one (socket frames, log filters, queries)."""
+    if value is None or value == "":
+        return None
+    wrong = Refused(f"must be a whole number from {minimum} to {WHOLE_MAX}", field=field)
+    if isinstance(value, bool):
+        raise wrong
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit() and len(value) <= 19):
+            raise wrong
+        value = int(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        value = int(value)
+    if not isinstance(value, int) or not minimum <= value <= WHOLE_MAX:
+        raise wrong
+    return value
+
+
 def storable(cls, value: Any) -> Any:
     found = problem(value)
     if found:

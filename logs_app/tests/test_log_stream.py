@@ -76,3 +76,20 @@ async def test_a_log_flood_is_skipped_with_a_notice_naming_exactly_the_lines(
     )
     assert [e["message"] for e in page.entries] == [f"b{b} l{n}" for b in (1, 2) for n in range(10)]
     await ws.disconnect()
+
+
+async def test_a_filter_task_that_is_not_a_whole_number_is_refused_not_rounded(
+    admin_token, admin_user
+):
+    session = (await db(services.create_session)(name="s", owner=admin_user))[0]
+    ws = await connect(admin_token)
+    for task in (1.5, "1.5", True, "9" * 30, 0):
+        await ws.send_json_to(
+            {"action": "subscribe", "channel": f"logs:{session.pk}", "filter": {"task": task}}
+        )
+        reply = await ws.receive_json_from()
+        assert reply["type"] == "error" and reply["field"] == "filter", (task, reply)
+        assert reply["code"] == "invalid_action"
+    reply = await subscribe(ws, f"logs:{session.pk}", filter={"task": 1.0})
+    assert reply["filter"]["task"] == "1"
+    await ws.disconnect()
