@@ -8,8 +8,10 @@ alert, not one per task).
 
 After commit, each alert is POSTed as JSON to every webhook: the URLs of
 `SWITCHBOARD_WEBHOOKS` (comma separated) and the active `Webhook` rows of the
-admin. The body has a Slack-compatible `text`, the `event` name, and the
-`session` and `task`. Delivery is a thread of its own with a bounded queue:
+admin. The body has a Slack-compatible `text` (the names and the error in it
+escaped: `&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`, so no user text becomes a
+mention or a link), the `event` name, and the `session` and `task` as they
+are. Delivery is a thread of its own with a bounded queue:
 a write never waits for it. A failed delivery is tried again after 1, 4, 16
 and 64 s (five tries in all); failures are counted in the metrics and shown
 on the webhook's admin row.
@@ -82,7 +84,15 @@ def flush(token) -> None:
         _record(obj)
 
 
+def slack_escape(text: str) -> str:
+    """User text made plain inside Slack's `text` markup, where `<!channel>`,
+    `<@U…>` and `<url|label>` are mentions and links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _describe(obj: Session | Task) -> dict:
+    """The alert for an ended object. Its `text` is Slack markup, so the user's
+    words in it (names, the error) are escaped; the structured fields are not."""
     if isinstance(obj, Task):
         session = Session.objects.only("id", "name", "status").get(pk=obj.session_id)
         lost = obj.status == Status.FAILED and obj.error.startswith(LOST)
@@ -92,9 +102,12 @@ def _describe(obj: Session | Task) -> dict:
             "task.failed": "failed",
             "task.cancelled": "was cancelled",
         }
-        text = f"Task “{obj.name}” (#{obj.pk}) of “{session.name}” {words[event]}"
+        text = (
+            f"Task “{slack_escape(obj.name)}” (#{obj.pk}) of “{slack_escape(session.name)}”"
+            f" {words[event]}"
+        )
         if obj.error:
-            text += f": {obj.error.splitlines()[0][:300]}"
+            text += f": {slack_escape(obj.error.splitlines()[0][:300])}"
         task = {"id": str(obj.pk), "name": obj.name, "status": obj.status, "error": obj.error}
         return {
             "event": event,
@@ -104,7 +117,7 @@ def _describe(obj: Session | Task) -> dict:
             "task": task,
         }
     unfinished = obj.tasks.filter(status=obj.status).count()
-    text = f"Session “{obj.name}” (#{obj.pk}) " + (
+    text = f"Session “{slack_escape(obj.name)}” (#{obj.pk}) " + (
         "failed" if obj.status == Status.FAILED else "was cancelled"
     )
     if unfinished:

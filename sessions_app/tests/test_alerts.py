@@ -19,10 +19,12 @@ pytestmark = pytest.mark.timeout(120)
 
 class Receiver:
     """A webhook receiver on 127.0.0.1: answers `statuses` in turn (then 200),
-    holding each answer until `release` is set."""
+    holding each answer until `release` is set. Every request, whatever its
+    method, is kept in `requests` as (method, path, headers)."""
 
-    def __init__(self, statuses=(), hold: bool = False) -> None:
+    def __init__(self, statuses=(), hold: bool = False, location: str = "") -> None:
         self.bodies: list[dict] = []
+        self.requests: list[tuple[str, str, dict]] = []
         self.statuses = list(statuses)
         self.release = threading.Event()
         self.arrived = threading.Event()
@@ -32,14 +34,20 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.bodies.append(body)
+                receiver.requests.append((self.command, self.path, dict(self.headers)))
+                if self.command == "POST":
+                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                    receiver.bodies.append(body)
                 receiver.arrived.set()
                 receiver.release.wait(30)
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            do_GET = do_POST
 
             def log_message(self, *args):
                 pass
@@ -137,3 +145,35 @@ def test_a_failing_receiver_gets_retries_and_its_failures_show_in_the_admin(admi
         assert Webhook.objects.get(name="flaky").failures == 2
     finally:
         flaky.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_slack_markup_in_names_and_errors_is_escaped_in_text_only():
+    receiver = Receiver()
+    Webhook.objects.create(url=receiver.url, name="slack")
+    name = "<!channel> <https://evil.example|Click>"
+    error = "<@U123> & <!here> go to <https://evil.example|re-auth>"
+    try:
+        session, _ = services.create_session(name=name)
+        task, _ = services.create_task(session.pk, name="<!here>", status="running")
+        services.update_task(task.pk, status="failed", error=error)
+        services.update_session(session.pk, status="failed")
+        assert wait_for(lambda: len(receiver.bodies) == 2, 5), receiver.bodies
+        told, ended = sorted(receiver.bodies, key=lambda b: b["seq"])
+        assert told["event"] == "task.failed" and ended["event"] == "session.failed"
+        assert told["text"] == (
+            f"Task “&lt;!here&gt;” (#{task.pk}) of “&lt;!channel&gt; &lt;https://evil.example|Click&gt;”"
+            " failed: &lt;@U123&gt; &amp; &lt;!here&gt; go to &lt;https://evil.example|re-auth&gt;"
+        )
+        assert ended["text"].startswith(
+            "Session “&lt;!channel&gt; &lt;https://evil.example|Click&gt;”"
+        )
+        for body in (told, ended):
+            assert "<" not in body["text"] and ">" not in body["text"]
+            assert body["session"]["name"] == name
+        assert told["task"]["name"] == "<!here>" and told["task"]["error"] == error
+        # The stored event is the same alert.
+        stored = Event.objects.get(kind="system.alert", id=told["seq"])
+        assert stored.data["text"] == told["text"] and stored.data["session"]["name"] == name
+    finally:
+        receiver.close()
