@@ -144,17 +144,27 @@ class Client:
         return self.request("PATCH", f"sessions/{session_id}", fields)
 
     # Tasks
-    def create_task(self, session_id, name: str, external_id: str | None = None) -> dict:
+    def create_task(
+        self,
+        session_id,
+        name: str,
+        external_id: str | None = None,
+        stale_after: int | None = None,
+    ) -> dict:
+        """`stale_after`: seconds without a report before the server fails
+        the running task as lost (None: the server's default)."""
         body: dict[str, Any] = {"name": name}
         if external_id is not None:
             body["external_id"] = external_id
+        if stale_after is not None:
+            body["stale_after"] = stale_after
         return self.request("POST", f"sessions/{session_id}/tasks", body)
 
     def get_task(self, task_id) -> dict:
         return self.request("GET", f"tasks/{task_id}")
 
     def update_task(self, task_id, **fields) -> dict:
-        """Report on a task: status, progress, message, details, result, error."""
+        """Report on a task: status, progress, message, details, result, error, stale_after."""
         return self.request("PATCH", f"tasks/{task_id}", fields)
 
     def progress(self, task_id, progress: float, message: str | None = None, details=None) -> dict:

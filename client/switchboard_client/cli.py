@@ -1,6 +1,6 @@
 """The `switchboard` command: wrap a job, follow a log, list sessions.
 
-    switchboard run --session "nightly import" [--task load] -- ./import.sh --all
+    switchboard run --session "nightly import" [--task load] [--stale-after 30] -- ./import.sh --all
     switchboard tail 42 [--level WARNING] [--task 7] [--grep timeout]
     switchboard ls [--status running]
 
@@ -16,6 +16,19 @@ others are INFO). Both are also passed through to this terminal. The task is
 otherwise; `run` exits with the command's status (128 + N for a signal N).
 When someone cancels the task, the command gets SIGTERM (SIGKILL 10 s later),
 the task ends `cancelled`, and `run` exits 130.
+
+The command does not outlive `run`. It runs in a process group of its own;
+when `run` dies without passing a signal on (SIGKILL, a crash), a small
+watchdog process it forked sends that group SIGTERM, and SIGKILL 10 s later,
+and on Linux the command also gets SIGTERM from the kernel
+(PR_SET_PDEATHSIG). On macOS and other systems the watchdog alone does it.
+What the command leaves running after it has exited is left alone, as before
+(see switchboard_client.guard). The task is made with `--stale-after`
+seconds (30): while the command runs, `run` reports every third of that (the
+same `stale_after` again, which changes nothing else), so a quiet command's
+task stays `running`, and the task of a `run` that was killed is failed by
+the server as lost, its error beginning "no report for", about that long
+after.
 
 Output is never lost without a word. Requests stay under `--max-body` bytes
 (4 MiB; less if the server finds one too large), so a burst or what piled up
@@ -43,11 +56,13 @@ import time
 import urllib.parse
 
 from switchboard_client import Client, Reporter, SwitchboardError
+from switchboard_client.guard import Watchdog, death_signal
 from switchboard_client.limits import BodyLimit
 from switchboard_client.websocket import HandshakeRefused, WebSocket, WebSocketClosed
 
 CANCELLED_EXIT = 130
 LOST_EXIT = 74  # sysexits.h EX_IOERR: the command succeeded, some of its output was lost
+STALE_AFTER = 30  # seconds: a task whose run is gone fails as lost this soon
 LEVEL_WORD = re.compile(r"\b(DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\b")
 LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
@@ -113,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=Reporter.MAX_BODY,
         help=f"the largest request body to send (default {Reporter.MAX_BODY})",
     )
+    run.add_argument(
+        "--stale-after",
+        metavar="SECONDS",
+        type=int,
+        default=STALE_AFTER,
+        help="the task fails as lost when run has not reported for this long; run reports"
+        f" a third as often while the command runs (default {STALE_AFTER})",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     run.set_defaults(handler=run_command)
 
@@ -143,49 +166,70 @@ def run_command(client: Client, args) -> int:
         raise Usage("run needs a command after --, e.g. switchboard run --session x -- make")
     if args.max_body < BodyLimit.MINIMUM:
         raise Usage(f"--max-body must be at least {BodyLimit.MINIMUM} bytes")
+    if not 1 <= args.stale_after <= 10**7:
+        raise Usage("--stale-after must be between 1 and 10000000 seconds")
     task_name = (args.task or shlex.join(cmd))[:200]
     if args.session_id:
         session = client.get_session(args.session_id)
     else:
         session = client.create_session(args.session)
-    task = client.create_task(session["id"], task_name)
+    task = client.create_task(session["id"], task_name, stale_after=args.stale_after)
     own_session = not args.session_id
+    # Forked before any thread starts; the command from the main thread (see guard).
+    watchdog = Watchdog()
     try:
         child = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=death_signal(),
         )
     except OSError as error:
+        watchdog.release()
         message = f"could not start {cmd[0]}: {error.strerror or error}"
         print(f"switchboard: {message}", file=sys.stderr)
         client.update_task(task["id"], status="failed", error=message)
         if own_session:
             client.update_session(session["id"], status="failed")
         return 127 if isinstance(error, FileNotFoundError) else 126
+    watchdog.watch(child.pid)
     client.update_task(task["id"], status="running", message=f"pid {child.pid}")
-    run = Run(client, session, task, child, args.max_body)
+    run = Run(client, session, task, child, args.max_body, args.stale_after, watchdog)
     return run.wait(own_session)
 
 
 class Run:
-    """One command running as a task: pipes to the server, cancel from it."""
+    """One command running as a task: pipes to the server, cancel from it,
+    and a report at least every third of `stale_after` until its end is sent."""
 
     def __init__(
-        self, client: Client, session: dict, task: dict, child, max_body: int = Reporter.MAX_BODY
+        self,
+        client: Client,
+        session: dict,
+        task: dict,
+        child,
+        max_body: int = Reporter.MAX_BODY,
+        stale_after: int = STALE_AFTER,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.client = client
         self.session = session
         self.task_id = task["id"]
         self.child = child
+        self.stale_after = stale_after
+        self.watchdog = watchdog
         self.reporter = Reporter(client, session["id"], max_body=max_body)
         self.cancelled = threading.Event()
-        self.done = threading.Event()
+        self.done = threading.Event()  # the command has ended
+        self.ended = threading.Event()  # the task's end is being sent
         self.readers = [
             threading.Thread(target=self.pump_stdout, daemon=True),
             threading.Thread(target=self.pump_stderr, daemon=True),
         ]
         for reader in self.readers:
             reader.start()
-        threading.Thread(target=self.watch_cancel, daemon=True).start()
+        threading.Thread(target=self.watch, daemon=True).start()
 
     def pump_stdout(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -217,17 +261,30 @@ class Run:
             level = LEVEL_ALIASES.get(found[1], found[1]) if found else "INFO"
             self.reporter.log(line, level=level, task_id=self.task_id)
 
-    def watch_cancel(self) -> None:
-        """Ask the server about the task every second; stop the command when it is cancelled."""
-        while not self.done.wait(1.0):
+    def watch(self) -> None:
+        """Ask the server about the task every second, and stop the command
+        when it is cancelled. Every third of `stale_after` the question is a
+        report instead (the same `stale_after` again: it changes nothing but
+        the task's `updated_at`), so a quiet command's task is not failed as
+        lost, while one whose run is killed is, soon."""
+        beat = self.stale_after / 3
+        last = time.monotonic()
+        while not self.ended.wait(min(1.0, beat)):
+            asking = not (self.done.is_set() or self.cancelled.is_set())
             try:
-                task = self.client.get_task(self.task_id)
+                if time.monotonic() - last >= beat:
+                    task = self.client.update_task(self.task_id, stale_after=self.stale_after)
+                    last = time.monotonic()
+                elif asking:
+                    task = self.client.get_task(self.task_id)
+                else:
+                    continue
             except SwitchboardError:
                 continue  # the server is away: the command goes on
-            if task.get("cancel_requested") or task.get("status") == "cancelled":
+            if asking and (task.get("cancel_requested") or task.get("status") == "cancelled"):
                 self.cancelled.set()
-                self.stop()
-                return
+                # Reports go on while the command takes its time to stop.
+                threading.Thread(target=self.stop, daemon=True).start()
 
     def stop(self) -> None:
         try:
@@ -256,6 +313,8 @@ class Run:
                 forward[signum] = signal.signal(signum, pass_on)
         try:
             code = self.child.wait()
+            if self.watchdog is not None:
+                self.watchdog.release()
             for reader in self.readers:
                 reader.join(timeout=10)
         finally:
@@ -270,6 +329,7 @@ class Run:
             if self.reporter.flush(10) or self.reporter.sent == sent:
                 break
         self.reporter.close(timeout=1)
+        self.ended.set()
         status, fields = self.outcome(code)
         for attempt in range(5):
             try:

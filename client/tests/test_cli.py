@@ -318,3 +318,89 @@ def test_run_says_what_the_server_refused_and_exits_non_zero(switchboard, live, 
         "switchboard: refused by the server and dropped: 1 log lines",
     ]
     assert not LogEntry.objects.filter(message="late").exists()
+
+
+def alive(pid: int) -> bool:
+    """Running, not gone and not a zombie waiting for a parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def read_pid(path: Path) -> int:
+    text = path.read_text() if path.exists() else ""
+    return int(text) if text.endswith("\n") else 0
+
+
+def start_run(switchboard, server, token, *args) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(SWITCHBOARD_URL=server.url, SWITCHBOARD_TOKEN=token)
+    return subprocess.Popen(
+        [switchboard, "run", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def test_a_killed_run_takes_its_command_and_the_commands_group_with_it(
+    switchboard, live, admin_token, tmp_path
+):
+    leader, member = tmp_path / "leader", tmp_path / "member"
+    # The shell is run's child; the sleep it starts is in its group, not run's child.
+    script = 'sleep 60 & echo $! > "$1"; echo $$ > "$0"; wait'
+    run = start_run(switchboard, live, admin_token,
+                    "--session", "killed", "--", "sh", "-c", script, leader, member)  # fmt: skip
+    pids: list[int] = []
+    try:
+        wait_for(lambda: read_pid(member) or run.poll() is not None, what="the command")
+        pids = [read_pid(leader), read_pid(member)]
+        assert run.poll() is None and all(alive(pid) for pid in pids), run.stderr.read()
+        run.kill()
+        run.wait(10)
+        wait_for(lambda: not any(alive(pid) for pid in pids), timeout=15, what="the command to end")
+    finally:
+        run.kill()
+        run.wait()
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+
+def test_a_killed_runs_task_fails_as_lost_while_a_quiet_run_keeps_its_task_running(
+    switchboard, fresh_server, admin_token, tmp_path
+):
+    srv = fresh_server(SWITCHBOARD_STALE_CHECK_SECONDS="0.2")
+    pidfile = tmp_path / "pid"
+    killed = start_run(switchboard, srv, admin_token, "--session", "lost", "--stale-after", "2",
+                       "--", "sh", "-c", 'echo $$ > "$0"; sleep 60', pidfile)  # fmt: skip
+    # Prints nothing for three times its stale_after, then succeeds.
+    quiet = start_run(switchboard, srv, admin_token, "--session", "quiet", "--stale-after", "2",
+                      "--", "sleep", "6")  # fmt: skip
+    try:
+        wait_for(lambda: read_pid(pidfile) or killed.poll() is not None, what="the command")
+        assert killed.poll() is None, killed.stderr.read()
+        lost = Task.objects.get(session__name="lost")
+        assert (lost.status, lost.stale_after) == ("running", 2)
+        killed.kill()
+        killed.wait(10)
+        wait_for(
+            lambda: Task.objects.filter(pk=lost.pk, status="failed").first(),
+            timeout=10,
+            what="the killed run's task to fail",
+        )
+        lost.refresh_from_db()
+        assert lost.error.startswith("no report for 2 s"), lost.error
+        watched = Task.objects.get(session__name="quiet")
+        assert watched.status == "running"
+        assert quiet.wait(20) == 0, quiet.stderr.read()
+        watched.refresh_from_db()
+        assert watched.status == "completed"
+        assert not Event.objects.filter(task_id=watched.pk, kind="task.output").exclude(
+            data__chunk=""
+        )  # it said nothing: only its reports kept it alive
+    finally:
+        for run in (killed, quiet):
+            run.kill()
+            run.wait()
