@@ -6,6 +6,12 @@ class LogsAppConfig(AppConfig):
     verbose_name = "Logs"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from logs_app.services import use_fold_on_sqlite
+
+        # One case rule for keyword search, in SQL as in Python (services.fold).
+        connection_created.connect(use_fold_on_sqlite)
         # Plug the logs:<session_id> channel and log.append events into the core.
         from logs_app import eventfiles, streams
         from sessions_app import stale

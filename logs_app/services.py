@@ -13,6 +13,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import QuerySet
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from logs_app.models import COLUMNS, LEVELS, LogEntry, entry_json
@@ -21,6 +22,28 @@ from sessions_app.errors import Refused
 from sessions_app.models import Session
 from sessions_app.services import ServiceError, service_write
 from sessions_app.validation import json_size, utf8_size, whole_number
+
+
+def fold(text: str) -> str:
+    """Text as the keyword search compares it, the one rule for the live
+    filter and the stored query: each character upper-cased on its own, as
+    SQL's UPPER does ("ß" stays "ß"; Python alone would make it "SS").
+    PostgreSQL's UPPER does this itself; SQLite's knows only ASCII, so it is
+    given this function in its place (`use_fold_on_sqlite`)."""
+    upper = text.upper()
+    if len(upper) == len(text):  # no character grew into several
+        return upper
+    return "".join(c if len(c.upper()) != 1 else c.upper() for c in text)
+
+
+def use_fold_on_sqlite(sender, connection, **kwargs) -> None:
+    """connection_created: SQLite's UPPER becomes `fold`, for every connection."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function("upper", 1, _sql_fold, deterministic=True)
+
+
+def _sql_fold(value):
+    return fold(value) if isinstance(value, str) else value
 
 
 @dataclass
@@ -40,15 +63,19 @@ class LogFilter:
             return False
         if self.task_id is not None and entry["task_id"] != str(self.task_id):
             return False
-        return not self.q or self.q.casefold() in entry["message"].casefold()
+        return not self.q or fold(self.q) in fold(entry["message"])
 
     def apply(self, queryset: QuerySet[LogEntry]) -> QuerySet[LogEntry]:
         if self.level:
             queryset = queryset.filter(level__gte=self.level)
         if self.task_id is not None:
             queryset = queryset.filter(task_id=self.task_id)
-        if self.q:
+        if self.q and connection.vendor == "postgresql":
+            # UPPER(message) LIKE UPPER(%q%): what the trigram index answers.
             queryset = queryset.filter(message__icontains=self.q)
+        elif self.q:
+            # SQLite's LIKE ignores only ASCII case: compare folded text.
+            queryset = queryset.alias(folded=Upper("message")).filter(folded__contains=fold(self.q))
         return queryset
 
     def as_json(self) -> dict:

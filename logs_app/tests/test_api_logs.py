@@ -215,3 +215,30 @@ def test_keyword_search_uses_the_trigram_index_on_postgresql(session):
         cursor.execute("SET LOCAL enable_indexscan = off")
         plan = queryset.explain()
     assert "log_message_trgm_idx" in plan
+
+
+@pytest.mark.parametrize(
+    "q", ["öl", "ÜBER", "ärger", "straße", "STRAßE", "STRASSE", "Σ", "σ", "plain"]
+)
+def test_keyword_search_agrees_live_and_stored_for_any_text(http, session, q):
+    """The live filter (Python) and the stored query (SQL) match the same
+    lines, non-ASCII text included, on both databases."""
+    from logs_app.services import LogFilter
+
+    messages = ["Ärger über Öl", "straße gesperrt", "ΣΊΣΥΦΟΣ σ", "PLAIN text"]
+    post(http, session.pk, [{"message": m} for m in messages])
+    log_filter = LogFilter(q=q)
+    stored = [row.message for row in log_filter.apply(LogEntry.objects.filter(session=session))]
+    live = [
+        e["message"]
+        for e in (row.as_json() for row in LogEntry.objects.all())
+        if log_filter.matches(e)
+    ]
+    assert stored == live
+    response = http.get(f"/api/v1/sessions/{session.pk}/logs", {"q": q})
+    assert [e["message"] for e in response.json()["entries"]] == stored
+    expected = {
+        "öl": 1, "ÜBER": 1, "ärger": 1, "straße": 1, "STRAßE": 1, "STRASSE": 0,
+        "Σ": 1, "σ": 1, "plain": 1,
+    }[q]  # fmt: skip
+    assert len(stored) == expected, (q, stored)
