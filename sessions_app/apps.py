@@ -8,6 +8,8 @@ class SessionsAppConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
-        from sessions_app import daphne_hooks, signals  # noqa: F401
+        from sessions_app import daphne_hooks, events, signals, stale  # noqa: F401 (signals)
 
+        # The stale-task sweeper starts with the server's loop.
+        events.on_serve(stale.start)
         checks.register(daphne_hooks.check, checks.Tags.compatibility, deploy=True)

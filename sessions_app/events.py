@@ -455,17 +455,27 @@ class Publisher:
 publisher = Publisher()
 
 
+_starters: list[Callable[[], None]] = []
+
+
+def on_serve(start: Callable[[], None]) -> None:
+    """Registers work that starts with the server's loop (a feature's sweeper):
+    app configs call this, so the event log imports none of them."""
+    if start not in _starters:
+        _starters.append(start)
+
+
 class BindPublisher:
     """The ASGI application's outermost layer: publishes go to the server's
-    loop, where the consumers and the in-memory layer live."""
+    loop, where the consumers and the in-memory layer live, and the work
+    registered with on_serve() starts there."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        from sessions_app import stale  # it writes through the services, which record here
-
         publisher.bind(asyncio.get_running_loop())
         stats.live.serve()
-        stale.start()
+        for start in _starters:
+            start()
         return await self.inner(scope, receive, send)
