@@ -53,7 +53,6 @@ from sessions_app.models import Session, Status, Task, Webhook
 log = logging.getLogger(__name__)
 
 ENDS = {Status.FAILED, Status.CANCELLED}
-LOST = "no report for"
 BACKOFF = [1, 4, 16, 64]
 DEADLINE = 10  # seconds for one delivery: connect, send, status line and headers
 LANES = 32  # webhook URLs delivered to at the same time, a thread each
@@ -111,8 +110,7 @@ def _describe(obj: Session | Task) -> dict:
     words in it (names, the error) are escaped; the structured fields are not."""
     if isinstance(obj, Task):
         session = Session.objects.only("id", "name", "status").get(pk=obj.session_id)
-        lost = obj.status == Status.FAILED and obj.error.startswith(LOST)
-        event = "task.stale" if lost else f"task.{obj.status}"
+        event = "task.stale" if obj.lost else f"task.{obj.status}"
         words = {
             "task.stale": "went silent and was failed",
             "task.failed": "failed",

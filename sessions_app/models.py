@@ -129,6 +129,8 @@ class Task(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
+    # Failed because its worker stopped reporting (services.fail_lost).
+    lost = models.BooleanField(default=False)
     attempt = models.PositiveIntegerField(default=1)
     # Seconds without a report after which a running task is failed (None:
     # SWITCHBOARD_STALE_AFTER). See sessions_app/stale.py.
@@ -169,6 +171,7 @@ class Task(models.Model):
             "result": self.result,
             "error": self.error,
             "cancel_requested": self.cancel_requested,
+            "lost": self.lost,
             "attempt": self.attempt,
             "stale_after": self.stale_after,
             "created_at": self.created_at.isoformat(),

@@ -74,6 +74,7 @@ class TaskOut(Schema):
     result: Any
     error: str
     cancel_requested: bool
+    lost: bool
     attempt: int
     stale_after: int | None
     created_at: str

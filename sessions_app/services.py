@@ -456,13 +456,10 @@ def update_task(
     return task
 
 
-LOST = "no report for"
-
-
 def refuse_if_lost(task: Task) -> None:
     """A worker reporting on a task that was failed for want of its reports
     is told so (409), not let back in silently; a retry starts a new attempt."""
-    if task.status == Status.FAILED and task.error.startswith(LOST):
+    if task.lost and task.status == Status.FAILED:
         raise ServiceError(
             "status",
             f"task {task.pk} failed at {task.finished_at:%Y-%m-%d %H:%M:%S} UTC: {task.error};"
@@ -482,10 +479,12 @@ def fail_lost(task_id: int, last_report: Callable[[Task], datetime], default: in
         silent = (timezone.now() - last_report(task)).total_seconds()
         if silent < limit:
             return False
+        # Marked first, so the event of the failure below carries it.
+        Task.objects.filter(pk=task_id).update(lost=True)
         update_task(
             task_id,
             status=Status.FAILED,
-            error=f"{LOST} {limit} s: the worker is presumed lost (stale_after {limit} s)",
+            error=f"no report for {limit} s: the worker is presumed lost (stale_after {limit} s)",
         )
     return True
 
@@ -533,7 +532,7 @@ def retry_task(task_id: int) -> Task:
         task.message = ""
         task.error = ""
         task.result = None
-        task.cancel_requested = False
+        task.cancel_requested = task.lost = False
         task.started_at = task.finished_at = None
         task.updated_at = now
         task.save()
@@ -582,7 +581,14 @@ def _output(task_id: int, fields: dict, ts: datetime | None, check: Check | None
         task = (
             Task.objects.select_related("session")
             .only(
-                "id", "session_id", "attempt", "status", "error", "finished_at", "session__owner_id"
+                "id",
+                "session_id",
+                "attempt",
+                "status",
+                "error",
+                "lost",
+                "finished_at",
+                "session__owner_id",
             )
             .get(pk=task_id)
         )

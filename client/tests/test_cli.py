@@ -381,8 +381,12 @@ def test_a_killed_runs_task_fails_as_lost_while_a_quiet_run_keeps_its_task_runni
     try:
         wait_for(lambda: read_pid(pidfile) or killed.poll() is not None, what="the command")
         assert killed.poll() is None, killed.stderr.read()
-        lost = Task.objects.get(session__name="lost")
-        assert (lost.status, lost.stale_after) == ("running", 2)
+        # The command starts before run reports it running.
+        lost = wait_for(
+            lambda: Task.objects.filter(session__name="lost", status="running").first(),
+            what="the run's task to be running",
+        )
+        assert lost.stale_after == 2
         killed.kill()
         killed.wait(10)
         wait_for(

@@ -79,6 +79,27 @@ def test_completing_a_task_sets_full_progress_and_finish_time():
 
 
 @pytest.mark.django_db
+def test_a_lost_task_is_marked_by_its_field_not_by_the_words_of_its_error():
+    session = services.create_session(name="s")[0]
+    worded = services.create_task(session.pk, name="worded", status="running")[0]
+    silent = services.create_task(session.pk, name="silent", status="running")[0]
+    # A worker's own failure that happens to read like the sweeper's is not lost.
+    worded = services.update_task(worded.pk, status="failed", error="no report for 5 s")
+    services.refuse_if_lost(worded)
+    assert worded.lost is False
+
+    assert services.fail_lost(silent.pk, lambda task: task.created_at, default=1) is False
+    assert services.fail_lost(silent.pk, lambda task: task.created_at.replace(year=2000), 1)
+    silent = Task.objects.get(pk=silent.pk)
+    assert silent.lost and silent.status == "failed"
+    with pytest.raises(services.ServiceError, match="retry"):
+        services.refuse_if_lost(silent)
+    event = Event.objects.filter(task_id=silent.pk, kind="task.update").latest("pk")
+    assert event.data["lost"] is True
+    assert services.retry_task(silent.pk).lost is False
+
+
+@pytest.mark.django_db
 def test_cancelling_a_session_cancels_its_unfinished_tasks():
     session = services.create_session(name="s")[0]
     waiting = services.create_task(session.pk, name="w")[0]

@@ -41,6 +41,7 @@ async def test_a_silent_task_fails_by_itself_once_and_a_late_report_is_refused(
         )
         waited = time.monotonic() - started
     assert frame["data"]["error"].startswith("no report for 2 s"), frame
+    assert frame["data"]["lost"] is True, frame
     assert 1.0 < waited < 6, waited
     # Both processes looked; the failure was recorded once.
     await asyncio.sleep(1)
@@ -64,6 +65,7 @@ async def test_a_silent_task_fails_by_itself_once_and_a_late_report_is_refused(
     assert (await asyncio.to_thread(api.get_task, task["id"]))["status"] == "failed"
     retried = await asyncio.to_thread(api.request, "POST", f"tasks/{task['id']}/retry")
     assert retried["status"] == "pending" and retried["attempt"] == 2
+    assert retried["lost"] is False
     assert (await asyncio.to_thread(api.update_task, task["id"], progress=10))["progress"] == 10
 
 
