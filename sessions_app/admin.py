@@ -157,7 +157,8 @@ class SessionAdmin(admin.ModelAdmin):
                     }
                 if line.task is not None:
                     line.task = f"{line.task}-{suffix}"
-                for entry in line.entries:
+                # A log.append line's entries, as checked (what the replay applies).
+                for entry in line.checked if line.kind == "log.append" else ():
                     if entry.get("task_id"):
                         entry["task_id"] = f"{entry['task_id']}-{suffix}"
                     if entry.get("uid"):

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from sessions_app import services
-from sessions_app.models import Event, Task
+from sessions_app.models import Event, Session, Task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -140,3 +140,39 @@ def test_an_edited_status_is_still_checked(browser, running):
     assert "cannot become running" in response.content.decode()
     task.refresh_from_db()
     assert task.status == "failed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_replay_action_copies_a_session_with_its_tasks_and_log_lines(admin_client):
+    from logs_app import services as log_services
+    from logs_app.models import LogEntry
+
+    session = services.create_session(name="nightly", external_id="nightly-1")[0]
+    task = services.create_task(session.pk, name="load", external_id="load")[0]
+    services.update_task(task.pk, status="completed")
+    log_services.append_entries(
+        session.pk,
+        [
+            {"message": "of the task", "task_id": task.pk, "uid": "line-1"},
+            {"message": "of the session"},
+        ],
+    )
+
+    answer = admin_client.post(
+        "/admin/sessions_app/session/",
+        {"action": "replay", "_selected_action": [session.pk]},
+        follow=True,
+    )
+
+    assert answer.status_code == 200
+    assert "Replayed 1 session(s) as new copies." in answer.content.decode()
+    copy = Session.objects.exclude(pk=session.pk).get()
+    assert copy.external_id.startswith("nightly-1-replay-") and copy.name == "nightly"
+    copied_task = Task.objects.get(session=copy)
+    assert copied_task.name == "load" and copied_task.status == "completed"
+    lines = list(LogEntry.objects.filter(session=copy).order_by("id"))
+    assert [line.message for line in lines] == ["of the task", "of the session"]
+    assert lines[0].task_id == copied_task.pk and lines[1].task_id is None
+    assert lines[0].uid.startswith("line-1-replay-")
+    # The original is untouched.
+    assert LogEntry.objects.filter(session=session).count() == 2
