@@ -78,7 +78,7 @@ def post(http, path: str, body) -> tuple[int, dict]:
 
 
 def make_token(user) -> str:
-    from sessions_app.models import ApiToken
+    from live.models import ApiToken
 
     return ApiToken.issue(user)[1]
 

@@ -70,8 +70,9 @@ def make_jobs(count: int) -> tuple[list[tuple[str, int]], tuple[str, int]]:
 def writer(job: tuple[str, int], seconds: float, locked: bool, start, counts) -> None:
     """Progress reports on a task, or batches of 500 log lines to a session."""
     setup_django()
+    from live import events
     from logs_app import services as logs
-    from sessions_app import events, services
+    from sessions_app import services
 
     if not locked:
         events.lock = lambda: None

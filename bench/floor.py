@@ -17,8 +17,8 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Schema
 
+from live.auth import ASYNC_AUTH
 from project import urls as project_urls
-from sessions_app.auth import ASYNC_AUTH
 
 
 @csrf_exempt

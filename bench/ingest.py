@@ -29,7 +29,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from sessions_app.models import ApiToken, Event  # noqa: E402
+from live.models import ApiToken, Event  # noqa: E402
 
 
 def main(lines: int, batch: int) -> None:

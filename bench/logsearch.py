@@ -99,8 +99,9 @@ def main(lines: int) -> None:
     from django.db import connection
     from django.test import Client
 
+    from live.models import ApiToken
     from logs_app.models import LogEntry
-    from sessions_app.models import ApiToken, Session
+    from sessions_app.models import Session
 
     user = User.objects.create(username="bench", is_superuser=True, is_staff=True)
     token = ApiToken.issue(user)[1]

@@ -8,13 +8,13 @@ from ninja import Query, Router
 from ninja import Status as Answer
 from pydantic import Field
 
+from live import dbthreads
+from live.auth import ASYNC_AUTH
+from live.validation import Clean, Instant
 from logs_app import services
 from logs_app.schemas import LogsCreated, LogsIn, LogsOut, RateOut
-from sessions_app import dbthreads
 from sessions_app.api import ERRORS, changeable_session, visible_session
-from sessions_app.auth import ASYNC_AUTH
 from sessions_app.services import ServiceError
-from sessions_app.validation import Clean, Instant
 
 router = Router(tags=["logs"])
 

@@ -14,7 +14,7 @@ class LogsAppConfig(AppConfig):
         connection_created.connect(use_fold_on_sqlite)
         # Plug the logs:<session_id> channel and log.append events into the core.
         from logs_app import eventfiles, streams
-        from sessions_app import stale
+        from operations import stale
 
         streams.register()
         eventfiles.register()
@@ -24,8 +24,8 @@ class LogsAppConfig(AppConfig):
 
 def newest_line(task):
     """When the newest log line of a task arrived (its log.append event's time)."""
+    from live.models import Event
     from logs_app.models import LogEntry
-    from sessions_app.models import Event
 
     seq = (
         LogEntry.objects.filter(session_id=task.session_id, task_id=task.pk)

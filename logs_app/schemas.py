@@ -5,9 +5,9 @@ from typing import Any
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from live.validation import Input, Instant, JsonObject, Text
 from logs_app.services import parse_level
 from sessions_app.services import ServiceError
-from sessions_app.validation import Input, Instant, JsonObject, Text
 
 
 class LogEntryIn(Input):

@@ -16,12 +16,12 @@ from django.db.models import QuerySet
 from django.db.models.functions import Upper
 from django.utils import timezone
 
+from live import events, stats
+from live.errors import Refused
+from live.validation import json_size, utf8_size, whole_number
 from logs_app.models import COLUMNS, LEVELS, LogEntry, entry_json
-from sessions_app import events, stats
-from sessions_app.errors import Refused
 from sessions_app.models import Session
 from sessions_app.services import ServiceError, service_write
-from sessions_app.validation import json_size, utf8_size, whole_number
 
 
 def fold(text: str) -> str:

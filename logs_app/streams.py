@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
+from live import events
+from live.errors import Refused
+from live.models import Event
 from logs_app import services
 from logs_app.models import LogEntry
-from sessions_app import events, streams
-from sessions_app.errors import Refused
-from sessions_app.models import Event
+from sessions_app import streams
 
 
 @dataclass

@@ -4,12 +4,12 @@ from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from live.errors import Refused
+from live.validation import parse_instant, problem
 from logs_app import services
 from logs_app.models import LEVELS, LogEntry, level_name
 from sessions_app import access
-from sessions_app.errors import Refused
 from sessions_app.services import ServiceError
-from sessions_app.validation import parse_instant, problem
 
 
 @staff_member_required

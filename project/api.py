@@ -5,12 +5,12 @@ from django.db import DataError
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
 
+from live.auth import API_AUTH
+from live.errors import Refused
 from logs_app.api import router as logs_router
 from project import bodylimit, throttles
 from project.batch import router as batch_router
 from sessions_app.api import router as sessions_router
-from sessions_app.auth import API_AUTH
-from sessions_app.errors import Refused
 
 api = NinjaAPI(
     title="Switchboard API",

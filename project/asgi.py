@@ -11,15 +11,15 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from live import daphne_hooks  # noqa: E402
+from live.auth import IdentityMiddleware  # noqa: E402
+from live.events import BindPublisher  # noqa: E402
+from live.flow import FlowApp  # noqa: E402
+from live.routing import websocket_urlpatterns  # noqa: E402
 from project import bodylimit  # noqa: E402
 from project.bodylimit import BodyLimit  # noqa: E402
 from project.deflate import accept_deflate  # noqa: E402
 from project.rootpath import RootPath  # noqa: E402
-from sessions_app import daphne_hooks  # noqa: E402
-from sessions_app.auth import IdentityMiddleware  # noqa: E402
-from sessions_app.events import BindPublisher  # noqa: E402
-from sessions_app.flow import FlowApp  # noqa: E402
-from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 
 # The hooks into daphne's internals: applied here, or the server refuses to start.
 daphne_hooks.install(

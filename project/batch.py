@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from ninja import Router, Schema
 from pydantic import Field
 
+from live import dbthreads, events
+from live.auth import ASYNC_AUTH
+from live.validation import Input
 from logs_app import services as log_services
 from logs_app.schemas import LogEntryIn
-from sessions_app import dbthreads, events, services
+from sessions_app import services
 from sessions_app.api import ERRORS, changeable_session, report_fields
-from sessions_app.auth import ASYNC_AUTH
 from sessions_app.models import Session, Task
 from sessions_app.schemas import OutputIn, TaskPatch
-from sessions_app.validation import Input
 
 router = Router(tags=["batch"])
 ID = Field(ge=1, le=2**62)

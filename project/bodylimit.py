@@ -7,7 +7,7 @@ too late: an 800 MB POST costs 800 MB first. Two guards, for every path:
 - under daphne, its request class is swapped for one that answers 413 as soon
   as the headers announce too much (or, for a chunked body, as soon as too
   much has arrived), stops storing, and closes the connection; the
-  application is never called (sessions_app.daphne_hooks, with `limit` and
+  application is never called (live.daphne_hooks, with `limit` and
   `answer` from here);
 - under any other ASGI server, `BodyLimit` answers 413 on `Content-Length` and
   stops reading a chunked body past the limit.

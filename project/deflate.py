@@ -3,7 +3,7 @@ SWITCHBOARD_WS_COMPRESSION is on.
 
 daphne builds autobahn's WebSocketServerFactory and sets its options in
 Server.run() without a compression hook; autobahn itself speaks
-permessage-deflate. sessions_app.daphne_hooks gives daphne a factory whose
+permessage-deflate. live.daphne_hooks gives daphne a factory whose
 options accept a client's deflate offer with `accept_deflate`. The server
 compresses each message on its own (no context kept between messages, a
 4 KiB window and a small memory level):

@@ -26,8 +26,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "ninja",
+    "live",
     "sessions_app",
     "logs_app",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -78,7 +80,7 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock at BEGIN: writers are serialized, so
-        # event ids are handed out in commit order (see sessions_app.events).
+        # event ids are handed out in commit order (see live.events).
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",

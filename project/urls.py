@@ -4,7 +4,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from logs_app import views as log_views
-from project import health
+from operations import health
 from project.api import api
 from sessions_app import views
 

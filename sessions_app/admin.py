@@ -9,8 +9,9 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
+from live.models import ApiToken, Event
 from sessions_app import eventfiles, services
-from sessions_app.models import TERMINAL, ApiToken, Event, Session, Task, Webhook
+from sessions_app.models import TERMINAL, Session, Task, Webhook
 
 
 class LiveForm(forms.ModelForm):

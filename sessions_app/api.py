@@ -9,10 +9,13 @@ from ninja import Query, Router
 from ninja import Status as Answer
 from pydantic import Field
 
-from sessions_app import access, dbthreads, events, services, stats, streams
-from sessions_app.auth import ASYNC_AUTH
-from sessions_app.errors import Refused
-from sessions_app.models import TASK_STATUSES, Event, Session, Status, Task
+from live import dbthreads, events, stats
+from live.auth import ASYNC_AUTH
+from live.errors import Refused
+from live.models import Event
+from live.validation import Clean
+from sessions_app import access, services, streams
+from sessions_app.models import TASK_STATUSES, Session, Status, Task
 from sessions_app.schemas import (
     CancelOut,
     ErrorOut,
@@ -31,7 +34,6 @@ from sessions_app.schemas import (
     TaskPage,
     TaskPatch,
 )
-from sessions_app.validation import Clean
 
 router = Router()
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}

@@ -6,10 +6,4 @@ class SessionsAppConfig(AppConfig):
     verbose_name = "Sessions"
 
     def ready(self) -> None:
-        from django.core import checks
-
-        from sessions_app import daphne_hooks, events, signals, stale  # noqa: F401 (signals)
-
-        # The stale-task sweeper starts with the server's loop.
-        events.on_serve(stale.start)
-        checks.register(daphne_hooks.check, checks.Tags.compatibility, deploy=True)
+        from sessions_app import signals  # noqa: F401 (connects the model signals)

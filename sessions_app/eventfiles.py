@@ -20,10 +20,12 @@ from django.db import connection, transaction
 from django.db.models import Count
 from pydantic import ValidationError
 
-from sessions_app import events, services
-from sessions_app.models import TERMINAL, Event, Session, Task
+from live import events
+from live.models import Event
+from live.validation import as_utc, problem, timestamp_problem
+from sessions_app import services
+from sessions_app.models import TERMINAL, Session, Task
 from sessions_app.schemas import OutputIn, SessionPatch, TaskPatch
-from sessions_app.validation import as_utc, problem, timestamp_problem
 
 CORE_KINDS = {
     "session.update",

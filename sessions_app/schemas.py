@@ -6,8 +6,8 @@ from ninja import Schema
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from live.validation import Input, JsonObject, JsonValue, Text
 from sessions_app.models import Status
-from sessions_app.validation import Input, JsonObject, JsonValue, Text
 
 SessionStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
 TaskStatus = Literal["pending", "running", "completed", "failed", "cancelled"]

@@ -16,10 +16,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from sessions_app import alerts, events, stats
-from sessions_app.errors import Refused
+from live import events, stats
+from live.errors import Refused
+from live.validation import json_size
+from operations import alerts
 from sessions_app.models import TASK_STATUSES, TERMINAL, Session, Status, Task
-from sessions_app.validation import json_size
 
 
 class ServiceError(Refused):
@@ -613,7 +614,7 @@ def _output(task_id: int, fields: dict, ts: datetime | None, check: Check | None
 def latest_steps(session: Session, scan: int = 500) -> dict:
     """The newest step of each running task of the session, by task id, from
     the newest `scan` events of its channel (steps are placed there too)."""
-    from sessions_app.models import Event, EventChannel
+    from live.models import Event, EventChannel
 
     running = set(session.tasks.filter(status=Status.RUNNING).values_list("pk", flat=True)[:200])
     if not running:
@@ -640,7 +641,7 @@ def latest_steps(session: Session, scan: int = 500) -> dict:
 
 def task_output(task: Task, limit_chars: int = 65536) -> dict:
     """The streamed output of the task's current attempt: its tail, and whether it ended."""
-    from sessions_app.models import Event
+    from live.models import Event
 
     chunks = []
     steps = []

@@ -8,7 +8,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from sessions_app import events, services
+from live import events
+from sessions_app import services
 from sessions_app.models import Session, Task
 
 

@@ -15,9 +15,11 @@ from typing import Any
 
 from django.db.models import Count
 
-from sessions_app import access, events, frames, stats
-from sessions_app.errors import Refused
-from sessions_app.models import EventChannel, Session, Task
+from live import events, frames, stats
+from live.errors import Refused
+from live.models import EventChannel
+from sessions_app import access
+from sessions_app.models import Session, Task
 from sessions_app.services import latest_steps, task_output
 
 ID_RE = re.compile(r"^[1-9][0-9]{0,17}$")

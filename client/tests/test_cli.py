@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from live.models import Event
 from logs_app.models import LogEntry
-from sessions_app.models import Event, Session, Task
+from sessions_app.models import Session, Task
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -7,8 +7,8 @@ import pytest
 from switchboard_client import Client, LogHandler, Reporter, SwitchboardError
 
 from conftest import free_port
+from live.models import Event
 from logs_app.models import LogEntry
-from sessions_app.models import Event
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -5,9 +5,9 @@ import json
 import pytest
 from django.test import Client
 
+from live.models import Event
 from logs_app.models import LogEntry
 from sessions_app import services
-from sessions_app.models import Event
 
 pytestmark = pytest.mark.django_db
 

@@ -3,10 +3,11 @@ with real transactions: per-subscriber filters and the flood budget."""
 
 import pytest
 from channels.db import database_sync_to_async
-
-from logs_app import services as log_services
-from sessions_app import events, services
 from sessions_app.tests.test_consumer import connect, next_event, subscribe
+
+from live import events
+from logs_app import services as log_services
+from sessions_app import services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 

@@ -8,7 +8,7 @@ from django.test import Client as DjangoClient
 from switchboard_client import Client, Reporter
 
 from conftest import free_port, post
-from sessions_app.models import Event
+from live.models import Event
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
 

@@ -6,10 +6,11 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from live.models import ApiToken, Event, hash_token
 from logs_app import services as log_services
 from logs_app.models import LogEntry
 from sessions_app import services
-from sessions_app.models import ApiToken, Event, Session, Task, hash_token
+from sessions_app.models import Session, Task
 
 pytestmark = pytest.mark.django_db
 
@@ -257,7 +258,7 @@ def test_prune_deletes_ended_sessions_and_old_events_and_marks_the_cut(tmp_path)
 
     from django.utils import timezone
 
-    from sessions_app.events import pruned_through
+    from live.events import pruned_through
 
     old, _ = make_history()
     running = services.create_session(name="still running")[0]
@@ -293,7 +294,6 @@ def test_the_demo_refuses_a_busy_port_and_changes_nothing(db):
 
 def test_the_demo_login_stays_the_same_across_runs(db, tmp_path):
     from django.contrib.auth import get_user_model
-
     from sessions_app.management.commands.demo import demo_password
 
     user = get_user_model().objects.create_user("demo")

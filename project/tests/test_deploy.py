@@ -21,7 +21,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from django.db import connection
 
 from conftest import ROOT, Listening, free_port
-from sessions_app.tests.concurrent_resume import check_resume_with_concurrent_writers
+from live.tests.concurrent_resume import check_resume_with_concurrent_writers
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -116,7 +116,7 @@ def test_daphne_refuses_a_huge_body_on_its_headers_and_a_long_chunked_one_as_it_
 
 
 def test_a_socket_origin_may_name_the_forwarded_host_only_when_that_is_trusted(settings):
-    from sessions_app.auth import origin_allowed
+    from live.auth import origin_allowed
 
     settings.ALLOWED_HOSTS = ["127.0.0.1", "ops.example.com"]
     headers = [
@@ -135,7 +135,7 @@ def test_a_socket_origin_may_name_the_forwarded_host_only_when_that_is_trusted(s
 
 
 def test_the_page_scheme_comes_from_the_trusted_proxy_header_only(settings):
-    from sessions_app.auth import request_scheme
+    from live.auth import request_scheme
 
     forwarded = {"headers": [(b"x-forwarded-proto", b"https")]}
     settings.SECURE_PROXY_SSL_HEADER = None

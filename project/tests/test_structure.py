@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("project", "sessions_app", "logs_app")
+PACKAGES = ("project", "live", "sessions_app", "logs_app", "operations")
 SKIP = {"tests", "migrations", "management"}
 
 

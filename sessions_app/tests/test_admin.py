@@ -6,8 +6,9 @@ from html.parser import HTMLParser
 import pytest
 from django.test import Client
 
+from live.models import Event
 from sessions_app import services
-from sessions_app.models import Event, Session, Task
+from sessions_app.models import Session, Task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,8 @@ import json
 import pytest
 from django.test import Client
 
-from sessions_app.models import Event, Session, Task
+from live.models import Event
+from sessions_app.models import Session, Task
 
 pytestmark = pytest.mark.django_db
 

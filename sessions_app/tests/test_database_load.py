@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from sessions_app.tests import wsclient as wc
+from live.tests import wsclient as wc
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -8,9 +8,11 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection, transaction
 
+from live import events
+from live.models import Event, EventChannel
 from logs_app import services as log_services
-from sessions_app import events, services
-from sessions_app.models import Event, EventChannel, Session, Task
+from sessions_app import services
+from sessions_app.models import Session, Task
 
 
 @pytest.mark.django_db
@@ -218,7 +220,7 @@ def test_a_reader_of_every_channel_waits_for_the_writers_in_flight(admin_user):
     the batch: it waits for it and answers both, in order."""
     from django.test import Client
 
-    from sessions_app.models import ApiToken
+    from live.models import ApiToken
 
     token = ApiToken.issue(admin_user)[1]
     busy = services.create_session(name="logging")[0]

@@ -8,8 +8,8 @@ from django.test import Client as DjangoClient
 from switchboard_client import Client as SwitchboardClient
 
 from conftest import post
+from live.tests import wsclient as wc
 from sessions_app import eventfiles, services
-from sessions_app.tests import wsclient as wc
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -5,9 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
+from live.events import publisher
 from logs_app import services
 from logs_app.tailer import Follower
-from sessions_app.events import publisher
 from sessions_app.models import Session, Task
 from sessions_app.services import ServiceError
 

@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from sessions_app.models import ApiToken
+from live.models import ApiToken
 
 
 class Command(BaseCommand):

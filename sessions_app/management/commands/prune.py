@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from sessions_app.models import TERMINAL, Event, Retention, Session
+from live.models import Event, Retention
+from sessions_app.models import TERMINAL, Session
 from sessions_app.progress import ProgressBar
 
 BATCH = 5000

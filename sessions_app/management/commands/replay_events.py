@@ -3,8 +3,8 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from live.events import publisher
 from sessions_app import eventfiles
-from sessions_app.events import publisher
 from sessions_app.progress import ProgressBar
 
 

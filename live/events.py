@@ -1,0 +1,481 @@
+"""The event log: every change is recorded here, then published on commit.
+
+The write path is: a service function changes a model and calls `record()`
+inside the same transaction. `record()` takes the event lock, stores the
+event and its place in each channel, and registers one publish on commit.
+The publisher forwards the frame, serialized once, to the channel's group;
+consumers relay it to their sockets (live.consumers).
+"""
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from channels.layers import get_channel_layer
+from django.db import connection, transaction
+from django.db.models import Max, Q, QuerySet
+
+from live import stats
+from live.models import Event, EventChannel, Retention
+
+log = logging.getLogger("switchboard.events")
+
+# Any constants work; they name PostgreSQL advisory locks (see lock()).
+EVENT_LOCK_KEY = 0x5B0A2D
+WRITERS_KEY = 0x5B0A2E
+LOG_LOCK_CLASS = 0x5B0A
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text that can always be sent: a lone surrogate that got
+    past the edges (live.validation) is escaped rather than left to
+    fail the UTF-8 encoding of a send."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(value, separators=(",", ":"), default=_default)
+    return text
+
+
+def group_for(channel: str) -> str:
+    """The layer group of a channel: 'session:4' → 'session.4' (groups take no ':')."""
+    return channel.replace(":", ".")
+
+
+def lock() -> None:
+    """Serialize event writers until the current transaction ends.
+
+    Event ids then follow commit order: a reader that has seen seq N has seen
+    every committed event below N, and no later commit takes an id below N.
+    SQLite gets the same from BEGIN IMMEDIATE (see settings).
+
+    One writer is let past this lock: a standalone log batch (log_lock()),
+    whose events are on its session's logs channel alone. Per channel, ids
+    still follow commit order; across channels, a reader of every channel
+    stops at horizon().
+    """
+    _take("SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)",
+          [WRITERS_KEY, EVENT_LOCK_KEY])  # fmt: skip
+
+
+def log_lock(session_id: int) -> None:
+    """The lock of a log batch written in a transaction of its own: it orders
+    the batches of one session (the only writers of its logs channel) and
+    leaves every other writer alone."""
+    _take("SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s, %s)",
+          [WRITERS_KEY, LOG_LOCK_CLASS, session_id % 0x7FFFFFFF])  # fmt: skip
+
+
+def _take(sql: str, params: list) -> None:
+    if not connection.in_atomic_block:
+        raise RuntimeError("events.record() must run inside transaction.atomic()")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def horizon() -> int | None:
+    """The newest seq a reader of every channel at once may go up to: every
+    event below it is committed or never will be. Waits for the writers in
+    flight (a few milliseconds) and holds new ones back meanwhile; None where
+    ids always follow commit order (SQLite)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        # A lock of the connection, not of a transaction: let go at once,
+        # whatever transaction the caller is in.
+        cursor.execute("SELECT pg_advisory_lock(%s)", [WRITERS_KEY])
+        try:
+            cursor.execute(f"SELECT MAX(id) FROM {Event._meta.db_table}")
+            return cursor.fetchone()[0] or 0
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [WRITERS_KEY])
+
+
+def up_to_horizon(rows: QuerySet[Event]) -> QuerySet[Event]:
+    """Events of every channel at once, cut at horizon() (see there)."""
+    top = horizon()
+    return rows if top is None else rows.filter(id__lte=top)
+
+
+def channel_head(channel: str) -> int:
+    """The newest seq committed on a channel (0 if none)."""
+    head = (
+        EventChannel.objects.filter(channel=channel)
+        .order_by("-event_id")
+        .values_list("event_id", flat=True)
+        .first()
+    )
+    return head or 0
+
+
+def channel_heads(channels: list[str]) -> dict[str, int]:
+    """The newest committed seq of several channels, in one round trip.
+
+    One index probe each, as scalar subqueries of one SELECT: a GROUP BY with
+    MAX would read every event of a busy channel on PostgreSQL, which has no
+    loose index scan."""
+    if not channels:
+        return {}
+    quote = connection.ops.quote_name
+    probe = (
+        f"(SELECT {quote('event_id')} FROM {quote(EventChannel._meta.db_table)}"
+        f" WHERE {quote('channel')} = %s ORDER BY {quote('event_id')} DESC LIMIT 1)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join([probe] * len(channels)), channels)
+        row = cursor.fetchone()
+    return {channel: head or 0 for channel, head in zip(channels, row, strict=True)}
+
+
+def heads_after(cursors: dict[str, int]) -> dict[str, int]:
+    """The newest seq of each channel that has events after the given cursor.
+
+    One query per hundred channels, reading only index entries newer than
+    each cursor (a GROUP BY over whole channels would read every event of a
+    busy channel on PostgreSQL)."""
+    heads: dict[str, int] = {}
+    items = list(cursors.items())
+    for start in range(0, len(items), 100):
+        condition = Q()
+        for channel, cursor in items[start : start + 100]:
+            condition |= Q(channel=channel, event_id__gt=cursor)
+        rows = (
+            EventChannel.objects.filter(condition)
+            .values_list("channel")
+            .annotate(head=Max("event_id"))
+            .order_by()
+        )
+        heads.update(rows)
+    return heads
+
+
+def newest_seq() -> int:
+    return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def pruned_through() -> int:
+    return Retention.objects.values_list("pruned_through", flat=True).first() or 0
+
+
+def record(
+    kind: str,
+    channels: Iterable[str],
+    *,
+    session_id: int | None,
+    task_id: int | None = None,
+    data: dict,
+    payload: Callable[[Event], dict] | None = None,
+    extras: dict | None = None,
+    ts: datetime | None = None,
+    ordered: Callable[[], None] | None = None,
+) -> Event:
+    """Store one event on `channels` and publish it when the transaction commits.
+
+    `data` is stored; `payload(event)`, when given, builds what the frame
+    carries instead (log.append stores a count and sends the lines).
+    `extras` ride along in the layer message for consumers (never sent).
+    `ordered` takes the lock that keeps ids in commit order (lock() unless
+    told otherwise).
+    """
+    (ordered or lock)()
+    event = Event(kind=kind, session_id=session_id, task_id=task_id, data=data)
+    if extras and "owner_id" in extras:
+        event.owner_id = extras["owner_id"]
+    if ts is not None:
+        event.ts = ts
+    channels = list(dict.fromkeys(channels))
+    heads = (_store if connection.vendor == "postgresql" else _store_plain)(event, channels)
+    body = payload(event) if payload else data
+    ts_text = event.ts.isoformat()
+    messages = []
+    for channel in channels:
+        frame = event_frame(channel, kind, event.id, ts_text, body)
+        message = {
+            "type": "sb.event",
+            "channel": channel,
+            "seq": event.id,
+            "prev": heads[channel],
+            "frame": dumps(frame),
+        }
+        if extras:
+            message.update(extras)
+        messages.append((group_for(channel), message))
+    transaction.on_commit(lambda: committed(kind, messages))
+    return event
+
+
+def _event_row(event: Event) -> list:
+    field = Event._meta.get_field
+    return [
+        event.kind,
+        event.session_id,
+        event.task_id,
+        event.owner_id,
+        field("ts").get_db_prep_save(event.ts, connection),
+        field("data").get_db_prep_save(event.data, connection),
+    ]
+
+
+def _stored(event: Event, seq: int) -> None:
+    event.id = seq
+    event._state.adding = False
+    event._state.db = connection.alias
+
+
+def _store_plain(event: Event, channels: list[str]) -> dict[str, int]:
+    """Insert the event, read its channels' heads, insert its placements
+    (SQLite): three plain statements, since building them through the ORM
+    cost more than running them."""
+    table, placements = Event._meta.db_table, EventChannel._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            _event_row(event),
+        )
+        _stored(event, cursor.lastrowid)
+    heads = channel_heads(channels)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {placements} (event_id, channel, prev) VALUES (%s, %s, %s)",
+            [(event.id, channel, heads[channel]) for channel in channels],
+        )
+    return heads
+
+
+def _store(event: Event, channels: list[str]) -> dict[str, int]:
+    """Insert the event and its placements, reading each channel's head, in one
+    statement (PostgreSQL): one round trip while the event lock is held, not
+    three. Its snapshot is taken after the lock, so the heads are current."""
+    table, placements = Event._meta.db_table, EventChannel._meta.db_table
+    sql = f"""
+        WITH event AS (
+            INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data)
+            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
+        ), placed AS (
+            INSERT INTO {placements} (event_id, channel, prev)
+            SELECT event.id, c.channel, COALESCE((
+                SELECT p.event_id FROM {placements} p WHERE p.channel = c.channel
+                ORDER BY p.event_id DESC LIMIT 1), 0)
+            FROM event, unnest(%s::varchar[]) AS c(channel)
+            RETURNING event_id, channel, prev
+        )
+        SELECT event_id, channel, prev FROM placed
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*_event_row(event), channels])
+        rows = cursor.fetchall()
+    _stored(event, rows[0][0])
+    return {channel: prev for _, channel, prev in rows}
+
+
+def committed(kind: str, messages: list[tuple[str, dict]]) -> None:
+    stats.live.recorded([kind])
+    publisher.publish(messages)
+
+
+@dataclass
+class StoredFrame:
+    seq: int
+    frame: dict
+
+
+def read_channel(
+    channel: str,
+    since: int,
+    limit: int = 500,
+    owner_id: int | None = None,
+    until: int | None = None,
+) -> list[StoredFrame]:
+    """Committed events of a channel after `since` (up to `until`), oldest
+    first, as frames; with `owner_id`, only events of that user's sessions."""
+    placements = EventChannel.objects.filter(channel=channel, event_id__gt=since)
+    if owner_id is not None:
+        placements = placements.filter(event__owner_id=owner_id)
+    if until is not None:
+        placements = placements.filter(event_id__lte=until)
+    placements = list(placements.select_related("event").order_by("event_id")[:limit])
+    return frames_for([p.event for p in placements], channel)
+
+
+# Events whose frame data is not stored in the event row, and how to load it
+# (logs_app registers log.append, whose lines live in LogEntry).
+_loaders: dict[str, Callable[[list[Event]], dict[int, dict]]] = {}
+_primary: dict[str, Callable[[Event], str]] = {}
+
+
+def register_loader(
+    kind: str,
+    load: Callable[[list[Event]], dict[int, dict]],
+    primary: Callable[[Event], str] | None = None,
+) -> None:
+    """`load(events)` gives the frame data of stored events of `kind` by id;
+    `primary(event)` names the channel such an event is listed under."""
+    _loaders[kind] = load
+    if primary is not None:
+        _primary[kind] = primary
+
+
+def event_frame(channel: str, kind: str, seq: int, ts: str, data: Any) -> dict:
+    """The one shape of an event frame, live or stored."""
+    return {"type": "event", "channel": channel, "event": kind, "seq": seq, "ts": ts, "data": data}
+
+
+def frames_for(events: list[Event], channel: str | None = None) -> list[StoredFrame]:
+    """Frames for stored events (data loaded by its kind's loader when it has one)."""
+    loaded: dict[int, dict] = {}
+    for kind, load in _loaders.items():
+        of_kind = [e for e in events if e.kind == kind]
+        if of_kind:
+            loaded.update(load(of_kind))
+    return [
+        StoredFrame(
+            seq=event.id,
+            frame=event_frame(
+                channel or primary_channel(event),
+                event.kind,
+                event.id,
+                event.ts.isoformat(),
+                loaded.get(event.id, event.data),
+            ),
+        )
+        for event in events
+    ]
+
+
+def primary_channel(event: Event) -> str:
+    """The narrowest channel an event is on, for listings that show each event once."""
+    if event.kind in _primary:
+        return _primary[event.kind](event)
+    if event.task_id is not None:
+        return f"task:{event.task_id}"
+    return f"session:{event.session_id}"
+
+
+class Publisher:
+    """Sends layer messages in order, from any thread, without blocking the writer.
+
+    Inside the server, messages go to the server's event loop (bound by the
+    ASGI application on every connection), where the in-memory layer and the
+    consumers live. Elsewhere (commands, a shell) they go to one background
+    loop, so a command that publishes thousands of events keeps one Redis
+    connection instead of opening one per message.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queues: dict[asyncio.AbstractEventLoop, asyncio.Queue] = {}
+        self._background: asyncio.AbstractEventLoop | None = None
+        self._guard = threading.Lock()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def publish(self, messages: list[tuple[str, dict]]) -> None:
+        loop = self._target()
+        loop.call_soon_threadsafe(self._enqueue, loop, messages)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything published from this process has been sent."""
+        loop = self._target()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("flush() would block the loop it waits for")
+        future = asyncio.run_coroutine_threadsafe(self._join(loop), loop)
+        try:
+            future.result(timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _join(self, loop: asyncio.AbstractEventLoop) -> None:
+        queue = self._queues.get(loop)
+        if queue is not None:
+            await queue.join()
+
+    def _target(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            return loop
+        with self._guard:
+            if self._background is None or self._background.is_closed():
+                self._background = asyncio.new_event_loop()
+                threading.Thread(
+                    target=self._background.run_forever, name="switchboard-publisher", daemon=True
+                ).start()
+            return self._background
+
+    def _enqueue(self, loop: asyncio.AbstractEventLoop, messages: list[tuple[str, dict]]) -> None:
+        queue = self._queues.get(loop)
+        if queue is None:
+            # Forget queues of loops that have ended (test runs make many).
+            for old in [old for old in self._queues if old.is_closed()]:
+                del self._queues[old]
+            queue = self._queues[loop] = asyncio.Queue()
+            loop.create_task(self._drain(queue))
+        for item in messages:
+            queue.put_nowait(item)
+
+    async def _drain(self, queue: asyncio.Queue) -> None:
+        layer = get_channel_layer()
+        while True:
+            group, message = await queue.get()
+            try:
+                await layer.group_send(group, message)
+            except Exception:
+                # The event is stored; subscribers get it on their next gap check or resume.
+                log.exception("could not publish seq %s to %s", message.get("seq"), group)
+            finally:
+                queue.task_done()
+
+
+publisher = Publisher()
+
+
+_starters: list[Callable[[], None]] = []
+
+
+def on_serve(start: Callable[[], None]) -> None:
+    """Registers work that starts with the server's loop (a feature's sweeper):
+    app configs call this, so the event log imports none of them."""
+    if start not in _starters:
+        _starters.append(start)
+
+
+class BindPublisher:
+    """The ASGI application's outermost layer: publishes go to the server's
+    loop, where the consumers and the in-memory layer live, and the work
+    registered with on_serve() starts there."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        publisher.bind(asyncio.get_running_loop())
+        stats.live.serve()
+        for start in _starters:
+            start()
+        return await self.inner(scope, receive, send)

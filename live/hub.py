@@ -1,0 +1,214 @@
+"""Process-local fan-out: one layer message per process, not one per socket.
+
+Each server process has one `Hub`, on its event loop. The hub listens on one
+channel-layer channel of its own and joins the layer group of a channel once,
+when the first local subscriber of that channel arrives (and leaves it with
+the last). A published event therefore costs one layer message per process;
+the hub hands it to each local subscription directly.
+
+Subscriptions keep their meaning: each has a cursor, fills gaps from the
+database, narrows and budgets per subscriber (live.consumers). The hub
+only carries messages; it never reads the database.
+
+The layer may fail (Redis restarting). The hub then logs, retries with a
+backoff, joins its groups again once the layer answers (a restarted Redis has
+forgotten them), and asks every local subscription to catch up from the
+database, where every committed event is. No socket is closed for it.
+"""
+
+import asyncio
+import logging
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from live import stats
+from live.events import group_for, heads_after
+
+log = logging.getLogger("switchboard.hub")
+
+# Groups are joined again this often, so a layer that lost them without an
+# error (a Redis restarted between two reads) is repaired within this time.
+REJOIN_SECONDS = 30.0
+BACKOFF_MAX = 5.0
+
+
+class Listener(Protocol):
+    cursor: int
+    busy: bool
+
+    async def deliver(self, message: dict) -> None: ...
+
+    def lost(self) -> None: ...
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.members: dict[str, dict[Listener, None]] = {}
+        self.joined: set[str] = set()
+        self.channel_name: str | None = None
+        self.healthy = True
+        self._named = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-hub")
+
+    # --- subscriptions --------------------------------------------------------------
+
+    async def join(self, channel: str, listener: Listener) -> None:
+        """Start handing `channel`'s messages to `listener` (in publish order)."""
+        self.members.setdefault(channel, {})[listener] = None
+        if channel not in self.joined:
+            await self._named.wait()
+            await self._add(channel)
+
+    async def leave(self, channel: str, listener: Listener) -> None:
+        members = self.members.get(channel)
+        if members is None:
+            return
+        members.pop(listener, None)
+        if members:
+            return
+        del self.members[channel]
+        if channel in self.joined:
+            self.joined.discard(channel)
+            try:
+                await self.layer.group_discard(group_for(channel), self.channel_name)
+            except Exception as error:
+                # Harmless: messages for a group nobody here watches are dropped.
+                log.warning("could not leave the group of %s: %s", channel, error)
+
+    async def _add(self, channel: str) -> None:
+        try:
+            await self.layer.group_add(group_for(channel), self.channel_name)
+        except Exception as error:
+            # The subscription still works: the keeper joins the group when the
+            # layer answers again, and asks subscribers to catch up.
+            self._failed(f"could not join the group of {channel}: {error}")
+            return
+        if channel in self.members:
+            self.joined.add(channel)
+        else:  # the last subscriber left while we waited
+            try:
+                await self.layer.group_discard(group_for(channel), self.channel_name)
+            except Exception:
+                pass
+
+    # --- the layer ------------------------------------------------------------------
+
+    def _failed(self, why: str) -> None:
+        stats.live.layer_errors += 1
+        if self.healthy:
+            log.warning("channel layer unavailable (%s); live frames wait, nothing is lost", why)
+        self.healthy = False
+
+    async def _rejoin(self) -> None:
+        for channel in list(self.members):
+            await self.layer.group_add(group_for(channel), self.channel_name)
+            if channel in self.members:
+                self.joined.add(channel)
+
+    async def _keep(self) -> None:
+        """Join every group again now and then, and soon after a failure; when
+        the layer answers again, every subscription catches up from the database."""
+        backoff = 0.1
+        while True:
+            await asyncio.sleep(REJOIN_SECONDS if self.healthy else backoff)
+            try:
+                await self._rejoin()
+            except Exception as error:
+                self._failed(str(error) or type(error).__name__)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = 0.1
+            if not self.healthy:
+                log.warning("channel layer answers again; subscribers catch up")
+                self.healthy = True
+                for members in list(self.members.values()):
+                    for listener in list(members):
+                        listener.lost()
+
+    async def _watch_heads(self) -> None:
+        """Now and then, ask the database whether any watched channel has events
+        that no message brought: a message the layer lost with nothing after
+        it, or events written by a process the layer does not reach (a command
+        with the in-memory layer). Subscribers behind them catch up."""
+        suspects: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(settings.SWITCHBOARD["HEAD_CHECK_SECONDS"])
+            # A head seen last round that a subscriber has still not reached was
+            # not merely on its way: catch that subscriber up.
+            for channel, head in suspects.items():
+                for listener in list(self.members.get(channel, ())):
+                    if head > listener.cursor and not listener.busy:
+                        listener.lost()
+            cursors = {}
+            for channel, members in self.members.items():
+                idle = [listener.cursor for listener in members if not listener.busy]
+                if idle:
+                    cursors[channel] = min(idle)
+            suspects = {}
+            if not cursors:
+                continue
+            try:
+                suspects = await database_sync_to_async(heads_after)(cursors)
+            except Exception as error:
+                log.warning("could not check the channels' heads: %s", error)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while self.channel_name is None:
+            try:
+                self.channel_name = await self.layer.new_channel("switchboard.hub.")
+            except Exception as error:
+                self._failed(str(error) or type(error).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        self._named.set()
+        loop = asyncio.get_running_loop()
+        keeper = loop.create_task(self._keep())
+        watcher = loop.create_task(self._watch_heads())
+        backoff = 0.1
+        try:
+            while True:
+                try:
+                    message = await self.layer.receive(self.channel_name)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    self._failed(str(error) or type(error).__name__)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+                backoff = 0.1
+                await self.deliver(message)
+        finally:
+            keeper.cancel()
+            watcher.cancel()
+
+    async def deliver(self, message: dict) -> None:
+        """Hand one message to every local subscription of its channel."""
+        stats.live.layer_messages += 1
+        members = self.members.get(message.get("channel"))
+        if not members:
+            return
+        for listener in list(members):
+            try:
+                await listener.deliver(message)
+            except Exception:
+                log.exception("could not relay seq %s", message.get("seq"))
+
+
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop (made on first use)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        for old in [old for old in _hubs if old.is_closed()]:
+            del _hubs[old]
+        hub = _hubs[loop] = Hub()
+    return hub

@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class OperationsConfig(AppConfig):
+    """What keeps a deployment honest: the stale-task sweeper, alerts and
+    webhooks, health and metrics, the demo."""
+
+    name = "operations"
+    verbose_name = "Operations"
+
+    def ready(self) -> None:
+        from live import events
+        from operations import stale
+
+        # The stale-task sweeper starts with the server's loop.
+        events.on_serve(stale.start)
