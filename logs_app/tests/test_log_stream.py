@@ -3,9 +3,9 @@ with real transactions: per-subscriber filters and the flood budget."""
 
 import pytest
 from channels.db import database_sync_to_async
-from sessions_app.tests.test_consumer import connect, next_event, subscribe
 
 from live import events
+from live.tests.test_consumer import connect, next_event, subscribe
 from logs_app import services as log_services
 from sessions_app import services
 
