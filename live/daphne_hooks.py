@@ -89,7 +89,7 @@ def install(
     if found:
         raise ImproperlyConfigured(
             f"daphne {version()} does not match what Switchboard hooks into "
-            f"(sessions_app/daphne_hooks.py): {'; '.join(found)}. Install the daphne "
+            f"(live/daphne_hooks.py): {'; '.join(found)}. Install the daphne "
             "version pinned in requirements/base.txt."
         )
 

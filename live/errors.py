@@ -3,7 +3,7 @@
 A service, a channel check or a frame parser raises `Refused`; each transport
 turns it into its own answer in one place: the HTTP API into a 4xx with
 `errors: {field: [message]}` (project/api.py), the socket into an `error`
-frame (sessions_app/consumers.py), a command into a CommandError.
+frame (live/consumers.py), a command into a CommandError.
 """
 
 # The HTTP status of each code; the socket sends the code itself.

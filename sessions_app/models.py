@@ -130,7 +130,7 @@ class Task(models.Model):
     lost = models.BooleanField(default=False)
     attempt = models.PositiveIntegerField(default=1)
     # Seconds without a report after which a running task is failed (None:
-    # SWITCHBOARD_STALE_AFTER). See sessions_app/stale.py.
+    # SWITCHBOARD_STALE_AFTER). See operations/stale.py.
     stale_after = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
