@@ -294,7 +294,8 @@ def test_the_demo_refuses_a_busy_port_and_changes_nothing(db):
 
 def test_the_demo_login_stays_the_same_across_runs(db, tmp_path):
     from django.contrib.auth import get_user_model
-    from sessions_app.management.commands.demo import demo_password
+
+    from operations.management.commands.demo import demo_password
 
     user = get_user_model().objects.create_user("demo")
     first = demo_password(user, tmp_path / "login")
