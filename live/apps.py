@@ -2,9 +2,10 @@ from django.apps import AppConfig
 
 
 class LiveConfig(AppConfig):
-    """The core: the event log, the publisher, the hub, the consumer and the
-    stream registry. Features plug their streams, event kinds and socket
-    actions into it; it imports none of them."""
+    """The core: the event log, the publisher, the hub, the consumer and
+    socket identity. Features plug their streams and event kinds into it (the
+    consumer still imports sessions_app for cancel_task and the channel
+    registry; see docs/ARCHITECTURE.md, "The layout")."""
 
     name = "live"
     verbose_name = "Live core"
