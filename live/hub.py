@@ -7,7 +7,7 @@ the last). A published event therefore costs one layer message per process;
 the hub hands it to each local subscription directly.
 
 Subscriptions keep their meaning: each has a cursor, fills gaps from the
-database, narrows and budgets per subscriber (live.consumers). The hub
+database, narrows and budgets per subscriber (live.subscription). The hub
 only carries messages; it never reads the database.
 
 The layer may fail (Redis restarting). The hub then logs, retries with a
@@ -36,12 +36,16 @@ BACKOFF_MAX = 5.0
 
 
 class Listener(Protocol):
-    cursor: int
-    busy: bool
+    """A subscription, as the hub sees it (live.subscription)."""
+
+    # Its cursor, or None while it is catching up from the database.
+    position: int | None
 
     async def deliver(self, message: dict) -> None: ...
 
     def lost(self) -> None: ...
+
+    def head_seen(self, head: int) -> None: ...
 
 
 class Hub:
@@ -141,11 +145,11 @@ class Hub:
             # not merely on its way: catch that subscriber up.
             for channel, head in suspects.items():
                 for listener in list(self.members.get(channel, ())):
-                    if head > listener.cursor and not listener.busy:
-                        listener.lost()
+                    listener.head_seen(head)
             cursors = {}
             for channel, members in self.members.items():
-                idle = [listener.cursor for listener in members if not listener.busy]
+                positions = (listener.position for listener in members)
+                idle = [position for position in positions if position is not None]
                 if idle:
                     cursors[channel] = min(idle)
             suspects = {}

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from live import events
+from live import events, streams
 from live.errors import Refused
+from live.guards import TokenBucket
 from live.models import Event
 from logs_app import services
 from logs_app.models import LogEntry
-from sessions_app import streams
+from sessions_app.streams import OwnedStream, visible_session, visible_session_ids
 
 
 @dataclass
@@ -72,7 +73,7 @@ class LogRelay(streams.Relay):
     def __init__(self, log_filter: services.LogFilter) -> None:
         conf = settings.SWITCHBOARD
         self.filter = log_filter
-        self.budget = streams.TokenBucket(conf["LOG_LINES_PER_SECOND"], conf["LOG_LINES_BURST"])
+        self.budget = TokenBucket(conf["LOG_LINES_PER_SECOND"], conf["LOG_LINES_BURST"])
         self.skipped: Skipped | None = None
         self.channel = ""
 
@@ -108,17 +109,17 @@ class LogRelay(streams.Relay):
         ]
 
 
-class LogStream(streams.Stream):
+class LogStream(OwnedStream):
     kind, pattern, has_id = "logs", "logs:<session_id>", True
     # A log.append event carries up to LOG_FRAME_ENTRIES lines: page those finer.
     backlog_page = 10
     filters = True
 
     def check_access(self, user, ref):
-        return streams.visible_session(user, ref)
+        return visible_session(user, ref)
 
     def visible_ids(self, user, ids: set[int]) -> set[int]:
-        return streams.visible_session_ids(user, ids)
+        return visible_session_ids(user, ids)
 
     def parse_filter(self, raw) -> services.LogFilter:
         try:

@@ -7,6 +7,7 @@ cancel) needs `change_session`, or owning the session.
 
 from django.db.models import QuerySet
 
+from live.errors import Refused
 from sessions_app.models import Session, Task
 
 
@@ -37,3 +38,15 @@ def can_see(user, session: Session) -> bool:
 
 def can_change(user, session: Session) -> bool:
     return changes_all(user) or (user.is_active and session.owner_id == user.pk)
+
+
+def changeable_task(user, task_id: int) -> Task:
+    """The task, if the user may see it and change its session; Refused naming
+    `task_id` if not (not_found when it cannot see it, forbidden when it may
+    only look)."""
+    task = visible_tasks(user).select_related("session").filter(pk=task_id).first()
+    if task is None:
+        raise Refused(f"no task {task_id} that you can see", code="not_found", field="task_id")
+    if not can_change(user, task.session):
+        raise Refused("you may not change this task", code="forbidden", field="task_id")
+    return task

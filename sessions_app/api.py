@@ -9,12 +9,12 @@ from ninja import Query, Router
 from ninja import Status as Answer
 from pydantic import Field
 
-from live import dbthreads, events, stats
+from live import dbthreads, events, stats, streams
 from live.auth import ASYNC_AUTH
 from live.errors import Refused
 from live.models import Event
 from live.validation import Clean
-from sessions_app import access, services, streams
+from sessions_app import access, services
 from sessions_app.models import TASK_STATUSES, Session, Status, Task
 from sessions_app.schemas import (
     CancelOut,

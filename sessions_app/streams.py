@@ -1,173 +1,27 @@
-"""The channels a client can subscribe to: names, access, snapshots, resume.
+"""The sessions-and-tasks channels, plugged into the core's streams at start-up.
 
-Each kind of channel is a `Stream`. The core registers its own (sessions,
-tasks, session:<id>, task:<id>, system); an app plugs in more at start-up with
-`register()` (logs_app registers logs:<session_id>). The socket consumer and
-the events API ask a channel's stream the same questions, so both answer
-them the same way: who may see it, its snapshot, how a subscriber's filter
-narrows its frames, and how live messages become frames for one subscriber.
+sessions and tasks are shared channels (each subscriber gets the events of
+the sessions it may see); session:<id> and task:<id> are one session's or one
+task's. Who may see what is sessions_app.access, for these channels and for
+those of other features that belong to a session (logs:<session_id>).
 """
-
-import re
-import time
-from dataclasses import dataclass
-from typing import Any
 
 from django.db.models import Count
 
-from live import events, frames, stats
-from live.errors import Refused
-from live.models import EventChannel
+from live import frames
+from live.streams import ChannelError, ChannelRef, Stream, register
 from sessions_app import access
-from sessions_app.models import Session, Task
+from sessions_app.models import Session
 from sessions_app.services import latest_steps, task_output
 
-ID_RE = re.compile(r"^[1-9][0-9]{0,17}$")
 SESSIONS_SNAPSHOT_SIZE = 100
 
 
-class ChannelError(Refused):
-    """A channel that does not exist, or that the user may not see."""
+class OwnedStream(Stream):
+    """A stream whose events belong to a session: its owner and those who see all read them."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code, field="channel")
-
-
-@dataclass(frozen=True)
-class ChannelRef:
-    name: str
-    kind: str
-    id: int | None = None
-
-    @property
-    def stream(self) -> "Stream":
-        return _streams[self.kind]
-
-
-class TokenBucket:
-    """`rate` a second, up to `burst` at once."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
-        self.stamp = time.monotonic()
-
-    def take(self, count: int = 1) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= count:
-            self.tokens -= count
-            return True
-        return False
-
-
-class Relay:
-    """How one subscription turns live layer messages into frames.
-
-    `live()` answers the frames to send now and, optionally, a delay after
-    which `flush()` should be asked for more (a notice of what was held back).
-    """
-
-    def live(self, message: dict) -> tuple[list[str], float | None]:
-        return [message["frame"]], None
-
-    def flush(self) -> list[str]:
-        return []
-
-
-class Stream:
-    kind: str = ""
-    pattern: str = ""  # as listed in `available_channels`
-    has_id: bool = False
-    # Stored events read per database round trip when catching up.
-    backlog_page: int = 500
-    # Shared channels carry every session's events; each subscriber gets
-    # those of the sessions it may see (the key in the data names the session).
-    shared_key: str | None = None
-    # Whether subscribers may narrow it with a `filter`.
-    filters: bool = False
-
-    def check_access(self, user, ref: ChannelRef) -> Any:
-        """The object behind the channel, if the user may see it; ChannelError if not."""
-        return None
-
-    def parse_filter(self, raw) -> Any:
-        """A subscriber's filter (field `filter`); only some streams take one."""
-        if raw not in (None, {}):
-            raise Refused("filter applies to logs channels only", field="filter")
-        return None
-
-    def describe_filter(self, narrowing) -> dict | None:
-        """The parsed filter, echoed in `subscribed` (None: not echoed)."""
-        return None
-
-    def snapshot(self, user, ref: ChannelRef, obj, narrowing) -> dict:
-        raise NotImplementedError
-
-    def narrow(self, frame: dict, narrowing) -> dict | None:
-        """A stored frame as one subscriber should see it (None: not at all)."""
-        return frame
-
-    def relay(self, narrowing) -> Relay:
-        return Relay()
-
-    def visible_ids(self, user, ids: set[int]) -> set[int]:
-        """Which of these channels' ids the user may see."""
-        seen = set()
-        for ident in ids:
-            try:
-                self.check_access(user, ChannelRef(f"{self.kind}:{ident}", self.kind, ident))
-            except ChannelError:
-                continue
-            seen.add(ident)
-        return seen
-
-
-_streams: dict[str, Stream] = {}
-
-
-def register(stream: Stream) -> None:
-    _streams[stream.kind] = stream
-
-
-def available_channels() -> list[str]:
-    return [stream.pattern for stream in _streams.values()]
-
-
-def parse(name) -> ChannelRef:
-    if not isinstance(name, str):
-        raise ChannelError("invalid_channel", "channel must be a string")
-    kind, colon, ident = name.partition(":")
-    stream = _streams.get(kind)
-    if stream is None or bool(colon) != stream.has_id or (colon and not ID_RE.match(ident)):
-        raise ChannelError("invalid_channel", f"unknown channel {name[:100]!r}")
-    return ChannelRef(name=name, kind=kind, id=int(ident) if colon else None)
-
-
-# --- the core's streams --------------------------------------------------------------
-
-
-def visible_names(user, names) -> set[str]:
-    """The channel names, of those given, that the user may subscribe to."""
-    ids: dict[str, set[int]] = {}
-    visible = set()
-    for name in names:
-        try:
-            ref = parse(name)
-        except ChannelError:
-            continue
-        if ref.id is not None:
-            ids.setdefault(ref.kind, set()).add(ref.id)
-            continue
-        try:
-            check_access(user, ref)
-        except ChannelError:
-            continue
-        visible.add(name)
-    for kind, wanted in ids.items():
-        visible.update(f"{kind}:{ident}" for ident in _streams[kind].visible_ids(user, wanted))
-    return visible
+    def reads_all(self, user) -> bool:
+        return access.sees_all(user)
 
 
 def visible_session_ids(user, ids: set[int]) -> set[int]:
@@ -193,7 +47,7 @@ def listing(name: str, visible) -> dict:
     return answer
 
 
-class SessionsStream(Stream):
+class SessionsStream(OwnedStream):
     kind = pattern = "sessions"
     shared_key = "id"
 
@@ -201,7 +55,7 @@ class SessionsStream(Stream):
         return listing("sessions", access.visible_sessions(user))
 
 
-class TasksStream(Stream):
+class TasksStream(OwnedStream):
     kind = pattern = "tasks"
     shared_key = "session_id"
 
@@ -209,7 +63,7 @@ class TasksStream(Stream):
         return listing("tasks", access.visible_tasks(user))
 
 
-class SessionStream(Stream):
+class SessionStream(OwnedStream):
     kind, pattern, has_id = "session", "session:<id>", True
 
     def check_access(self, user, ref) -> Session:
@@ -227,12 +81,12 @@ class SessionStream(Stream):
         return answer
 
 
-class TaskStream(Stream):
+class TaskStream(OwnedStream):
     kind, pattern, has_id = "task", "task:<id>", True
     # Output chunks may be large (up to 1 MiB each): read fewer at a time.
     backlog_page = 20
 
-    def check_access(self, user, ref) -> Task:
+    def check_access(self, user, ref):
         task = access.visible_tasks(user).filter(pk=ref.id).first()
         if task is None:
             raise ChannelError("invalid_channel", f"no task {ref.id} that you can see")
@@ -245,91 +99,7 @@ class TaskStream(Stream):
         return {"task": obj.as_json(), "output": task_output(obj)}
 
 
-class SystemStream(Stream):
-    kind = pattern = "system"
-
-    def check_access(self, user, ref) -> None:
-        if not user.is_staff:
-            raise ChannelError("forbidden", "the system channel is for staff only")
-
-    def snapshot(self, user, ref, obj, narrowing) -> dict:
-        return {"stats": stats.snapshot()}
-
-
-for _stream in (SessionsStream(), TasksStream(), SessionStream(), TaskStream(), SystemStream()):
-    register(_stream)
-
-
-# --- opening and reading a channel ---------------------------------------------------
-
-
-def check_access(user, ref: ChannelRef):
-    return ref.stream.check_access(user, ref)
-
-
-@dataclass
-class Opened:
-    cursor: int
-    snapshot: dict | None
-    reset: bool
-
-
-DELETIONS = ("session.deleted", "task.deleted")
-
-
-def check_readable(user, ref: ChannelRef):
-    """check_access for reading a channel's stored events: a channel whose
-    session or task is gone stays readable to whoever could see it, so that
-    they learn of the deletion (its event is the channel's last)."""
-    try:
-        return ref.stream.check_access(user, ref)
-    except ChannelError:
-        if ref.id is None or not was_deleted(user, ref):
-            raise
-        return None
-
-
-def was_deleted(user, ref: ChannelRef) -> bool:
-    """Whether the channel ends in a deletion the user may see."""
-    placed = EventChannel.objects.filter(channel=ref.name, event__kind__in=DELETIONS)
-    if not access.sees_all(user):
-        placed = placed.filter(event__owner_id=user.pk)
-    return placed.exists()
-
-
-def open_channel(user, ref: ChannelRef, since: int | None, narrowing=None) -> Opened:
-    """Check access, then return the cursor and, unless resuming, the snapshot.
-
-    The cursor is read before the snapshot: the snapshot is then at least as
-    new as the cursor, and anything after the cursor follows as events.
-    A `since` older than what is kept, or newer than anything stored (a
-    client of a database that was reset), gets a fresh snapshot and reset.
-    """
-    stream = ref.stream
-    if since is not None and check_readable(user, ref) is None:
-        # Gone: the stored events after `since`, its deletion last, follow.
-        return Opened(since, None, False)
-    obj = stream.check_access(user, ref)
-    reset = False
-    if since is not None:
-        reset = since < events.pruned_through() or since > events.newest_seq()
-        if not reset:
-            return Opened(since, None, False)
-    cursor = events.channel_head(ref.name)
-    return Opened(cursor, stream.snapshot(user, ref, obj, narrowing), reset)
-
-
-def read_visible(user, ref: ChannelRef, since: int, limit: int) -> tuple[list[dict], int]:
-    """Stored frames of a channel after `since` that the user may see, and the
-    seq the reader is then at (past frames it may not see too)."""
-    if not ref.stream.shared_key or access.sees_all(user):
-        stored = events.read_channel(ref.name, since, limit)
-        return [s.frame for s in stored], stored[-1].seq if stored else since
-    # A shared channel, read for one user: their sessions' events only. The
-    # head is read first (ids follow commit order), so that the cursor can pass
-    # the others' events up to it without passing one of the user's.
-    head = events.channel_head(ref.name)
-    stored = events.read_channel(ref.name, since, limit, owner_id=user.pk, until=head)
-    if len(stored) == limit:
-        return [s.frame for s in stored], stored[-1].seq
-    return [s.frame for s in stored], max(since, head)
+def register_streams() -> None:
+    """Plug these channels into the core (called by the app config)."""
+    for stream in (SessionsStream(), TasksStream(), SessionStream(), TaskStream()):
+        register(stream)

@@ -7,10 +7,10 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from live import events
+from live import events, streams
 from live.models import Retention
 from project.asgi import application
-from sessions_app import services, streams
+from sessions_app import services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 

@@ -86,3 +86,43 @@ def test_a_circle_through_a_function_local_import_is_found(tmp_path):
     assert find_circle(graph) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
     graph["pkg.c"].discard("pkg.a")
     assert find_circle(graph) is None
+
+
+CORE = "live"
+FEATURES = ("sessions_app", "logs_app", "operations")
+LINES_MAX = 400
+
+
+def feature_imports(graph: dict[str, set[str]], core: str = CORE, features=FEATURES) -> list:
+    """(core module, feature module) for each import from the core into a feature."""
+    return sorted(
+        (name, target)
+        for name, targets in graph.items()
+        if name.split(".")[0] == core
+        for target in targets
+        if target.split(".")[0] in features
+    )
+
+
+def test_the_core_imports_no_feature():
+    # Features plug into the core from their app configs (streams, actions,
+    # loaders, sweepers); the core names none of them, test modules included.
+    files = module_files(ROOT)
+    for path in (ROOT / CORE / "tests").rglob("*.py"):
+        files[".".join(path.relative_to(ROOT).with_suffix("").parts)] = path
+    graph = import_graph(files)
+    # The core's tests may use a feature to make events; its code may not.
+    code = {name: targets for name, targets in graph.items() if ".tests" not in name}
+    assert feature_imports(code) == []
+
+
+def test_an_import_from_the_core_into_a_feature_is_found(tmp_path):
+    for package, source in (("core", "def f():\n    from feat.x import y\n"), ("feat", "")):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+        (tmp_path / package / "x.py").write_text(source or "y = 1\nimport core.x\n")
+
+    graph = import_graph(module_files(tmp_path, ("core", "feat")))
+
+    assert feature_imports(graph, "core", ("feat",)) == [("core.x", "feat.x")]
+    assert feature_imports({"feat.x": {"core.x"}}, "core", ("feat",)) == []
