@@ -293,4 +293,3 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         if isinstance(error, streams.ChannelError):
             extra["available_channels"] = streams.available_channels()
         await self.reply(frame_id, protocol.error(error, **extra))
-
