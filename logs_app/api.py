@@ -10,11 +10,11 @@ from pydantic import Field
 
 from live import dbthreads
 from live.auth import ASYNC_AUTH
+from live.errors import Refused
 from live.validation import Clean, Instant
 from logs_app import services
 from logs_app.schemas import LogsCreated, LogsIn, LogsOut, RateOut
 from sessions_app.api import ERRORS, changeable_session, visible_session
-from sessions_app.services import ServiceError
 
 router = Router(tags=["logs"])
 
@@ -33,7 +33,7 @@ async def append_logs(request, session_id: int, payload: LogsIn):
         known = set(session.tasks.filter(pk__in=task_ids).values_list("pk", flat=True))
         for index, entry in enumerate(entries):
             if entry["task_id"] is not None and entry["task_id"] not in known:
-                raise ServiceError(f"entries.{index}.task_id", "no such task in this session")
+                raise Refused("no such task in this session", field=f"entries.{index}.task_id")
         stored = services.append_entries(session_id, entries)
         return {
             "stored": len(stored),

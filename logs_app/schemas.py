@@ -5,9 +5,9 @@ from typing import Any
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from live.errors import Refused
 from live.validation import Input, Instant, JsonObject, Text
 from logs_app.services import parse_level
-from sessions_app.services import ServiceError
 
 
 class LogEntryIn(Input):
@@ -24,7 +24,7 @@ class LogEntryIn(Input):
     def known_level(cls, value: int | str) -> int:
         try:
             level = parse_level(value)
-        except ServiceError as error:
+        except Refused as error:
             raise ValueError(error.message) from None
         if level == 0 and value not in (0, "0"):
             raise ValueError("must be a level name (DEBUG … CRITICAL) or a number")

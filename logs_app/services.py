@@ -21,7 +21,7 @@ from live.errors import Refused
 from live.validation import json_size, utf8_size, whole_number
 from logs_app.models import COLUMNS, LEVELS, LogEntry, entry_json
 from sessions_app.models import Session
-from sessions_app.services import ServiceError, service_write
+from sessions_app.recording import service_write
 
 
 def fold(text: str) -> str:
@@ -91,7 +91,7 @@ def parse_level(value, field: str = "level") -> int:
     if value is None or value == "":
         return 0
     if isinstance(value, bool):
-        raise ServiceError(field, "must be a level name (DEBUG … CRITICAL) or a number")
+        raise Refused("must be a level name (DEBUG … CRITICAL) or a number", field=field)
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and value.strip().isdigit():
@@ -101,9 +101,9 @@ def parse_level(value, field: str = "level") -> int:
     elif isinstance(value, str) and value.strip().upper() == "WARN":
         return LEVELS["WARNING"]
     else:
-        raise ServiceError(field, "must be a level name (DEBUG … CRITICAL) or a number")
+        raise Refused("must be a level name (DEBUG … CRITICAL) or a number", field=field)
     if not 0 <= number <= 100:
-        raise ServiceError(field, "must be between 0 and 100")
+        raise Refused("must be between 0 and 100", field=field)
     return number
 
 
@@ -117,20 +117,20 @@ def parse_filter(raw) -> LogFilter:
     if raw is None:
         return LogFilter()
     if not isinstance(raw, dict):
-        raise ServiceError("filter", "must be an object with level, task and q")
+        raise Refused("must be an object with level, task and q", field="filter")
     unknown = set(raw) - {"level", "task", "task_id", "q"}
     if unknown:
-        raise ServiceError("filter", f"unknown key(s): {', '.join(sorted(unknown))}")
+        raise Refused(f"unknown key(s): {', '.join(sorted(unknown))}", field="filter")
     try:
         level = parse_level(raw.get("level"))
         task_id = parse_id(raw.get("task", raw.get("task_id")), "task")
     except Refused as error:
-        raise ServiceError("filter", f"{error.field} {error.message}") from None
+        raise Refused(f"{error.field} {error.message}", field="filter") from None
     q = raw.get("q") or ""
     if not isinstance(q, str):
-        raise ServiceError("filter", "q must be a string")
+        raise Refused("q must be a string", field="filter")
     if "\x00" in q:
-        raise ServiceError("filter", "q must not contain NUL (\\u0000) characters")
+        raise Refused("q must not contain NUL (\\u0000) characters", field="filter")
     return LogFilter(level=level, task_id=task_id, q=q)
 
 

@@ -9,7 +9,6 @@ from live.validation import parse_instant, problem
 from logs_app import services
 from logs_app.models import LEVELS, LogEntry, level_name
 from sessions_app import access
-from sessions_app.services import ServiceError
 
 
 @staff_member_required
@@ -32,7 +31,7 @@ def _filter(request) -> tuple[services.LogFilter, dict]:
         q=request.GET.get("q", ""),
     )
     if problem(log_filter.q):
-        raise ServiceError("q", problem(log_filter.q))
+        raise Refused(problem(log_filter.q), field="q")
     times = {}
     for name in ("since", "until"):
         raw = request.GET.get(name)

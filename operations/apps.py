@@ -9,8 +9,8 @@ class OperationsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
-        from live import events
+        from live import publisher
         from operations import stale
 
         # The stale-task sweeper starts with the server's loop.
-        events.on_serve(stale.start)
+        publisher.on_serve(stale.start)

@@ -71,6 +71,7 @@ class DemoJobs:
     def finish(self) -> int:
         """Stop the jobs and end their sessions that are still going as
         cancelled (their workers are gone); returns how many."""
+        from live.errors import Refused
         from sessions_app import services
         from sessions_app.models import TERMINAL, Session
 
@@ -83,7 +84,7 @@ class DemoJobs:
             for task in session.tasks.exclude(status__in=TERMINAL):
                 try:
                     services.update_task(task.pk, status="cancelled", message="the demo stopped")
-                except services.ServiceError:
+                except Refused:
                     pass  # it ended meanwhile
             services.cancel_session(session.pk)
             ended += 1

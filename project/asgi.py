@@ -13,8 +13,8 @@ from django.conf import settings  # noqa: E402
 
 from live import daphne_hooks  # noqa: E402
 from live.auth import IdentityMiddleware  # noqa: E402
-from live.events import BindPublisher  # noqa: E402
 from live.flow import FlowApp  # noqa: E402
+from live.publisher import BindPublisher  # noqa: E402
 from live.routing import websocket_urlpatterns  # noqa: E402
 from project import bodylimit  # noqa: E402
 from project.bodylimit import BodyLimit  # noqa: E402

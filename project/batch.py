@@ -17,10 +17,11 @@ from pydantic import Field
 
 from live import dbthreads, events
 from live.auth import ASYNC_AUTH
+from live.errors import Refused
 from live.validation import Input
 from logs_app import services as log_services
 from logs_app.schemas import LogEntryIn
-from sessions_app import services
+from sessions_app import output, recording, services
 from sessions_app.api import ERRORS, changeable_session, report_fields
 from sessions_app.models import Session, Task
 from sessions_app.schemas import OutputIn, TaskPatch
@@ -56,16 +57,16 @@ def named(prefix: str):
     """A refusal inside names the item: `status` becomes `tasks.3.status`."""
     try:
         yield
-    except services.ServiceError as error:
-        raise services.ServiceError(
-            prefix + (error.field or "id"), error.message, code=error.code
+    except Refused as error:
+        raise Refused(
+            error.message, field=prefix + (error.field or "id"), code=error.code
         ) from None
 
 
 def _apply(session_id: int, batch: BatchIn) -> dict:
     wanted = {item.id for item in batch.tasks} | {item.task_id for item in batch.output}
     wanted |= {entry.task_id for entry in batch.logs if entry.task_id is not None}
-    with services.service_write():
+    with recording.service_write():
         # One lock order: the session, then its tasks by id, then (in the
         # services) the event lock.
         Session.objects.select_for_update(no_key=True).get(pk=session_id)
@@ -83,9 +84,7 @@ def _apply(session_id: int, batch: BatchIn) -> dict:
             for index, item in enumerate(items):
                 task_id = getattr(item, key)
                 if task_id is not None and task_id not in known:
-                    raise services.ServiceError(
-                        f"{part}.{index}.{key}", "no such task in this session"
-                    )
+                    raise Refused("no such task in this session", field=f"{part}.{index}.{key}")
         for index, report in enumerate(batch.tasks):
             fields = report_fields(report, prefix=f"tasks.{index}.")
             fields.pop("id")
@@ -94,9 +93,9 @@ def _apply(session_id: int, batch: BatchIn) -> dict:
         for index, item in enumerate(batch.output):
             with named(f"output.{index}."):
                 if item.status is not None:
-                    services.append_step(item.task_id, item.status, item.message, item.data)
+                    output.append_step(item.task_id, item.status, item.message, item.data)
                 else:
-                    services.append_output(item.task_id, item.chunk, item.final)
+                    output.append_output(item.task_id, item.chunk, item.final)
         stored = []
         if batch.logs:
             entries = [entry.model_dump() for entry in batch.logs]

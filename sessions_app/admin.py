@@ -10,7 +10,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from live.models import ApiToken, Event
-from sessions_app import eventfiles, services
+from sessions_app import eventfiles, exporting, services
 from sessions_app.models import TERMINAL, Session, Task, Webhook
 
 
@@ -106,7 +106,7 @@ class TaskInline(admin.TabularInline):
 def _export(queryset, filename: str) -> HttpResponse:
     out = io.StringIO()
     for session in queryset.order_by("id"):
-        eventfiles.export(out, session_id=session.pk)
+        exporting.export(out, session_id=session.pk)
     response = HttpResponse(out.getvalue(), content_type="application/x-ndjson")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
@@ -146,7 +146,7 @@ class SessionAdmin(admin.ModelAdmin):
         copies = 0
         for session in queryset.order_by("id"):
             out = io.StringIO()
-            eventfiles.export(out, session_id=session.pk)
+            exporting.export(out, session_id=session.pk)
             suffix = f"replay-{timezone.now():%H%M%S%f}"
             key = f"{session.external_id or session.pk}-{suffix}"
             lines = eventfiles.parse_lines(iter(out.getvalue().splitlines()))

@@ -14,7 +14,7 @@ from live.auth import ASYNC_AUTH
 from live.errors import Refused
 from live.models import Event
 from live.validation import Clean
-from sessions_app import access, services
+from sessions_app import access, locks, output, services
 from sessions_app.models import TASK_STATUSES, Session, Status, Task
 from sessions_app.schemas import (
     CancelOut,
@@ -56,9 +56,7 @@ def _statuses(raw: str | None, allowed: list[str]) -> list[str] | None:
     wanted = [s.strip() for s in raw.split(",") if s.strip()]
     bad = [s for s in wanted if s not in allowed]
     if bad:
-        raise services.ServiceError(
-            "status", f"unknown status {bad[0]!r}; one of {', '.join(allowed)}"
-        )
+        raise Refused(f"unknown status {bad[0]!r}; one of {', '.join(allowed)}", field="status")
     return wanted
 
 
@@ -86,7 +84,7 @@ def changeable_session(request, session_id: int) -> Session:
     return session
 
 
-def may_change(request) -> services.Check:
+def may_change(request) -> locks.Check:
     """For a service that reads or locks a task's session: refuse a task the
     caller cannot see (404) or may not change (403), in the service's own
     query rather than one of its own."""
@@ -146,9 +144,9 @@ def patch_session(request, session_id: int, payload: SessionPatch):
     changeable_session(request, session_id)
     fields = payload.model_dump(exclude_unset=True)
     if "metadata" in fields and fields["metadata"] is None:
-        raise services.ServiceError("metadata", "must be an object")
+        raise Refused("must be an object", field="metadata")
     if "name" in fields and fields["name"] is None:
-        raise services.ServiceError("name", "must not be null")
+        raise Refused("must not be null", field="name")
     return services.update_session(session_id, **fields).as_json()
 
 
@@ -205,7 +203,7 @@ def report_fields(payload: TaskPatch, prefix: str = "") -> dict:
     fields = payload.model_dump(exclude_unset=True)
     for name in ("status", "progress", "message", "details", "name"):
         if name in fields and fields[name] is None:
-            raise services.ServiceError(prefix + name, "must not be null")
+            raise Refused("must not be null", field=prefix + name)
     if "error" in fields and fields["error"] is None:
         fields["error"] = ""
     return fields
@@ -252,11 +250,11 @@ async def post_output(request, task_id: int, payload: OutputIn):
     def append() -> dict:
         check = may_change(request)
         if payload.status is not None:
-            event = services.append_step(
+            event = output.append_step(
                 task_id, payload.status, payload.message, payload.data, check=check
             )
         else:
-            event = services.append_output(task_id, payload.chunk, payload.final, check=check)
+            event = output.append_output(task_id, payload.chunk, payload.final, check=check)
         return {"seq": event.id, "task": Task.objects.get(pk=task_id).as_json()}
 
     return Answer(201, await dbthreads.run(append))
@@ -266,7 +264,7 @@ async def post_output(request, task_id: int, payload: OutputIn):
 def get_output(request, task_id: int):
     """The streamed output of the current attempt (its last 64 KiB)."""
     task = get_object_or_404(access.visible_tasks(request.auth), pk=task_id)
-    return services.task_output(task)
+    return output.task_output(task)
 
 
 # --- events and stats --------------------------------------------------------------

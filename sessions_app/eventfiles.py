@@ -3,136 +3,35 @@
     {"ts": ..., "event": "task.update", "session": "<id or external_id>",
      "task": "<task id>", "seq": 1831, "data": {...}}
 
-`export()` writes them from the event log; `Replay` checks a whole file
+`exporting.export()` writes them from the event log; `Replay` checks a whole file
 first, then applies it through the services, so a replay records the same
 events as the original run and subscribers watch it happen.
 """
 
-import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
-from typing import IO, Any
+from typing import Any
 
 from django.core.management.color import no_style
 from django.db import connection, transaction
-from django.db.models import Count
-from pydantic import ValidationError
 
-from live import events
-from live.models import Event
-from live.validation import as_utc, problem, timestamp_problem
-from sessions_app import services
+from live.errors import Refused
+from sessions_app import output, services
+from sessions_app.eventlines import (  # noqa: F401 (the format's names, for callers)
+    CORE_KINDS,
+    TASK_KINDS,
+    Kind,
+    Line,
+    ReplayError,
+    _kinds,
+    describe,
+    key_problem,
+    known_kinds,
+    parse_lines,
+    register,
+)
 from sessions_app.models import TERMINAL, Session, Task
-from sessions_app.schemas import OutputIn, SessionPatch, TaskPatch
-
-CORE_KINDS = {
-    "session.update",
-    "session.deleted",
-    "task.update",
-    "task.deleted",
-    "progress.update",
-    "task.output",
-}
-TASK_KINDS = {"task.update", "task.deleted", "progress.update", "task.output"}
-
-
-@dataclass
-class Kind:
-    """An event kind another app replays: `check(data)` validates a line's data
-    (ValueError with a message naming the field) and returns what `apply`
-    needs; `apply(replay, line, session_id)` applies it through its services.
-    `models` get their id sequences moved past replayed ids."""
-
-    check: Callable[[dict], Any]
-    apply: Callable[["Replay", "Line", int], None]
-    models: tuple = ()
-
-
-_kinds: dict[str, Kind] = {}
-
-
-def register(kind: str, handler: Kind) -> None:
-    _kinds[kind] = handler
-
-
-def known_kinds() -> set[str]:
-    return CORE_KINDS | set(_kinds)
-
-
-# --- export -------------------------------------------------------------------------
-
-
-def export(
-    out: IO[str],
-    *,
-    session_id: int | None = None,
-    since: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Write events after `since` (of one session, or all) as JSON Lines; returns the count."""
-    rows = Event.objects.filter(id__gt=since).order_by("id")
-    rows = events.up_to_horizon(rows)  # across channels, ids may commit out of order
-    if session_id is not None:
-        rows = rows.filter(session_id=session_id)
-    total = rows.count()
-    keys: dict[int, str] = {}
-    written = 0
-    batch: list[Event] = []
-    for event in rows.iterator(chunk_size=1000):
-        batch.append(event)
-        if len(batch) == 1000:
-            written += _write_batch(out, batch, keys)
-            batch = []
-            if progress:
-                progress(written, total)
-    written += _write_batch(out, batch, keys)
-    if progress:
-        progress(written, total)
-    return written
-
-
-def _keys(session_ids: set[int]) -> dict[int, str]:
-    """What names each session in a file: its external_id when
-    Session.objects.by_key finds it by that alone (ownerless, or the one owner
-    with that external_id), else its id."""
-    rows = list(
-        Session.objects.filter(pk__in=session_ids).values_list("pk", "external_id", "owner_id")
-    )
-    shared = {external_id for _, external_id, owner_id in rows if owner_id is not None}
-    # Owned external ids that an ownerless session or another owner shares.
-    shared = set(
-        Session.objects.filter(external_id__in=shared - {None})
-        .values("external_id")
-        .annotate(n=Count("pk"))
-        .filter(n__gt=1)
-        .values_list("external_id", flat=True)
-    )
-    keys = {}
-    for pk, external_id, owner_id in rows:
-        unique = external_id and (owner_id is None or external_id not in shared)
-        keys[pk] = external_id if unique else str(pk)
-    return keys
-
-
-def _write_batch(out: IO[str], batch: list[Event], keys: dict[int, str]) -> int:
-    missing = {e.session_id for e in batch if e.session_id is not None} - set(keys)
-    keys.update(_keys(missing))
-    frames = events.frames_for(batch)
-    for event, stored in zip(batch, frames, strict=True):
-        line = {
-            "ts": event.ts.isoformat(),
-            "event": event.kind,
-            "session": keys.get(event.session_id, str(event.session_id)),
-            "seq": event.id,
-            "data": stored.frame["data"],
-        }
-        if event.task_id is not None:
-            line["task"] = str(event.task_id)
-        out.write(events.dumps(line) + "\n")
-    return len(batch)
-
 
 # --- replay -------------------------------------------------------------------------
 
@@ -140,103 +39,6 @@ def _write_batch(out: IO[str], batch: list[Event], keys: dict[int, str]) -> int:
 # Lines a replay commits at once at most, and the longest a batch stays open.
 BATCH_LINES = 500
 BATCH_SECONDS = 0.25
-
-
-class ReplayError(Exception):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"line {line}: {message}")
-        self.line = line
-
-
-@dataclass
-class Line:
-    number: int
-    ts: datetime | None
-    kind: str
-    session: str
-    task: str | None
-    data: dict
-    checked: Any = None
-
-
-def describe(error: ValidationError, prefix: str = "data") -> str:
-    """The first problem of a validation error, naming the field."""
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{prefix}.{where}: {first['msg']}" if where else f"{prefix}: {first['msg']}"
-
-
-def parse_lines(lines: Iterator[str]) -> list[Line]:
-    """Read and check every line; the first bad one raises ReplayError with its number."""
-    parsed = []
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            item = json.loads(raw)
-        except ValueError as error:
-            raise ReplayError(number, f"not valid JSON ({error})") from None
-        if not isinstance(item, dict):
-            raise ReplayError(number, "each line must be a JSON object")
-        kind = item.get("event")
-        kinds = known_kinds()
-        if kind not in kinds:
-            raise ReplayError(number, f"unknown event {kind!r}; one of {', '.join(sorted(kinds))}")
-        session = item.get("session")
-        if isinstance(session, int) and not isinstance(session, bool):
-            session = str(session)
-        if not isinstance(session, str) or not session:
-            raise ReplayError(number, "session must name a session by id or external_id")
-        found = key_problem(session)
-        if found:
-            raise ReplayError(number, f"session {found}")
-        data = item.get("data")
-        if not isinstance(data, dict):
-            raise ReplayError(number, "data must be an object")
-        ts = None
-        if item.get("ts") is not None:
-            try:
-                ts = datetime.fromisoformat(str(item["ts"]))
-            except ValueError:
-                raise ReplayError(number, f"ts {item['ts']!r} is not an ISO 8601 time") from None
-            ts = as_utc(ts)
-            if timestamp_problem(ts):
-                raise ReplayError(number, f"ts {timestamp_problem(ts)}")
-        task = item.get("task") or data.get("task_id")
-        if kind == "task.update" and not task:
-            task = data.get("id")
-        if kind in TASK_KINDS and not task:
-            raise ReplayError(number, f"{kind} needs the task (field 'task' or data.task_id)")
-        found = key_problem(str(task)) if task else None
-        if found:
-            raise ReplayError(number, f"task {found}")
-        for name in ("external_id", "name"):
-            value = data.get(name)
-            found = None if value is None else key_problem(value)
-            if found and kind in ("session.update", "task.update"):
-                raise ReplayError(number, f"data.{name} {found}")
-        line = Line(number, ts, kind, session, str(task) if task else None, data)
-        try:
-            if kind == "session.update":
-                SessionPatch(**_pick(data, SessionPatch))
-            elif kind in ("task.update", "progress.update"):
-                TaskPatch(**_pick(data, TaskPatch))
-            elif kind == "task.output":
-                # A chunk or a step, checked and bounded as over HTTP.
-                OutputIn(**_pick(data, OutputIn))
-            elif kind in _kinds:
-                try:
-                    line.checked = _kinds[kind].check(data)
-                except ValueError as error:
-                    raise ReplayError(number, str(error)) from None
-        except ValidationError as error:
-            raise ReplayError(number, describe(error)) from None
-        parsed.append(line)
-    return parsed
-
-
-def _pick(data: dict, schema) -> dict:
-    return {k: v for k, v in data.items() if k in schema.model_fields}
 
 
 class _Batch:
@@ -301,7 +103,7 @@ class Replay:
                     # A savepoint: a refused line leaves the lines before it.
                     with transaction.atomic():
                         self.apply(line)
-                except services.ServiceError as error:
+                except Refused as error:
                     batch.commit()
                     raise ReplayError(line.number, f"{error.field}: {error.message}") from None
                 batch.applied()
@@ -339,9 +141,9 @@ class Replay:
             known = data if line.kind == "task.update" else None
             task_id = self._task(session_id, line.task, known)
             if line.kind == "task.output" and "chunk" not in data:
-                services.append_step(task_id, data["status"], data.get("message"), data.get("data"))
+                output.append_step(task_id, data["status"], data.get("message"), data.get("data"))
             elif line.kind == "task.output":
-                services.append_output(task_id, data["chunk"], bool(data.get("final")))
+                output.append_output(task_id, data["chunk"], bool(data.get("final")))
             elif line.kind == "progress.update":
                 # An exported task.update already carried these values; do not repeat them.
                 task = Task.objects.get(pk=task_id)
@@ -461,21 +263,6 @@ def _changed(obj, data: dict, names: tuple[str, ...]) -> dict:
 KEEP_ID_MAX = 2**40
 # The longest pause a replay keeps (after --speed); longer ones are cut to it.
 MAX_GAP_SECONDS = 60.0
-
-
-def key_problem(key: Any) -> str | None:
-    """What makes a line's name of a session or task (an id, an external_id
-    or a name) unusable, or None."""
-    if not isinstance(key, str):
-        return "must be text"
-    if len(key) > 200:
-        return "must be at most 200 characters"
-    found = problem(key)
-    if found:
-        return found
-    if key.isdigit() and not (key.isascii() and int(key) <= 2**63 - 1):
-        return "is not an id (digits past 2^63, or not ASCII digits)"
-    return None
 
 
 def _free_id(model, key: Any) -> int | None:

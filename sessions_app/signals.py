@@ -1,6 +1,6 @@
 """Changes made outside the services (an admin form, an ORM save in a shell)
 become events too. Service functions record their own events and mark the
-write (services.in_service), so nothing is published twice.
+write (recording.in_service), so nothing is published twice.
 """
 
 from django.conf import settings
@@ -9,29 +9,29 @@ from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from live import events
-from sessions_app import services
+from sessions_app import recording
 from sessions_app.models import Session, Task
 
 
 @receiver(post_save, sender=Session)
 def session_saved(sender, instance: Session, raw: bool = False, **kwargs) -> None:
-    if raw or services.in_service():
+    if raw or recording.in_service():
         return
-    with services.service_write():
-        services.record_session(instance)
+    with recording.service_write():
+        recording.record_session(instance)
 
 
 @receiver(post_save, sender=Task)
 def task_saved(sender, instance: Task, raw: bool = False, **kwargs) -> None:
-    if raw or services.in_service():
+    if raw or recording.in_service():
         return
-    with services.service_write():
+    with recording.service_write():
         session = Session.objects.select_for_update(no_key=True).get(pk=instance.session_id)
         if session.refresh_counts():
             session.save(update_fields=["completed_tasks", "total_tasks"])
-            services.record_session(session)
-        services.record_task(instance)
-        services.record_progress(instance, session)
+            recording.record_session(session)
+        recording.record_task(instance)
+        recording.record_progress(instance, session)
 
 
 @receiver(post_delete, sender=Task)
@@ -47,16 +47,16 @@ def task_deleted(sender, instance: Task, origin=None, **kwargs) -> None:
                 task_id=instance.pk,
                 data={"id": str(instance.pk), "session_id": str(instance.session_id)},
                 # The session's row goes after its tasks': still there to ask.
-                extras={"owner_id": services.owner_of(instance.session_id)},
+                extras={"owner_id": recording.owner_of(instance.session_id)},
             )
         return
-    with services.service_write():
+    with recording.service_write():
         session = (
             Session.objects.select_for_update(no_key=True).filter(pk=instance.session_id).first()
         )
         events.record(
             "task.deleted",
-            services.task_channels(instance),
+            recording.task_channels(instance),
             session_id=instance.session_id,
             task_id=instance.pk,
             data={"id": str(instance.pk), "session_id": str(instance.session_id)},
@@ -64,7 +64,7 @@ def task_deleted(sender, instance: Task, origin=None, **kwargs) -> None:
         )
         if session is not None and session.refresh_counts():
             session.save(update_fields=["completed_tasks", "total_tasks"])
-            services.record_session(session)
+            recording.record_session(session)
 
 
 @receiver(post_delete, sender=Session)
@@ -73,7 +73,7 @@ def session_deleted(sender, instance: Session, **kwargs) -> None:
         # On `tasks` too: the tasks page drops the session's tasks.
         events.record(
             "session.deleted",
-            [*services.session_channels(instance.pk), "tasks"],
+            [*recording.session_channels(instance.pk), "tasks"],
             session_id=instance.pk,
             data={"id": str(instance.pk), "session_id": str(instance.pk)},
             extras={"owner_id": instance.owner_id},

@@ -12,7 +12,7 @@ from live import frames
 from live.streams import ChannelError, ChannelRef, Stream, register
 from sessions_app import access
 from sessions_app.models import Session
-from sessions_app.services import latest_steps, task_output
+from sessions_app.output import latest_steps, task_output
 
 SESSIONS_SNAPSHOT_SIZE = 100
 

@@ -7,10 +7,11 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from live import events, streams
+from live import streams
 from live.models import Retention
+from live.publisher import publisher
 from project.asgi import application
-from sessions_app import services
+from sessions_app import output, services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -64,10 +65,10 @@ async def test_a_message_the_layer_lost_is_filled_in_from_the_database(
     session = (await db(services.create_session)(name="s", owner=admin_user))[0]
     ws = await connect(admin_token)
     await subscribe(ws, f"session:{session.pk}")
-    real = events.publisher.publish
-    monkeypatch.setattr(events.publisher, "publish", lambda messages: None)
+    real = publisher.publish
+    monkeypatch.setattr(publisher, "publish", lambda messages: None)
     await db(services.update_session)(session.pk, metadata={"n": 1})  # never published
-    monkeypatch.setattr(events.publisher, "publish", real)
+    monkeypatch.setattr(publisher, "publish", real)
     assert await ws.receive_nothing(0.3)
     await db(services.update_session)(session.pk, metadata={"n": 2})
     first = await next_event(ws, "session.update")
@@ -77,9 +78,9 @@ async def test_a_message_the_layer_lost_is_filled_in_from_the_database(
 
     # A lost message with nothing after it is found by the process's check
     # of the watched channels' heads.
-    monkeypatch.setattr(events.publisher, "publish", lambda messages: None)
+    monkeypatch.setattr(publisher, "publish", lambda messages: None)
     await db(services.update_session)(session.pk, metadata={"n": 3})
-    monkeypatch.setattr(events.publisher, "publish", real)
+    monkeypatch.setattr(publisher, "publish", real)
     third = await next_event(ws, "session.update")
     assert third["data"]["metadata"] == {"n": 3}
     await ws.disconnect()
@@ -95,7 +96,7 @@ async def test_resume_replays_what_was_missed_and_a_pruned_cursor_resets(admin_t
     await ws.disconnect()
     for n in range(3):
         await db(services.update_task)(task.pk, progress=n * 10)
-    await db(services.append_output)(task.pk, "hello")
+    await db(output.append_output)(task.pk, "hello")
     ws = await connect(admin_token)
     reply = await subscribe(ws, f"task:{task.pk}", since=cursor)
     assert reply["seq"] == cursor and "snapshot" not in reply

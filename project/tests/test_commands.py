@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from live.models import ApiToken, Event, hash_token
 from logs_app import services as log_services
 from logs_app.models import LogEntry
-from sessions_app import services
+from sessions_app import output, services
 from sessions_app.models import Session, Task
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def make_history():
     session = services.create_session(name="nightly", external_id="job-7", metadata={"a": 1})[0]
     task = services.create_task(session.pk, name="load", external_id="load")[0]
     services.update_task(task.pk, status="running", progress=40, message="half")
-    services.append_output(task.pk, "tok ")
+    output.append_output(task.pk, "tok ")
     log_services.append_entries(
         session.pk,
         [

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection, transaction
 
 from live import events
+from live.errors import Refused
 from live.models import Event, EventChannel
 from logs_app import services as log_services
 from sessions_app import services
@@ -94,7 +95,7 @@ def test_a_lost_task_is_marked_by_its_field_not_by_the_words_of_its_error():
     assert services.fail_lost(silent.pk, lambda task: task.created_at.replace(year=2000), 1)
     silent = Task.objects.get(pk=silent.pk)
     assert silent.lost and silent.status == "failed"
-    with pytest.raises(services.ServiceError, match="retry"):
+    with pytest.raises(Refused, match="retry"):
         services.refuse_if_lost(silent)
     event = Event.objects.filter(task_id=silent.pk, kind="task.update").latest("pk")
     assert event.data["lost"] is True

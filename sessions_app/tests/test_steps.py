@@ -9,7 +9,7 @@ from switchboard_client import Client as SwitchboardClient
 
 from conftest import post
 from live.tests import wsclient as wc
-from sessions_app import eventfiles, services
+from sessions_app import eventfiles, exporting, output, services
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,11 +55,11 @@ def test_steps_and_chunks_read_back_in_order_and_bad_steps_are_400(http):
 def test_steps_export_and_replay_like_every_event(tmp_path):
     session, _ = services.create_session(name="run", external_id="run-1")
     task, _ = services.create_task(session.pk, name="t", external_id="t-1")
-    services.append_step(task.pk, "thinking", "hm", {"depth": 1})
-    services.append_output(task.pk, "done", final=True)
+    output.append_step(task.pk, "thinking", "hm", {"depth": 1})
+    output.append_output(task.pk, "done", final=True)
     path = tmp_path / "run.jsonl"
     with path.open("w") as out:
-        eventfiles.export(out, session_id=session.pk)
+        exporting.export(out, session_id=session.pk)
     lines = eventfiles.parse_lines(iter(path.read_text().splitlines()))
     kinds = [(line.kind, line.data.get("status") or line.data.get("chunk")) for line in lines]
     assert ("task.output", "thinking") in kinds and ("task.output", "done") in kinds

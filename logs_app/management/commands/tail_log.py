@@ -5,11 +5,11 @@ from django.core.management.base import BaseCommand, CommandError
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
-from live.events import publisher
+from live.errors import Refused
+from live.publisher import publisher
 from logs_app import services
 from logs_app.tailer import Follower
 from sessions_app.models import Session, Task
-from sessions_app.services import ServiceError
 
 
 class Wake(FileSystemEventHandler):
@@ -64,7 +64,7 @@ class Command(BaseCommand):
             task_id = int(task)
         try:
             default_level = services.parse_level(level)
-        except ServiceError as error:
+        except Refused as error:
             raise CommandError(f"--level {error.message}") from None
         self.stop = getattr(self, "stop", None) or threading.Event()
         wake = threading.Event()

@@ -2,7 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sessions_app import eventfiles
+from sessions_app import exporting
 from sessions_app.models import Session
 from sessions_app.progress import ProgressBar
 
@@ -37,12 +37,12 @@ class Command(BaseCommand):
         try:
             if output:
                 with open(output, "w", encoding="utf-8") as out:
-                    count = eventfiles.export(
+                    count = exporting.export(
                         out, session_id=session_id, since=since, progress=progress
                     )
                 self.stderr.write(f"Wrote {count} events to {output}.")
             else:
-                eventfiles.export(self.stdout._out, session_id=session_id, since=since)
+                exporting.export(self.stdout._out, session_id=session_id, since=since)
                 self.stdout.flush()
         except OSError as error:
             raise CommandError(f"cannot write {output}: {error.strerror}") from None

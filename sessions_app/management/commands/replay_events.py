@@ -3,7 +3,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from live.events import publisher
+from live.publisher import publisher
 from sessions_app import eventfiles
 from sessions_app.progress import ProgressBar
 

@@ -1,0 +1,160 @@
+"""A task's streamed output and its steps: appended as events, read back as a tail."""
+
+import re
+from datetime import datetime
+
+from live import events
+from live.errors import Refused
+from live.validation import json_size
+from sessions_app.locks import Check
+from sessions_app.models import Session, Status, Task
+from sessions_app.recording import service_write
+from sessions_app.services import refuse_if_lost
+
+# A status step's name, and how many of an attempt's steps a snapshot carries.
+STEP_RE = re.compile(r"^[a-z_]{1,32}$")
+MAX_STEPS = 200
+# Bytes of steps a snapshot carries at most (each step's data and message are
+# bounded where they come in; see validation.LIMITS).
+STEPS_BUDGET = 128 * 1024
+
+
+def append_output(
+    task_id: int,
+    chunk: str,
+    final: bool = False,
+    ts: datetime | None = None,
+    check: Check | None = None,
+):
+    """Record one chunk of a task's streamed output (tokens, stdout).
+    `check(session)`, when given, may refuse it first."""
+    return _output(task_id, {"chunk": chunk, "final": bool(final)}, ts, check)
+
+
+def append_step(
+    task_id: int,
+    status: str,
+    message: str | None = None,
+    data: dict | None = None,
+    ts: datetime | None = None,
+    check: Check | None = None,
+):
+    """Record a status step in a task's output stream (thinking, a tool call
+    and its end), in order with the chunks; nothing is overwritten.
+    `check`: as for append_output."""
+    if not isinstance(status, str) or not STEP_RE.match(status):
+        raise Refused("a step's status is a lowercase word (a-z and _, at most 32)", field="status")
+    if data is not None and not isinstance(data, dict):
+        raise Refused("a step's data is a JSON object", field="data")
+    if message is not None and not isinstance(message, str):
+        raise Refused("a step's message is text", field="message")
+    step = {"status": status, "message": message or "", "data": data or {}}
+    return _output(task_id, step, ts, check)
+
+
+def _output(task_id: int, fields: dict, ts: datetime | None, check: Check | None):
+    with service_write():
+        task = (
+            Task.objects.select_related("session")
+            .only(
+                "id",
+                "session_id",
+                "attempt",
+                "status",
+                "error",
+                "lost",
+                "finished_at",
+                "session__owner_id",
+            )
+            .get(pk=task_id)
+        )
+        if check is not None:
+            check(task.session)
+        refuse_if_lost(task)
+        channels = [f"task:{task.pk}"]
+        if "status" in fields:
+            # Steps are few: the session's watchers see what each task is doing.
+            channels.append(f"session:{task.session_id}")
+        return events.record(
+            "task.output",
+            channels,
+            session_id=task.session_id,
+            task_id=task.pk,
+            extras={"owner_id": task.session.owner_id},
+            data={"task_id": str(task.pk), **fields, "attempt": task.attempt},
+            ts=ts,
+        )
+
+
+def latest_steps(session: Session, scan: int = 500) -> dict:
+    """The newest step of each running task of the session, by task id, from
+    the newest `scan` events of its channel (steps are placed there too)."""
+    from live.models import Event, EventChannel
+
+    running = set(session.tasks.filter(status=Status.RUNNING).values_list("pk", flat=True)[:200])
+    if not running:
+        return {}
+    recent = EventChannel.objects.filter(channel=f"session:{session.pk}").order_by("-event_id")
+    ids = list(recent.values_list("event_id", flat=True)[:scan])
+    found = {}
+    rows = (
+        Event.objects.filter(pk__in=ids, kind="task.output", task_id__in=running)
+        .order_by("-id")
+        .values_list("id", "ts", "task_id", "data")
+    )
+    size = 0
+    for seq, ts, task_id, data in rows:
+        if str(task_id) not in found and "status" in data:
+            step = {k: data.get(k) for k in ("status", "message", "data")}
+            step = {**step, "seq": seq, "ts": ts.isoformat()}
+            size += json_size(step)
+            if size > STEPS_BUDGET and found:
+                break  # a snapshot frame has room for so much
+            found[str(task_id)] = step
+    return found
+
+
+def task_output(task: Task, limit_chars: int = 65536) -> dict:
+    """The streamed output of the task's current attempt: its tail, and whether it ended."""
+    from live.models import Event
+
+    chunks = []
+    steps = []
+    size = steps_size = 0
+    final = None
+    rows = (
+        Event.objects.filter(task_id=task.pk, kind="task.output", session_id=task.session_id)
+        .order_by("-id")
+        .values_list("id", "ts", "data")
+    )
+    for scanned, (seq, ts, data) in enumerate(rows.iterator()):
+        if data.get("attempt", 1) != task.attempt:
+            break
+        if size >= limit_chars and scanned > 2000:
+            break  # enough text; older steps are in the event log
+        if "status" in data and "chunk" not in data:
+            if len(steps) < MAX_STEPS and steps_size <= STEPS_BUDGET:
+                step = {k: data.get(k) for k in ("status", "message", "data")}
+                steps_size += json_size(step)
+                if steps_size > STEPS_BUDGET and steps:
+                    continue  # the newest steps that fit in a frame
+                # `after`: characters of output that came after it, for placing it.
+                steps.append({**step, "seq": seq, "ts": ts.isoformat(), "after": size})
+            continue
+        if final is None:
+            final = bool(data.get("final"))
+        if size < limit_chars:
+            chunks.append(data.get("chunk", ""))
+            size += len(chunks[-1])
+        elif len(steps) >= MAX_STEPS or steps_size > STEPS_BUDGET:
+            break
+    text = "".join(reversed(chunks))[-limit_chars:]
+    for step in steps:
+        # Where in `text` it came: 0 when before the kept tail.
+        step["at"] = max(0, len(text) - step.pop("after"))
+    return {
+        "text": text,
+        "final": bool(final),
+        "truncated": size > limit_chars,
+        "steps": list(reversed(steps)),
+    }
