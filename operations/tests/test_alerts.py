@@ -15,7 +15,7 @@ from conftest import free_port
 from live import stats
 from live.models import Event
 from live.tests import wsclient as wc
-from operations import alerts
+from operations import webhooks
 from sessions_app import services
 from sessions_app.models import Webhook
 
@@ -188,7 +188,7 @@ def test_a_failing_receiver_gets_retries_and_its_failures_show_in_the_admin(admi
 
 @pytest.mark.django_db(transaction=True)
 def test_a_trickling_receiver_is_cut_at_the_deadline_and_holds_up_no_other_hook(monkeypatch):
-    monkeypatch.setattr(alerts, "DEADLINE", 3)
+    monkeypatch.setattr(webhooks, "DEADLINE", 3)
     trickler, healthy = Trickler(), Receiver()
     slow = Webhook.objects.create(url=trickler.url, name="trickles")
     Webhook.objects.create(url=healthy.url, name="healthy")
