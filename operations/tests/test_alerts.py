@@ -27,7 +27,9 @@ class Receiver:
     holding each answer until `release` is set. Every request, whatever its
     method, is kept in `requests` as (method, path, headers)."""
 
-    def __init__(self, statuses=(), hold: bool = False, location: str = "") -> None:
+    def __init__(
+        self, statuses=(), hold: bool = False, location: str = "", port: int | None = None
+    ) -> None:
         self.bodies: list[dict] = []
         self.requests: list[tuple[str, str, dict]] = []
         self.statuses = list(statuses)
@@ -57,7 +59,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port or free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
