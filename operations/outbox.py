@@ -194,6 +194,7 @@ def attempt(row: Delivery) -> str | None:
         return settle(row, refusal, final=True)
     status = error = None
     body = json.dumps(row.payload).encode()
+    close_old_connections()  # none held through the POST (the pool is shared)
     try:
         status = webhooks.post(url, body, {"X-Switchboard-Delivery": str(row.pk)})
     except (OSError, http.client.HTTPException, ValueError) as failure:
@@ -266,7 +267,7 @@ class Deliverer:
     def nudge(self) -> None:
         with self.lock:
             self.nudged = True
-            if self.thread is None:
+            if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.run, name="outbox", daemon=True)
                 self.thread.start()
             self.wake.notify()
