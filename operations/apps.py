@@ -10,7 +10,8 @@ class OperationsConfig(AppConfig):
 
     def ready(self) -> None:
         from live import publisher
-        from operations import stale
+        from operations import outbox, stale
 
-        # The stale-task sweeper starts with the server's loop.
+        # The stale-task sweeper and the webhook outbox start with the server's loop.
         publisher.on_serve(stale.start)
+        publisher.on_serve(outbox.start)

@@ -199,6 +199,9 @@ USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST")
 SWITCHBOARD = {
     # URLs that get every alert as a JSON POST (more in the admin: Webhooks).
     "WEBHOOKS": env_list("SWITCHBOARD_WEBHOOKS", []),
+    # Seconds between a server's looks at the webhook outbox, for deliveries
+    # left by a process that stopped (its own are sent at once after commit).
+    "OUTBOX_POLL_SECONDS": env_float("SWITCHBOARD_OUTBOX_POLL_SECONDS", 5.0, minimum=0.1),
     # Seconds without a report before a running task fails (0: never), and
     # how often each server process looks.
     "STALE_AFTER": env_int("SWITCHBOARD_STALE_AFTER", 600, minimum=0),

@@ -15,7 +15,7 @@ from conftest import free_port
 from live import stats
 from live.models import Event
 from live.tests import wsclient as wc
-from operations import alerts
+from operations import webhooks
 from sessions_app import services
 from sessions_app.models import Webhook
 
@@ -27,7 +27,9 @@ class Receiver:
     holding each answer until `release` is set. Every request, whatever its
     method, is kept in `requests` as (method, path, headers)."""
 
-    def __init__(self, statuses=(), hold: bool = False, location: str = "") -> None:
+    def __init__(
+        self, statuses=(), hold: bool = False, location: str = "", port: int | None = None
+    ) -> None:
         self.bodies: list[dict] = []
         self.requests: list[tuple[str, str, dict]] = []
         self.statuses = list(statuses)
@@ -57,7 +59,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port or free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -188,7 +190,7 @@ def test_a_failing_receiver_gets_retries_and_its_failures_show_in_the_admin(admi
 
 @pytest.mark.django_db(transaction=True)
 def test_a_trickling_receiver_is_cut_at_the_deadline_and_holds_up_no_other_hook(monkeypatch):
-    monkeypatch.setattr(alerts, "DEADLINE", 3)
+    monkeypatch.setattr(webhooks, "DEADLINE", 3)
     trickler, healthy = Trickler(), Receiver()
     slow = Webhook.objects.create(url=trickler.url, name="trickles")
     Webhook.objects.create(url=healthy.url, name="healthy")

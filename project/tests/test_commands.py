@@ -278,6 +278,34 @@ def test_prune_deletes_ended_sessions_and_old_events_and_marks_the_cut(tmp_path)
         run("prune", "--older-than", "-1")
 
 
+def test_prune_deletes_old_webhook_deliveries_made_or_given_up_but_never_pending(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from operations.models import Delivery
+
+    long_ago = timezone.now() - timedelta(days=40)
+    kept = {}
+    for status, created in [
+        ("delivered", long_ago),
+        ("failed", long_ago),
+        ("pending", long_ago),
+        ("delivered", timezone.now()),
+    ]:
+        row = Delivery.objects.create(
+            url_key="e" * 64, target="http://127.0.0.1/hook", event="task.failed", seq=1,
+            payload={}, status=status, created_at=created,
+        )  # fmt: skip
+        kept[row.pk] = status == "pending" or created != long_ago
+    assert "Would delete 2 webhook deliveries" in run("prune", "--older-than", "30", "--dry-run")
+    assert Delivery.objects.count() == 4
+    assert "Deleted 2 webhook deliveries" in run("prune", "--older-than", "30")
+    assert set(Delivery.objects.values_list("pk", flat=True)) == {
+        pk for pk, stays in kept.items() if stays
+    }
+
+
 def test_the_demo_refuses_a_busy_port_and_changes_nothing(db):
     import socket
 

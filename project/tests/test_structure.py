@@ -126,3 +126,12 @@ def test_an_import_from_the_core_into_a_feature_is_found(tmp_path):
 
     assert feature_imports(graph, "core", ("feat",)) == [("core.x", "feat.x")]
     assert feature_imports({"feat.x": {"core.x"}}, "core", ("feat",)) == []
+
+
+def test_no_module_of_application_code_is_over_400_lines():
+    long = {
+        name: lines
+        for name, path in module_files(ROOT).items()
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > LINES_MAX
+    }
+    assert long == {}, f"modules over {LINES_MAX} lines: {long}"

@@ -5,6 +5,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from live.models import Event, Retention
+from operations.models import Delivery
 from sessions_app.models import TERMINAL, Session
 from sessions_app.progress import ProgressBar
 
@@ -14,8 +15,8 @@ BATCH = 5000
 class Command(BaseCommand):
     help = (
         "Delete old data: sessions that ended before the cutoff (with their tasks and "
-        "log lines), and events recorded before it. Clients resuming from a pruned "
-        "seq are told to reset."
+        "log lines), events recorded before it, and webhook deliveries made or given "
+        "up before it. Clients resuming from a pruned seq are told to reset."
     )
 
     def add_arguments(self, parser):
@@ -35,11 +36,16 @@ class Command(BaseCommand):
             Event.objects.filter(ts__lt=cutoff).order_by("-id").values_list("id", flat=True).first()
         )
         events = Event.objects.filter(id__lte=last_event or 0)
+        # Pending deliveries stay, however old: they are alerts still to be sent.
+        deliveries = Delivery.objects.filter(created_at__lt=cutoff).exclude(
+            status=Delivery.State.PENDING
+        )
         if dry_run:
             self.stdout.write(
                 f"Would delete {sessions.count()} sessions and {events.count()} events "
                 f"from before {cutoff:%Y-%m-%d %H:%M} UTC."
             )
+            self.stdout.write(f"Would delete {deliveries.count()} webhook deliveries.")
             return
         deleted_sessions = 0
         for session in sessions.iterator():
@@ -63,3 +69,5 @@ class Command(BaseCommand):
                 if bar:
                     bar(deleted_events, total)
         self.stdout.write(f"Deleted {deleted_sessions} sessions and {deleted_events} events.")
+        deleted_deliveries, _ = deliveries.delete()
+        self.stdout.write(f"Deleted {deleted_deliveries} webhook deliveries.")
