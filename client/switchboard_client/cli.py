@@ -272,11 +272,14 @@ class Run:
         while not self.ended.wait(min(1.0, beat)):
             asking = not (self.done.is_set() or self.cancelled.is_set())
             try:
+                # One try each: this loop is the retry, a second later.
                 if time.monotonic() - last >= beat:
-                    task = self.client.update_task(self.task_id, stale_after=self.stale_after)
+                    task = self.client.update_task(
+                        self.task_id, stale_after=self.stale_after, retry_for=0
+                    )
                     last = time.monotonic()
                 elif asking:
-                    task = self.client.get_task(self.task_id)
+                    task = self.client.get_task(self.task_id, retry_for=0)
                 else:
                     continue
             except SwitchboardError:
@@ -331,19 +334,15 @@ class Run:
         self.reporter.close(timeout=1)
         self.ended.set()
         status, fields = self.outcome(code)
-        for attempt in range(5):
-            try:
-                self.client.update_task(self.task_id, status=status, **fields)
-                if own_session:
-                    self.client.update_session(self.session["id"], status=status)
-                break
-            except SwitchboardError as error:
-                if 400 <= error.status < 500 and error.status not in (408, 429):
-                    print(f"switchboard: {describe(error)}", file=sys.stderr)
-                    break
-                time.sleep(min(2**attempt, 10))
-        else:
-            print("switchboard: the server did not take the task's outcome", file=sys.stderr)
+        try:  # each call tries for the client's retry_for while the server is away
+            self.client.update_task(self.task_id, status=status, **fields)
+            if own_session:
+                self.client.update_session(self.session["id"], status=status)
+        except SwitchboardError as error:
+            print(
+                f"switchboard: the server did not take the task's outcome: {describe(error)}",
+                file=sys.stderr,
+            )
         losses = self.reporter.losses()
         for loss in losses:
             print(f"switchboard: {loss}", file=sys.stderr)
