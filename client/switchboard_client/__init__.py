@@ -3,12 +3,11 @@
     from switchboard_client import Client, LogHandler
 
     sb = Client("http://localhost:8000", token)
-    session = sb.create_session("nightly import", external_id="import-2026-11-21")
-    task = sb.create_task(session["id"], "load customers")
-    sb.update_task(task["id"], status="running")
-    sb.progress(task["id"], 42.5, message="42,500 of 100,000 rows")
-
-    logging.getLogger().addHandler(LogHandler("http://localhost:8000", token, session["id"]))
+    with sb.session("nightly import", external_id="import-2026-11-21") as session:
+        logging.getLogger().addHandler(LogHandler("http://localhost:8000", token, session["id"]))
+        task = sb.create_task(session["id"], "load customers")
+        sb.update_task(task["id"], status="running")
+        sb.progress(task["id"], 42.5, message="42,500 of 100,000 rows")
 
 Each call rides through a server restart: it tries again for `retry_for`
 seconds (60) while the server is away, and a retry writes nothing twice where
@@ -35,6 +34,7 @@ import queue
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -44,8 +44,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from switchboard_client.limits import (
+    MAX_TEXT,
     BodyLimit,
     encoded_size,
+    fitting,
     refused_items,
     storable,
     take,
@@ -76,6 +78,9 @@ class SwitchboardError(Exception):
         self.body = body
         self.retry_after = retry_after  # seconds, from a 429's or a 503's Retry-After
         self.tries = tries
+
+
+ENDED = ("completed", "failed", "cancelled")
 
 
 class Client:
@@ -221,6 +226,50 @@ class Client:
 
     def update_session(self, session_id, *, retry_for: float | None = None, **fields) -> dict:
         return self.request("PATCH", f"sessions/{session_id}", fields, retry_for=retry_for)
+
+    @contextmanager
+    def session(self, name: str, **fields):
+        """`with sb.session("nightly import") as s:` makes a session (as
+        `create_session`, taking its arguments; `running` unless a `status`
+        is given) and ends it when the block ends: `completed` when it ends
+        cleanly (`sys.exit(0)` included), `failed` when it raises, with the
+        traceback as an ERROR line in the session's log; the exception goes
+        on. A session that has ended meanwhile (cancelled in the pages) is
+        left as it is."""
+        fields.setdefault("status", "running")
+        session = self.create_session(name, **fields)
+        try:
+            yield session
+        except SystemExit as error:
+            if error.code not in (None, 0):
+                self._session_failed(session["id"], error)
+                raise
+            self._end_session(session["id"], "completed")
+            raise
+        except BaseException as error:
+            self._session_failed(session["id"], error)
+            raise
+        self._end_session(session["id"], "completed")
+
+    def _end_session(self, session_id, status: str) -> None:
+        if self.get_session(session_id)["status"] not in ENDED:
+            self.update_session(session_id, status=status)
+
+    def _session_failed(self, session_id, error: BaseException) -> None:
+        """Say why in the session's log and end it failed; a failure to say so
+        is logged, never raised in place of `error`."""
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        message = f"the session's block raised {type(error).__name__}: {error}\n{text}"
+        message = storable(message)
+        message = message[len(message) - fitting(message[::-1], MAX_TEXT - 1024) :]
+        entry = {"level": "ERROR", "logger": "switchboard_client", "message": message}
+        try:
+            self.log(session_id, [entry])
+            self._end_session(session_id, "failed")
+        except SwitchboardError as failure:
+            logger.warning(
+                "switchboard_client: could not end session %s as failed: %s", session_id, failure
+            )
 
     # Tasks
     def create_task(
