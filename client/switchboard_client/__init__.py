@@ -744,6 +744,11 @@ class LogHandler(logging.Handler):
     them, as `entries.3.level`) are dropped and the rest sent again; lines
     dropped for any reason are counted, said in the session's log by a
     WARNING line, and, at close(), once for each kind of loss on stderr.
+
+    A token the server refuses (401, 403) is said once on stderr, and the
+    handler keeps its lines (up to `capacity`; past it, the newest are
+    dropped and counted) and tries again with backoff until the token is
+    accepted, or close() gives up on them; `refused` is the refusal meanwhile.
     """
 
     def __init__(
@@ -771,6 +776,7 @@ class LogHandler(logging.Handler):
         self.dropped = 0
         self.sent = 0
         self.failures = 0
+        self.refused: SwitchboardError | None = None  # the token's refusal, until accepted
         self.limit = BodyLimit(max_body)
         self.lost: dict[str, int] = {}  # how: lines, since the start
         self._notes: list[str] = []  # what to say in the log about lines dropped
@@ -859,7 +865,7 @@ class LogHandler(logging.Handler):
                     break
             if self.dropped:
                 dropped, self.dropped = self.dropped, 0
-                self._lose(dropped, "dropped: the queue was full while the server was away")
+                self._lose(dropped, "dropped: the queue was full while none could be sent")
             while self._notes and len(self._pending) < self.batch_size:
                 note = logging.LogRecord(
                     "switchboard_client",
@@ -898,6 +904,7 @@ class LogHandler(logging.Handler):
             self.failures += 1
             return False
         self.sent += len(entries)
+        self.refused = None
         self.limit.fits()
         with self._moving:
             del self._pending[: len(entries)]
@@ -912,6 +919,17 @@ class LogHandler(logging.Handler):
             return True
         if error.status in (0, 408, 429) or error.status >= 500:
             return error.status == 0 and self.limit.cut_off(size)
+        if error.status in (401, 403):
+            if self.refused is None:
+                print(
+                    f"switchboard_client: the server refused the token ({error}): log lines"
+                    f" for session {self.session_id} are kept (up to {self.queue.maxsize})"
+                    " and sent once it is accepted",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.refused = error
+            return False  # kept, for a later try
         named = {
             i: why for i, why in refused_items(error.body, "entries").items() if i < len(entries)
         }
