@@ -3,12 +3,15 @@
     from switchboard_client import Client, LogHandler
 
     sb = Client("http://localhost:8000", token)
-    session = sb.create_session("nightly import", external_id="import-2026-11-21")
-    task = sb.create_task(session["id"], "load customers")
-    sb.update_task(task["id"], status="running")
-    sb.progress(task["id"], 42.5, message="42,500 of 100,000 rows")
+    with sb.session("nightly import", external_id="import-2026-11-21") as session:
+        logging.getLogger().addHandler(LogHandler("http://localhost:8000", token, session["id"]))
+        task = sb.create_task(session["id"], "load customers")
+        sb.update_task(task["id"], status="running")
+        sb.progress(task["id"], 42.5, message="42,500 of 100,000 rows")
 
-    logging.getLogger().addHandler(LogHandler("http://localhost:8000", token, session["id"]))
+Each call rides through a server restart: it tries again for `retry_for`
+seconds (60) while the server is away, and a retry writes nothing twice where
+the server offers a key for it (see Client).
 
 LogHandler batches records in a background thread. It never blocks or
 raises into the job: when the server is slow or down it keeps lines in a
@@ -24,12 +27,14 @@ see switchboard_client.cli.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import queue
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -39,40 +44,89 @@ from datetime import datetime, timezone
 from typing import Any
 
 from switchboard_client.limits import (
+    MAX_TEXT,
     BodyLimit,
     encoded_size,
+    fitting,
     refused_items,
     storable,
     take,
 )
+from switchboard_client.retry import Backoff, retry_after, transient
 
 __all__ = ["Client", "LogHandler", "Reporter", "SwitchboardError"]
 __version__ = "1.0.0"
 
+logger = logging.getLogger("switchboard_client")
+
 
 class SwitchboardError(Exception):
-    """An HTTP error answer (status and body), or the server could not be reached (status 0)."""
+    """An HTTP error answer (status and body), or the server could not be
+    reached (status 0). `tries`: how many times the call asked."""
 
     def __init__(
-        self, status: int, message: str, body: Any = None, retry_after: float | None = None
+        self,
+        status: int,
+        message: str,
+        body: Any = None,
+        retry_after: float | None = None,
+        tries: int = 1,
     ) -> None:
         super().__init__(f"{status}: {message}" if status else message)
         self.status = status
+        self.message = message
         self.body = body
-        self.retry_after = retry_after  # seconds, from a 429's Retry-After
+        self.retry_after = retry_after  # seconds, from a 429's or a 503's Retry-After
+        self.tries = tries
+
+
+ENDED = ("completed", "failed", "cancelled")
 
 
 class Client:
-    """`throttle_wait`: seconds a call may spend waiting out 429 answers
-    (each as long as the server's Retry-After says) before it raises."""
+    """Calls to a Switchboard server, each of which rides through an outage.
+
+    `retry_for`: seconds a call keeps trying while the server is away (the
+    connection refused or cut, a timeout, 408, 429, 502, 503, 504), with
+    growing, jittered pauses and never sooner than a Retry-After says; then
+    it raises the last failure, saying how long it tried (see
+    switchboard_client.retry). 60 by default; 0 asks once. Most methods take
+    `retry_for=` for one call too. Other answers (a 400, 401, 403, 404...)
+    raise at once.
+
+    A retry writes nothing twice where the server offers a way: a session or
+    task made without an `external_id` gets a random one, so that a second
+    try answers what the first made; log entries without a `uid` get one.
+    Reports (`update_task`, `progress`, `update_session`) set values, so a
+    repeat changes nothing (a progress report repeated is one more
+    `progress.update` event of the same values). An output chunk or a step
+    has no such key: one whose answer was lost after the server stored it is
+    stored again by the retry.
+
+    `throttle_wait` is the older name of `retry_for`.
+    """
+
+    RETRY_FOR = 60.0
 
     def __init__(
-        self, base_url: str, token: str, timeout: float = 10.0, throttle_wait: float = 30.0
+        self,
+        base_url: str,
+        token: str,
+        timeout: float = 10.0,
+        throttle_wait: float | None = None,
+        *,
+        retry_for: float | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self.throttle_wait = throttle_wait
+        if retry_for is None:
+            retry_for = self.RETRY_FOR if throttle_wait is None else throttle_wait
+        self.retry_for = float(retry_for)
+
+    @property
+    def throttle_wait(self) -> float:
+        return self.retry_for
 
     def request(
         self,
@@ -81,22 +135,41 @@ class Client:
         body: Any = None,
         params: dict | None = None,
         timeout: float | None = None,
+        retry_for: float | None = None,
     ) -> Any:
         url = f"{self.base_url}/api/v1/{path.lstrip('/')}"
         if params:
             query = {k: v for k, v in params.items() if v is not None}
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        waited = 0.0
+        backoff = Backoff(self.retry_for if retry_for is None else retry_for)
         while True:
             try:
                 return self._send(method, url, data, timeout)
             except SwitchboardError as error:
-                if error.status != 429 or waited >= self.throttle_wait:
+                if not transient(error.status):
                     raise
-                pause = min(error.retry_after or 1.0, self.throttle_wait - waited)
+                pause = backoff.pause(error.retry_after)
+                if pause is None:
+                    if backoff.tries == 1:
+                        raise
+                    raise SwitchboardError(
+                        error.status,
+                        f"{error.message} (gave up after {backoff.tries} tries"
+                        f" in {backoff.elapsed():.0f} s)",
+                        error.body,
+                        error.retry_after,
+                        backoff.tries,
+                    ) from None
+                if backoff.tries == 2:
+                    logger.warning(
+                        "switchboard_client: %s; %s %s is tried again for up to %g s",
+                        error,
+                        method,
+                        path,
+                        backoff.retry_for,
+                    )
                 time.sleep(pause)
-                waited += pause
 
     def _send(self, method: str, url: str, data: bytes | None, timeout: float | None) -> Any:
         req = urllib.request.Request(url, data=data, method=method)
@@ -108,40 +181,95 @@ class Client:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as error:
-            raw = error.read()
+            try:
+                raw = error.read()
+            except (OSError, http.client.HTTPException):
+                raw = b""
             try:
                 detail = json.loads(raw)
             except ValueError:
                 detail = raw.decode(errors="replace")
             message = detail.get("detail", "") if isinstance(detail, dict) else str(detail)
-            try:
-                retry_after = float(error.headers.get("Retry-After", ""))
-            except ValueError:
-                retry_after = None
             raise SwitchboardError(
-                error.code, message or error.reason, detail, retry_after
+                error.code,
+                message or error.reason,
+                detail,
+                retry_after(error.headers.get("Retry-After")),
             ) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            # HTTPException: an answer cut short (a server stopping mid-answer).
+            reason = getattr(error, "reason", None) or error.__class__.__name__
             raise SwitchboardError(0, f"cannot reach {self.base_url}: {reason}") from None
         return json.loads(raw) if raw else None
 
     # Sessions
     def create_session(
-        self, name: str, metadata: dict | None = None, external_id: str | None = None
+        self,
+        name: str,
+        metadata: dict | None = None,
+        external_id: str | None = None,
+        *,
+        status: str | None = None,
+        retry_for: float | None = None,
     ) -> dict:
-        body: dict[str, Any] = {"name": name}
+        """With an `external_id` used before, the session made then (the
+        server's idempotent create); without one, a random one is sent."""
+        body: dict[str, Any] = {"name": name, "external_id": external_id or uuid.uuid4().hex}
         if metadata is not None:
             body["metadata"] = metadata
-        if external_id is not None:
-            body["external_id"] = external_id
-        return self.request("POST", "sessions", body)
+        if status is not None:
+            body["status"] = status
+        return self.request("POST", "sessions", body, retry_for=retry_for)
 
-    def get_session(self, session_id) -> dict:
-        return self.request("GET", f"sessions/{session_id}")
+    def get_session(self, session_id, *, retry_for: float | None = None) -> dict:
+        return self.request("GET", f"sessions/{session_id}", retry_for=retry_for)
 
-    def update_session(self, session_id, **fields) -> dict:
-        return self.request("PATCH", f"sessions/{session_id}", fields)
+    def update_session(self, session_id, *, retry_for: float | None = None, **fields) -> dict:
+        return self.request("PATCH", f"sessions/{session_id}", fields, retry_for=retry_for)
+
+    @contextmanager
+    def session(self, name: str, **fields):
+        """`with sb.session("nightly import") as s:` makes a session (as
+        `create_session`, taking its arguments; `running` unless a `status`
+        is given) and ends it when the block ends: `completed` when it ends
+        cleanly (`sys.exit(0)` included), `failed` when it raises, with the
+        traceback as an ERROR line in the session's log; the exception goes
+        on. A session that has ended meanwhile (cancelled in the pages) is
+        left as it is."""
+        fields.setdefault("status", "running")
+        session = self.create_session(name, **fields)
+        try:
+            yield session
+        except SystemExit as error:
+            if error.code not in (None, 0):
+                self._session_failed(session["id"], error)
+                raise
+            self._end_session(session["id"], "completed")
+            raise
+        except BaseException as error:
+            self._session_failed(session["id"], error)
+            raise
+        self._end_session(session["id"], "completed")
+
+    def _end_session(self, session_id, status: str) -> None:
+        if self.get_session(session_id)["status"] not in ENDED:
+            self.update_session(session_id, status=status)
+
+    def _session_failed(self, session_id, error: BaseException) -> None:
+        """Say why in the session's log and end it failed; a failure to say so
+        is logged, never raised in place of `error`."""
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        message = f"the session's block raised {type(error).__name__}: {error}\n{text}"
+        message = storable(message)
+        message = message[len(message) - fitting(message[::-1], MAX_TEXT - 1024) :]
+        entry = {"level": "ERROR", "logger": "switchboard_client", "message": message}
+        try:
+            self.log(session_id, [entry])
+            self._end_session(session_id, "failed")
+        except SwitchboardError as failure:
+            logger.warning(
+                "switchboard_client: could not end session %s as failed: %s", session_id, failure
+            )
 
     # Tasks
     def create_task(
@@ -150,42 +278,55 @@ class Client:
         name: str,
         external_id: str | None = None,
         stale_after: int | None = None,
+        *,
+        retry_for: float | None = None,
     ) -> dict:
         """`stale_after`: seconds without a report before the server fails
-        the running task as lost (None: the server's default)."""
-        body: dict[str, Any] = {"name": name}
-        if external_id is not None:
-            body["external_id"] = external_id
+        the running task as lost (None: the server's default). Without an
+        `external_id`, a random one is sent, so a retry makes no second task."""
+        body: dict[str, Any] = {"name": name, "external_id": external_id or uuid.uuid4().hex}
         if stale_after is not None:
             body["stale_after"] = stale_after
-        return self.request("POST", f"sessions/{session_id}/tasks", body)
+        return self.request("POST", f"sessions/{session_id}/tasks", body, retry_for=retry_for)
 
-    def get_task(self, task_id) -> dict:
-        return self.request("GET", f"tasks/{task_id}")
+    def get_task(self, task_id, *, retry_for: float | None = None) -> dict:
+        return self.request("GET", f"tasks/{task_id}", retry_for=retry_for)
 
-    def update_task(self, task_id, **fields) -> dict:
+    def update_task(self, task_id, *, retry_for: float | None = None, **fields) -> dict:
         """Report on a task: status, progress, message, details, result, error, stale_after."""
-        return self.request("PATCH", f"tasks/{task_id}", fields)
+        return self.request("PATCH", f"tasks/{task_id}", fields, retry_for=retry_for)
 
-    def progress(self, task_id, progress: float, message: str | None = None, details=None) -> dict:
+    def progress(
+        self,
+        task_id,
+        progress: float,
+        message: str | None = None,
+        details=None,
+        *,
+        retry_for: float | None = None,
+    ) -> dict:
         body: dict[str, Any] = {"progress": progress}
         if message is not None:
             body["message"] = message
         if details is not None:
             body["details"] = details
-        return self.request("PATCH", f"tasks/{task_id}", body)
+        return self.request("PATCH", f"tasks/{task_id}", body, retry_for=retry_for)
 
-    def cancel_task(self, task_id) -> dict:
-        return self.request("POST", f"tasks/{task_id}/cancel", {})
+    def cancel_task(self, task_id, *, retry_for: float | None = None) -> dict:
+        return self.request("POST", f"tasks/{task_id}/cancel", {}, retry_for=retry_for)
 
-    def output(self, task_id, chunk: str, final: bool = False) -> dict:
+    def output(
+        self, task_id, chunk: str, final: bool = False, *, retry_for: float | None = None
+    ) -> dict:
         """Stream a chunk of the task's output (tokens, stdout); final=True ends it."""
-        return self.request("POST", f"tasks/{task_id}/output", {"chunk": chunk, "final": final})
+        body = {"chunk": chunk, "final": final}
+        return self.request("POST", f"tasks/{task_id}/output", body, retry_for=retry_for)
 
     def status(self, task_id, status: str, message: str | None = None, **data) -> dict:
         """Record a step between output chunks: `thinking`, `tool_calling`,
         `tool_completed`, `completed` or another lowercase word; `data` is any
-        JSON (for a tool: tool=, args=; at its end: result= or error=)."""
+        JSON (for a tool: tool=, args=; at its end: result= or error=). Every
+        keyword is data, so this call keeps trying for the client's `retry_for`."""
         body: dict[str, Any] = {"status": status, "data": data}
         if message is not None:
             body["message"] = message
@@ -220,9 +361,22 @@ class Client:
         )
 
     # Logs and events
-    def log(self, session_id, entries: list[dict], timeout: float | None = None) -> dict:
+    def log(
+        self,
+        session_id,
+        entries: list[dict],
+        timeout: float | None = None,
+        *,
+        retry_for: float | None = None,
+    ) -> dict:
+        """Append entries; each without a `uid` gets one, so that a retry
+        stores none twice."""
+        entries = [
+            entry if entry.get("uid") else {**entry, "uid": uuid.uuid4().hex} for entry in entries
+        ]
+        body = {"entries": entries}
         return self.request(
-            "POST", f"sessions/{session_id}/logs", {"entries": entries}, timeout=timeout
+            "POST", f"sessions/{session_id}/logs", body, timeout=timeout, retry_for=retry_for
         )
 
     def logs(self, session_id, **params) -> dict:
@@ -497,7 +651,8 @@ class Reporter:
             body = {"tasks": batch["tasks"], "output": batch["output"], "logs": batch["logs"]}
             size = encoded_size(body)
             try:
-                self.client.request("POST", f"sessions/{self.session_id}/batch", body)
+                # What is not taken is kept and sent again by this thread.
+                self.client.request("POST", f"sessions/{self.session_id}/batch", body, retry_for=0)
             except SwitchboardError as error:
                 with self._lock:
                     return self._failed(batch, size, error)
@@ -589,6 +744,11 @@ class LogHandler(logging.Handler):
     them, as `entries.3.level`) are dropped and the rest sent again; lines
     dropped for any reason are counted, said in the session's log by a
     WARNING line, and, at close(), once for each kind of loss on stderr.
+
+    A token the server refuses (401, 403) is said once on stderr, and the
+    handler keeps its lines (up to `capacity`; past it, the newest are
+    dropped and counted) and tries again with backoff until the token is
+    accepted, or close() gives up on them; `refused` is the refusal meanwhile.
     """
 
     def __init__(
@@ -606,8 +766,8 @@ class LogHandler(logging.Handler):
         level: int = logging.NOTSET,
     ) -> None:
         super().__init__(level)
-        # Throttled batches wait in this thread's own backoff, not in the call.
-        self.client = Client(base_url, token, timeout=timeout, throttle_wait=0)
+        # Batches not taken wait in this thread's own backoff, not in the call.
+        self.client = Client(base_url, token, timeout=timeout, retry_for=0)
         self.session_id = session_id
         self.task_id = task_id
         self.batch_size = batch_size
@@ -616,6 +776,7 @@ class LogHandler(logging.Handler):
         self.dropped = 0
         self.sent = 0
         self.failures = 0
+        self.refused: SwitchboardError | None = None  # the token's refusal, until accepted
         self.limit = BodyLimit(max_body)
         self.lost: dict[str, int] = {}  # how: lines, since the start
         self._notes: list[str] = []  # what to say in the log about lines dropped
@@ -704,7 +865,7 @@ class LogHandler(logging.Handler):
                     break
             if self.dropped:
                 dropped, self.dropped = self.dropped, 0
-                self._lose(dropped, "dropped: the queue was full while the server was away")
+                self._lose(dropped, "dropped: the queue was full while none could be sent")
             while self._notes and len(self._pending) < self.batch_size:
                 note = logging.LogRecord(
                     "switchboard_client",
@@ -743,6 +904,7 @@ class LogHandler(logging.Handler):
             self.failures += 1
             return False
         self.sent += len(entries)
+        self.refused = None
         self.limit.fits()
         with self._moving:
             del self._pending[: len(entries)]
@@ -757,6 +919,17 @@ class LogHandler(logging.Handler):
             return True
         if error.status in (0, 408, 429) or error.status >= 500:
             return error.status == 0 and self.limit.cut_off(size)
+        if error.status in (401, 403):
+            if self.refused is None:
+                print(
+                    f"switchboard_client: the server refused the token ({error}): log lines"
+                    f" for session {self.session_id} are kept (up to {self.queue.maxsize})"
+                    " and sent once it is accepted",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.refused = error
+            return False  # kept, for a later try
         named = {
             i: why for i, why in refused_items(error.body, "entries").items() if i < len(entries)
         }

@@ -5,9 +5,14 @@
     switchboard ls [--status running]
 
 The server and the identity come from `--url` and `--token`, or from
-SWITCHBOARD_URL and SWITCHBOARD_TOKEN.
+SWITCHBOARD_URL and SWITCHBOARD_TOKEN. Each request rides through a server
+that is away for up to 60 s (see switchboard_client.Client). A session that
+is not there or not the user's to see is said as such, a refused token once;
+either exits 1. A reader of stdout that stops early (`switchboard ls | head`)
+ends the command quietly, with status 141 as SIGPIPE would.
 
-`run` starts the command with its stdout and stderr piped: stdout goes to the
+`run` says on stderr which session and task it reports to, and the
+session's page, then starts the command with its stdout and stderr piped: stdout goes to the
 task as streamed output (coalesced a few times a second, ANSI colours and
 carriage returns kept as they are), stderr lines to the session's log (a line
 that names a level in its first words, such as "ERROR", gets that level;
@@ -71,6 +76,11 @@ class Usage(Exception):
     """A mistake in the command line or the environment: exit 2 with the message."""
 
 
+class Refused(Exception):
+    """The server refused what was asked (a subscription, a session that is
+    not there or not yours): exit 1 with the message."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -84,24 +94,60 @@ def main(argv: list[str] | None = None) -> int:
         if not token:
             raise Usage("no token: pass --token or set SWITCHBOARD_TOKEN")
         client = Client(url, token)
-        return args.handler(client, args)
+        code = args.handler(client, args)
+        sys.stdout.flush()  # here, where a reader that has gone is caught
+        return code
     except Usage as error:
         parser.error(str(error))  # exits 2
     except SwitchboardError as error:
         print(f"switchboard: {describe(error)}", file=sys.stderr)
         return 1
+    except Refused as error:
+        print(f"switchboard: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return CANCELLED_EXIT
+    except (BrokenPipeError, ReaderGone):
+        return reader_gone()
     return 0
 
 
+class ReaderGone(Exception):
+    """Stdout's reader has gone: no OSError, so that it is not taken for a
+    lost connection to the server."""
+
+
+def reader_gone() -> int:
+    """Whoever read stdout stopped (`switchboard ls | head`): end quietly, as
+    a command killed by SIGPIPE does, and never try to write there again (not
+    even the interpreter's last flush)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+    return 128 + signal.SIGPIPE
+
+
 def describe(error: SwitchboardError) -> str:
-    if error.status == 401:
-        return "the token was refused (401): check --token or SWITCHBOARD_TOKEN"
+    if error.status in (401, 403):
+        return token_refused(error.status)
     errors = error.body.get("errors") if isinstance(error.body, dict) else None
     if error.status == 400 and isinstance(errors, dict):
         return "refused (400): " + "; ".join(f"{k}: {v}" for k, v in errors.items())
     return str(error)
+
+
+def token_refused(status: int) -> str:
+    return (
+        f"the token was refused ({status}): check --token or SWITCHBOARD_TOKEN,"
+        " and that its user is active and may see this"
+    )
+
+
+def no_session(session_id) -> Refused:
+    return Refused(f"there is no session {session_id} that you can see (404)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,11 +216,21 @@ def run_command(client: Client, args) -> int:
         raise Usage("--stale-after must be between 1 and 10000000 seconds")
     task_name = (args.task or shlex.join(cmd))[:200]
     if args.session_id:
-        session = client.get_session(args.session_id)
+        try:
+            session = client.get_session(args.session_id)
+        except SwitchboardError as error:
+            raise no_session(args.session_id) if error.status == 404 else error
     else:
         session = client.create_session(args.session)
     task = client.create_task(session["id"], task_name, stale_after=args.stale_after)
     own_session = not args.session_id
+    # On stderr: stdout is the command's own.
+    print(
+        f"switchboard run: session {session['id']} ({session['name']}), task {task['id']}:"
+        f" {session_page(client, session['id'])}",
+        file=sys.stderr,
+        flush=True,
+    )
     # Forked before any thread starts; the command from the main thread (see guard).
     watchdog = Watchdog()
     try:
@@ -197,6 +253,10 @@ def run_command(client: Client, args) -> int:
     client.update_task(task["id"], status="running", message=f"pid {child.pid}")
     run = Run(client, session, task, child, args.max_body, args.stale_after, watchdog)
     return run.wait(own_session)
+
+
+def session_page(client: Client, session_id) -> str:
+    return f"{client.base_url}/sessions/{session_id}/"
 
 
 class Run:
@@ -272,11 +332,14 @@ class Run:
         while not self.ended.wait(min(1.0, beat)):
             asking = not (self.done.is_set() or self.cancelled.is_set())
             try:
+                # One try each: this loop is the retry, a second later.
                 if time.monotonic() - last >= beat:
-                    task = self.client.update_task(self.task_id, stale_after=self.stale_after)
+                    task = self.client.update_task(
+                        self.task_id, stale_after=self.stale_after, retry_for=0
+                    )
                     last = time.monotonic()
                 elif asking:
-                    task = self.client.get_task(self.task_id)
+                    task = self.client.get_task(self.task_id, retry_for=0)
                 else:
                     continue
             except SwitchboardError:
@@ -331,19 +394,15 @@ class Run:
         self.reporter.close(timeout=1)
         self.ended.set()
         status, fields = self.outcome(code)
-        for attempt in range(5):
-            try:
-                self.client.update_task(self.task_id, status=status, **fields)
-                if own_session:
-                    self.client.update_session(self.session["id"], status=status)
-                break
-            except SwitchboardError as error:
-                if 400 <= error.status < 500 and error.status not in (408, 429):
-                    print(f"switchboard: {describe(error)}", file=sys.stderr)
-                    break
-                time.sleep(min(2**attempt, 10))
-        else:
-            print("switchboard: the server did not take the task's outcome", file=sys.stderr)
+        try:  # each call tries for the client's retry_for while the server is away
+            self.client.update_task(self.task_id, status=status, **fields)
+            if own_session:
+                self.client.update_session(self.session["id"], status=status)
+        except SwitchboardError as error:
+            print(
+                f"switchboard: the server did not take the task's outcome: {describe(error)}",
+                file=sys.stderr,
+            )
         losses = self.reporter.losses()
         for loss in losses:
             print(f"switchboard: {loss}", file=sys.stderr)
@@ -376,7 +435,10 @@ def tail_log(client: Client, args) -> int:
         raise Usage("--lines must be between 0 and 10000")
     log_filter = {k: v for k, v in {"level": level, "task": args.task, "q": args.grep}.items() if v}
     # The first page through HTTP: a bad session or filter is a clear error at once.
-    page = client.logs(args.session, limit=max(args.lines, 1), **log_filter)
+    try:
+        page = client.logs(args.session, limit=max(args.lines, 1), **log_filter)
+    except SwitchboardError as error:
+        raise no_session(args.session) if error.status == 404 else error
     entries = page["entries"][-args.lines :] if args.lines else []
     for entry in entries:
         print_entry(entry)
@@ -396,9 +458,12 @@ def print_entry(entry: dict) -> None:
             f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in entry["extra"].items()
         )
     try:
-        print(line, flush=True)
-    except UnicodeEncodeError:
-        print(line.encode("ascii", "backslashreplace").decode(), flush=True)
+        try:
+            print(line, flush=True)
+        except UnicodeEncodeError:
+            print(line.encode("ascii", "backslashreplace").decode(), flush=True)
+    except BrokenPipeError:
+        raise ReaderGone() from None
 
 
 class Follow:
@@ -423,18 +488,13 @@ class Follow:
                 self.follow()
                 delay = 0.5
             except HandshakeRefused as error:
-                if error.status in (401, 403):
-                    print(f"switchboard: the socket was refused ({error})", file=sys.stderr)
-                    return 1
+                if error.status in (401, 403):  # the socket's way to refuse an identity
+                    raise Refused(token_refused(error.status)) from None
                 self.note(f"could not connect ({error}); trying again")
             except (OSError, WebSocketClosed) as error:
                 if isinstance(error, WebSocketClosed) and error.code == 4401:
-                    print("switchboard: signed out (4401)", file=sys.stderr)
-                    return 1
+                    raise Refused(token_refused(4401)) from None  # revoked while following
                 self.note(f"disconnected ({error}); resuming")
-            except Refused as error:
-                print(f"switchboard: {error}", file=sys.stderr)
-                return 1
             time.sleep(delay)
             delay = min(delay * 2, 15.0)
 
@@ -492,10 +552,6 @@ class Follow:
                 break
             self.show(page["entries"])
             after = int(page["entries"][-1]["id"])
-
-
-class Refused(Exception):
-    """The server refused the subscription (an error frame)."""
 
 
 # --- ls -------------------------------------------------------------------------------

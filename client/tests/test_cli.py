@@ -409,3 +409,79 @@ def test_a_killed_runs_task_fails_as_lost_while_a_quiet_run_keeps_its_task_runni
         for run in (killed, quiet):
             run.kill()
             run.wait()
+
+
+def test_ls_into_a_reader_that_stops_early_ends_quietly(switchboard, live, admin_token):
+    api = live.client(admin_token)
+    for n in range(3):
+        api.create_session(f"listed {n}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(SWITCHBOARD_URL=live.url, SWITCHBOARD_TOKEN=admin_token)
+    child = subprocess.Popen(
+        [switchboard, "ls"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    child.stdout.close()  # as `| head` does once it has had enough
+    err = child.stderr.read()
+    assert child.wait(30) == 141, err  # 128 + SIGPIPE, as `seq 1000000 | head`
+    assert err == b""
+
+
+def test_run_says_its_session_and_page_before_the_command_starts(switchboard, live, admin_token):
+    done = run_cli(switchboard, live, admin_token,
+                   "run", "--session", "announced", "--", "sh", "-c", "echo from the command >&2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    session = Session.objects.get(name="announced")
+    task = session.tasks.get()
+    first, then = done.stderr.decode().splitlines()
+    assert first == (
+        f"switchboard run: session {session.pk} (announced), task {task.pk}:"
+        f" {live.url}/sessions/{session.pk}/"
+    )
+    assert then == "from the command"
+    assert done.stdout == b""  # stdout is the command's alone
+
+
+def test_a_session_that_is_not_there_or_not_yours_is_said_plainly(
+    switchboard, live, admin_token, worker_token
+):
+    for args in (("tail", "999999"), ("tail", "999999", "--no-follow"),
+                 ("run", "--session-id", "999999", "--", "true")):  # fmt: skip
+        done = run_cli(switchboard, live, admin_token, *args)
+        assert done.returncode == 1
+        assert done.stderr == b"switchboard: there is no session 999999 that you can see (404)\n"
+    theirs = live.client(admin_token).create_session("not the worker's")
+    done = run_cli(switchboard, live, worker_token, "tail", theirs["id"])
+    assert done.returncode == 1
+    assert f"there is no session {theirs['id']} that you can see".encode() in done.stderr
+
+
+def test_tail_says_once_that_the_token_was_refused_when_it_is_revoked(
+    switchboard, fresh_server, admin_token
+):
+    from live.models import ApiToken
+
+    srv = fresh_server(SWITCHBOARD_IDENTITY_CHECK_SECONDS="1")
+    session = srv.client(admin_token).create_session("revoked")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(SWITCHBOARD_URL=srv.url, SWITCHBOARD_TOKEN=admin_token)
+    child = subprocess.Popen(
+        [switchboard, "tail", session["id"]], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: (
+                srv.client(admin_token)
+                .request("GET", "stats")["subscriptions"]
+                .get(f"logs:{session['id']}")
+            ),
+            what="tail to subscribe",
+        )
+        ApiToken.objects.all().delete()
+        assert child.wait(20) == 1
+        err = child.stderr.read().decode()
+    finally:
+        child.kill()
+        child.wait()
+    assert err.count("switchboard: the token was refused (4401)") == 1, err
+    assert err.count("switchboard:") == 1, err

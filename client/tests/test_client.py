@@ -6,9 +6,9 @@ import time
 import pytest
 from switchboard_client import Client, LogHandler, Reporter, SwitchboardError
 
-from conftest import free_port
 from live.models import Event
 from logs_app.models import LogEntry
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -92,7 +92,9 @@ def test_close_returns_within_ten_seconds_when_the_server_is_down(db, admin_toke
     handler.close()
     assert time.monotonic() - started < 10
     with pytest.raises(SwitchboardError) as error:
-        Client(f"http://127.0.0.1:{free_port()}", admin_token, timeout=1).get_session(1)
+        Client(f"http://127.0.0.1:{free_port()}", admin_token, timeout=1, retry_for=0).get_session(
+            1
+        )
     assert error.value.status == 0
 
 
@@ -211,3 +213,34 @@ def test_the_log_handler_cuts_its_batches_to_the_servers_body_limit(fresh_server
         .values_list("message", flat=True)
     )
     assert messages == [f"line {n} {'x' * 200}" for n in range(2000)]
+
+
+def test_the_log_handler_keeps_its_lines_while_the_token_is_refused_and_says_so_once(
+    live, worker_user, worker_token, capfd
+):
+    session = live.client(worker_token).create_session("refused for a while")
+    handler = LogHandler(live.url, worker_token, session["id"], interval=0.2)
+    logger = logging.getLogger("client-test.token")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.warning("accepted")
+    assert handler.flush(10)
+    type(worker_user).objects.filter(pk=worker_user.pk).update(is_active=False)
+    for n in range(20):
+        logger.warning("held %d", n)
+    deadline = time.monotonic() + 10
+    while handler.failures < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert handler.failures >= 3 and handler.refused.status == 401
+    err = capfd.readouterr().err
+    assert err.count("switchboard_client: the server refused the token (401") == 1, err
+    assert "are kept" in err
+    type(worker_user).objects.filter(pk=worker_user.pk).update(is_active=True)
+    assert handler.flush(30)
+    handler.close()
+    assert handler.lost == {} and handler.refused is None
+    messages = LogEntry.objects.filter(session_id=session["id"]).order_by("id")
+    assert list(messages.values_list("message", flat=True)) == ["accepted"] + [
+        f"held {n}" for n in range(20)
+    ]
+    assert "refused" not in capfd.readouterr().err
