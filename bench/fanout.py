@@ -18,16 +18,24 @@ sent; the script prints p50 / p99 of both and their ratio.
 With --processes 2 (PostgreSQL + Redis), Switchboard runs two server
 processes and the subscribers are split between them.
 
+It also counts layer messages per event: sockets in every process watch
+all three channels a progress.update is on (tasks, session:<id>, task:<id>),
+the worker writes, and the hubs' `layer_messages` (from /api/v1/stats) over
+the writes is printed: one per event and process is the design; one per
+channel and process would be three.
+
 Only 127.0.0.1 is used; the run is bounded by the counts given.
 """
 
 import argparse
+import asyncio
 import json
 import os
 import resource
 import subprocess
 from pathlib import Path
 
+import websockets
 from benchserver import BareServer, BenchServer
 
 NODE = Path(__file__).resolve().parent / "node"
@@ -59,6 +67,36 @@ def node_client(script: str, conf: dict, timeout: float = 600) -> dict:
 
 def run_clients(conf: dict) -> list[float]:
     return node_client("fanout-client.mjs", conf)["latencies_ms"]
+
+
+def layer_messages_per_event(server, session: dict, task: dict, writes: int) -> float:
+    """Layer messages the hubs took per write, every channel of the write watched."""
+    channels = ["tasks", f"session:{session['id']}", f"task:{task['id']}"]
+    headers = {"Authorization": f"Bearer {server.token}"}
+
+    async def watch() -> float:
+        sockets = []
+        for port in server.ports:
+            url = f"ws://127.0.0.1:{port}/ws/"
+            ws = await websockets.connect(url, additional_headers=headers, max_size=None)
+            for channel in channels:
+                await ws.send(json.dumps({"action": "subscribe", "channel": channel}))
+                while json.loads(await ws.recv()).get("type") != "subscribed":
+                    pass
+            sockets.append(ws)
+        await asyncio.sleep(6)  # the processes report their figures every 5 s
+        before = server.api("GET", "stats")["layer_messages"]
+        for k in range(writes):
+            await asyncio.to_thread(
+                server.api, "PATCH", f"tasks/{task['id']}", {"progress": k % 100}
+            )
+        await asyncio.sleep(6)
+        after = server.api("GET", "stats")["layer_messages"]
+        for ws in sockets:
+            await ws.close()
+        return (after - before) / writes / len(server.ports)
+
+    return asyncio.run(watch())
 
 
 def main(args) -> None:
@@ -97,12 +135,14 @@ def main(args) -> None:
                           "body": '{"progress": __K__}'},
             })  # fmt: skip
             rows.append((n, base, ours))
+        per_event = layer_messages_per_event(server, session, task, args.writes)
 
     config = "PostgreSQL + Redis" if os.environ.get("REDIS_URL") else "SQLite + in-memory layer"
     print(f"configuration   {config}, {args.processes} Switchboard process(es)")
     print(
         f"writes          {args.writes} per run; servers on core {SERVER_CPU}, clients on core {CLIENT_CPU}"
     )
+    print(f"layer messages  {per_event:.2f} per event and process (3 channels watched)")
     print("subscribers   bare p50 / p99 ms     Switchboard p50 / p99 ms     ratio p50 / p99")
     for n, base, ours in rows:
         b50, b99 = percentile(base, 50), percentile(base, 99)

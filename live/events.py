@@ -3,8 +3,9 @@
 The write path is: a service function changes a model and calls `record()`
 inside the same transaction. `record()` takes the event lock, stores the
 event and its place in each channel, and registers one publish on commit.
-The publisher forwards the frame, serialized once, to the channel's group;
-consumers relay it to their sockets (live.consumers).
+The publisher sends it, serialized once, as one layer message to the events
+group, whatever the channels it is on; each process's hub hands it to the
+local subscriptions of its channels (live.hub).
 """
 
 import json
@@ -54,9 +55,19 @@ def dumps(value: Any) -> str:
     return text
 
 
-def group_for(channel: str) -> str:
-    """The layer group of a channel: 'session:4' → 'session.4' (groups take no ':')."""
-    return channel.replace(":", ".")
+# Every event is published once, to this layer group, whatever its channels;
+# each process's hub is in it while it has subscribers (live.hub).
+EVENTS_GROUP = "switchboard.events"
+# How every event frame begins; the channel's name follows (see event_frame).
+FRAME_HEAD = '{"type":"event","channel":'
+
+
+def on_channel(message: dict, channel: str, prev: int) -> dict:
+    """One channel's share of a published event: its frame text, its seq and
+    the seq before it on that channel, and what rides along (owner_id, count)."""
+    relayed = {k: v for k, v in message.items() if k not in ("places", "rest")}
+    relayed.update(channel=channel, prev=prev, frame=FRAME_HEAD + dumps(channel) + message["rest"])
+    return relayed
 
 
 def lock() -> None:
@@ -205,19 +216,18 @@ def record(
     heads = (_store if connection.vendor == "postgresql" else _store_plain)(event, channels)
     body = payload(event) if payload else data
     ts_text = event.ts.isoformat()
-    messages = []
-    for channel in channels:
-        frame = event_frame(channel, kind, event.id, ts_text, body)
-        message = {
-            "type": "sb.event",
-            "channel": channel,
-            "seq": event.id,
-            "prev": heads[channel],
-            "frame": dumps(frame),
-        }
-        if extras:
-            message.update(extras)
-        messages.append((group_for(channel), message))
+    # One message for every channel: the frame's text after the channel's
+    # name is the same on each (on_channel puts a channel's name in front).
+    text = dumps(event_frame(channels[0], kind, event.id, ts_text, body))
+    head = FRAME_HEAD + dumps(channels[0])
+    message = {
+        "type": "sb.event",
+        "seq": event.id,
+        "places": {channel: heads[channel] for channel in channels},
+        "rest": text[len(head) :],
+        **(extras or {}),
+    }
+    messages = [(EVENTS_GROUP, message)]
     transaction.on_commit(lambda: committed(kind, messages))
     return event
 

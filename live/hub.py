@@ -1,18 +1,20 @@
-"""Process-local fan-out: one layer message per process, not one per socket.
+"""Process-local fan-out: one layer message per event and process, not one per socket.
 
 Each server process has one `Hub`, on its event loop. The hub listens on one
-channel-layer channel of its own and joins the layer group of a channel once,
-when the first local subscriber of that channel arrives (and leaves it with
-the last). A published event therefore costs one layer message per process;
-the hub hands it to each local subscription directly.
+channel-layer channel of its own and, while it has any local subscriber,
+is in the one events group that every event is published to, once, whatever
+the channels it is on (events.record). The hub hands the event to the local
+subscriptions of each of its channels, building each channel's frame from
+the one text the message carries. An event therefore costs one layer message
+per process that has subscribers, and nothing in a process that has none.
 
 Subscriptions keep their meaning: each has a cursor, fills gaps from the
 database, narrows and budgets per subscriber (live.subscription). The hub
-only carries messages; it never reads the database.
+only carries messages; it never reads the database for one.
 
 The layer may fail (Redis restarting). The hub then logs, retries with a
-backoff, joins its groups again once the layer answers (a restarted Redis has
-forgotten them), and asks every local subscription to catch up from the
+backoff, joins the group again once the layer answers (a restarted Redis has
+forgotten it), and asks every local subscription to catch up from the
 database, where every committed event is. No socket is closed for it.
 """
 
@@ -25,7 +27,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from live import stats
-from live.events import group_for, heads_after
+from live.events import EVENTS_GROUP, heads_after, on_channel
 
 log = logging.getLogger("switchboard.hub")
 
@@ -52,7 +54,8 @@ class Hub:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         self.members: dict[str, dict[Listener, None]] = {}
-        self.joined: set[str] = set()
+        # Whether the hub is in the events group (it is while it has members).
+        self.listening = False
         self.channel_name: str | None = None
         self.healthy = True
         self._named = asyncio.Event()
@@ -61,11 +64,12 @@ class Hub:
     # --- subscriptions --------------------------------------------------------------
 
     async def join(self, channel: str, listener: Listener) -> None:
-        """Start handing `channel`'s messages to `listener` (in publish order)."""
+        """Start handing `channel`'s messages to `listener` (in publish order);
+        returns once the hub hears every event published from then on."""
         self.members.setdefault(channel, {})[listener] = None
-        if channel not in self.joined:
+        if not self.listening:
             await self._named.wait()
-            await self._add(channel)
+            await self._add()
 
     async def leave(self, channel: str, listener: Listener) -> None:
         members = self.members.get(channel)
@@ -75,27 +79,27 @@ class Hub:
         if members:
             return
         del self.members[channel]
-        if channel in self.joined:
-            self.joined.discard(channel)
+        if not self.members and self.listening:
+            self.listening = False
             try:
-                await self.layer.group_discard(group_for(channel), self.channel_name)
+                await self.layer.group_discard(EVENTS_GROUP, self.channel_name)
             except Exception as error:
-                # Harmless: messages for a group nobody here watches are dropped.
-                log.warning("could not leave the group of %s: %s", channel, error)
+                # Harmless: messages nobody here watches are dropped.
+                log.warning("could not leave the events group: %s", error)
 
-    async def _add(self, channel: str) -> None:
+    async def _add(self) -> None:
         try:
-            await self.layer.group_add(group_for(channel), self.channel_name)
+            await self.layer.group_add(EVENTS_GROUP, self.channel_name)
         except Exception as error:
             # The subscription still works: the keeper joins the group when the
             # layer answers again, and asks subscribers to catch up.
-            self._failed(f"could not join the group of {channel}: {error}")
+            self._failed(f"could not join the events group: {error}")
             return
-        if channel in self.members:
-            self.joined.add(channel)
+        if self.members:
+            self.listening = True
         else:  # the last subscriber left while we waited
             try:
-                await self.layer.group_discard(group_for(channel), self.channel_name)
+                await self.layer.group_discard(EVENTS_GROUP, self.channel_name)
             except Exception:
                 pass
 
@@ -108,10 +112,9 @@ class Hub:
         self.healthy = False
 
     async def _rejoin(self) -> None:
-        for channel in list(self.members):
-            await self.layer.group_add(group_for(channel), self.channel_name)
-            if channel in self.members:
-                self.joined.add(channel)
+        if self.members:
+            await self.layer.group_add(EVENTS_GROUP, self.channel_name)
+            self.listening = bool(self.members)
 
     async def _keep(self) -> None:
         """Join every group again now and then, and soon after a failure; when
@@ -192,16 +195,18 @@ class Hub:
             watcher.cancel()
 
     async def deliver(self, message: dict) -> None:
-        """Hand one message to every local subscription of its channel."""
+        """Hand one event to every local subscription of each of its channels."""
         stats.live.layer_messages += 1
-        members = self.members.get(message.get("channel"))
-        if not members:
-            return
-        for listener in list(members):
-            try:
-                await listener.deliver(message)
-            except Exception:
-                log.exception("could not relay seq %s", message.get("seq"))
+        for channel, prev in message["places"].items():
+            members = self.members.get(channel)
+            if not members:
+                continue
+            relayed = on_channel(message, channel, prev)
+            for listener in list(members):
+                try:
+                    await listener.deliver(relayed)
+                except Exception:
+                    log.exception("could not relay seq %s", message.get("seq"))
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}

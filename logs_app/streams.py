@@ -64,6 +64,8 @@ def filter_entries(frame: dict, log_filter: services.LogFilter) -> dict | None:
     entries = [e for e in frame["data"]["entries"] if log_filter.matches(e)]
     if not entries:
         return None
+    if len(entries) == len(frame["data"]["entries"]):
+        return frame  # every line passes: the frame as it is (its text too)
     return dict(frame, data={"entries": entries})
 
 
@@ -82,10 +84,13 @@ class LogRelay(streams.Relay):
         frame = None
         count = message.get("count", 0)
         if not self.filter.is_empty:
-            frame = filter_entries(parsed_frame(message), self.filter)
+            parsed = parsed_frame(message)
+            frame = filter_entries(parsed, self.filter)
             if frame is None:
                 return [], None
             count = len(frame["data"]["entries"])
+            if frame is parsed:
+                frame = None  # nothing dropped: send the published text
         if not self.budget.take(count):
             # A flood: hold the batch back, and say so within a second.
             self.skipped = self.skipped or Skipped()
