@@ -375,6 +375,16 @@ def primary_channel(event: Event) -> str:
     """The narrowest channel an event is on, for listings that show each event once."""
     if event.kind in _primary:
         return _primary[event.kind](event)
-    if event.task_id is not None:
-        return f"task:{event.task_id}"
-    return f"session:{event.session_id}"
+    if _primary_default is not None:
+        return _primary_default(event)
+    return "system"
+
+
+_primary_default: Callable[[Event], str] | None = None
+
+
+def register_primary(primary: Callable[[Event], str]) -> None:
+    """Name the channel an event of any kind without its own is listed under
+    (sessions_app: the event's task or session channel)."""
+    global _primary_default
+    _primary_default = primary

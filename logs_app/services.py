@@ -86,6 +86,11 @@ class LogFilter:
         }
 
 
+def channel(session_id: int) -> str:
+    """The name of a session's logs channel."""
+    return f"logs:{session_id}"
+
+
 def parse_level(value, field: str = "level") -> int:
     """A level by name (any case) or number; '' or None mean no minimum."""
     if value is None or value == "":
@@ -224,7 +229,7 @@ def _record_batch(
 
     events.record(
         "log.append",
-        [f"logs:{session_id}"],
+        [channel(session_id)],
         session_id=session_id,
         data={"count": len(batch)},
         payload=payload,

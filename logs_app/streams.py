@@ -160,4 +160,6 @@ def load_lines(log_events: list[Event]) -> dict[int, dict]:
 
 def register() -> None:
     streams.register(LogStream())
-    events.register_loader("log.append", load_lines, primary=lambda e: f"logs:{e.session_id}")
+    events.register_loader(
+        "log.append", load_lines, primary=lambda e: services.channel(e.session_id)
+    )

@@ -5,7 +5,7 @@ from typing import Literal
 from live import events, protocol
 from live.errors import Refused
 from live.models import Event
-from sessions_app import access, services
+from sessions_app import access, channels, services
 
 
 class CancelTask(protocol.Frame):
@@ -21,7 +21,7 @@ def cancel(user, task_id: int) -> tuple[dict, bool, str | None]:
     update = None
     if changed:
         event = Event.objects.filter(task_id=task_id, kind="task.update").order_by("-id").first()
-        update = events.dumps(events.frames_for([event], f"task:{task_id}")[0].frame)
+        update = events.dumps(events.frames_for([event], channels.task(task_id))[0].frame)
     return task.as_json(), changed, update
 
 
@@ -38,7 +38,8 @@ async def cancel_task(consumer, frame: CancelTask, frame_id) -> None:
         cancel_requested=task["cancel_requested"],
     )
     await consumer.reply(frame_id, ack)
-    watching = {f"task:{frame.task_id}", f"session:{task['session_id']}"} & set(consumer.subs)
+    mine = {channels.task(frame.task_id), channels.session(int(task["session_id"]))}
+    watching = mine & set(consumer.subs)
     if update is not None and not watching:
         # Not subscribed to it: the task.update still follows the ack.
         await consumer.send_frame(update)

@@ -6,6 +6,7 @@ from datetime import datetime
 from live import events
 from live.errors import Refused
 from live.validation import json_size
+from sessions_app import channels
 from sessions_app.locks import Check
 from sessions_app.models import Session, Status, Task
 from sessions_app.recording import service_write
@@ -71,13 +72,13 @@ def _output(task_id: int, fields: dict, ts: datetime | None, check: Check | None
         if check is not None:
             check(task.session)
         refuse_if_lost(task)
-        channels = [f"task:{task.pk}"]
+        places = [channels.task(task.pk)]
         if "status" in fields:
             # Steps are few: the session's watchers see what each task is doing.
-            channels.append(f"session:{task.session_id}")
+            places.append(channels.session(task.session_id))
         return events.record(
             "task.output",
-            channels,
+            places,
             session_id=task.session_id,
             task_id=task.pk,
             extras={"owner_id": task.session.owner_id},
@@ -94,7 +95,7 @@ def latest_steps(session: Session, scan: int = 500) -> dict:
     running = set(session.tasks.filter(status=Status.RUNNING).values_list("pk", flat=True)[:200])
     if not running:
         return {}
-    recent = EventChannel.objects.filter(channel=f"session:{session.pk}").order_by("-event_id")
+    recent = EventChannel.objects.filter(channel=channels.session(session.pk)).order_by("-event_id")
     ids = list(recent.values_list("event_id", flat=True)[:scan])
     found = {}
     rows = (

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from live import events, stats
 from operations import alerts
+from sessions_app import channels
 from sessions_app.models import Session, Task
 
 UNSET: Any = object()
@@ -50,7 +51,7 @@ def service_write():
 
 
 def session_channels(session_id: int) -> list[str]:
-    return ["sessions", f"session:{session_id}"]
+    return channels.of_session(session_id)
 
 
 def record_session(session: Session, ts: datetime | None = None) -> None:
@@ -65,7 +66,7 @@ def record_session(session: Session, ts: datetime | None = None) -> None:
 
 
 def task_channels(task: Task) -> list[str]:
-    return [f"session:{task.session_id}", f"task:{task.pk}", "tasks"]
+    return channels.of_task(task.pk, task.session_id)
 
 
 def owner_of(session_id: int) -> int | None:

@@ -9,7 +9,7 @@ from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from live import events
-from sessions_app import recording
+from sessions_app import channels, recording
 from sessions_app.models import Session, Task
 
 
@@ -42,7 +42,7 @@ def task_deleted(sender, instance: Task, origin=None, **kwargs) -> None:
         with transaction.atomic():
             events.record(
                 "task.deleted",
-                [f"task:{instance.pk}"],
+                [channels.task(instance.pk)],
                 session_id=instance.session_id,
                 task_id=instance.pk,
                 data={"id": str(instance.pk), "session_id": str(instance.session_id)},
@@ -73,7 +73,7 @@ def session_deleted(sender, instance: Session, **kwargs) -> None:
         # On `tasks` too: the tasks page drops the session's tasks.
         events.record(
             "session.deleted",
-            [*recording.session_channels(instance.pk), "tasks"],
+            [*channels.of_session(instance.pk), channels.TASKS],
             session_id=instance.pk,
             data={"id": str(instance.pk), "session_id": str(instance.pk)},
             extras={"owner_id": instance.owner_id},
