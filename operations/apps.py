@@ -10,8 +10,10 @@ class OperationsConfig(AppConfig):
 
     def ready(self) -> None:
         from live import publisher
-        from operations import outbox, stale
+        from operations import outbox, settle, stale
 
-        # The stale-task sweeper and the webhook outbox start with the server's loop.
+        # The stale-task and settled-session sweepers and the webhook outbox
+        # start with the server's loop.
         publisher.on_serve(stale.start)
+        publisher.on_serve(settle.start)
         publisher.on_serve(outbox.start)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from live import stats
@@ -34,9 +35,15 @@ def register_source(source: Callable[[Task], datetime | None]) -> None:
     _sources.append(source)
 
 
+def reports(found: QuerySet) -> QuerySet:
+    """The times of the reports among events, newest first: an alert is the
+    server's own word about a task or session, not a report from its worker."""
+    return found.exclude(kind="system.alert").order_by("-id").values_list("ts", flat=True)
+
+
 def last_report(task: Task) -> datetime:
     times = [task.updated_at, task.started_at or task.updated_at]
-    newest = Event.objects.filter(task_id=task.pk).order_by("-id").values_list("ts", flat=True)
+    newest = reports(Event.objects.filter(task_id=task.pk))
     times.append(newest.first() or task.updated_at)
     for source in _sources:
         found = source(task)

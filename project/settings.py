@@ -206,6 +206,9 @@ SWITCHBOARD = {
     # how often each server process looks.
     "STALE_AFTER": env_int("SWITCHBOARD_STALE_AFTER", 600, minimum=0),
     "STALE_CHECK_SECONDS": env_float("SWITCHBOARD_STALE_CHECK_SECONDS", 1.0, minimum=0.1),
+    # Seconds a session whose tasks have all ended waits, with nothing new
+    # arriving for it, before it ends by itself (0: never).
+    "SESSION_SETTLE": env_int("SWITCHBOARD_SESSION_SETTLE", 30, minimum=0, maximum=10_000_000),
     # Threads (each with its database connection) that run the async
     # endpoints' database work: progress reports, output chunks, log lines.
     "DB_THREADS": env_int("SWITCHBOARD_DB_THREADS", 4, minimum=0),

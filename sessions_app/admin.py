@@ -119,7 +119,7 @@ class SessionAdmin(admin.ModelAdmin):
     list_display_links = ("id", "name")
     list_filter = ("status", "created_at")
     search_fields = ("name", "external_id")
-    readonly_fields = ("completed_tasks", "total_tasks", "started_at", "finished_at")
+    readonly_fields = (*Session.COUNTS, "started_at", "finished_at")
     date_hierarchy = "created_at"
     inlines = [TaskInline]
     actions = ["cancel", "export", "replay"]

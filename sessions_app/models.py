@@ -43,6 +43,9 @@ class SessionQuerySet(models.QuerySet):
 
 
 class Session(models.Model):
+    # The fields refresh_counts() keeps.
+    COUNTS = ("completed_tasks", "total_tasks", "failed_tasks")
+
     name = models.CharField(max_length=200)
     external_id = models.CharField(max_length=200, null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -53,6 +56,8 @@ class Session(models.Model):
     # Kept by Session.refresh_counts() whenever a task is added or changes status.
     completed_tasks = models.PositiveIntegerField(default=0, editable=False)
     total_tasks = models.PositiveIntegerField(default=0, editable=False)
+    # Tasks in `failed`: the dashboard's failures show a session with one.
+    failed_tasks = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -96,6 +101,7 @@ class Session(models.Model):
             "metadata": self.metadata,
             "completed_tasks": self.completed_tasks,
             "total_tasks": self.total_tasks,
+            "failed_tasks": self.failed_tasks,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
@@ -104,10 +110,14 @@ class Session(models.Model):
 
     def refresh_counts(self) -> bool:
         """Recount tasks from the database; True if the counts changed."""
-        total = self.tasks.count()
-        completed = self.tasks.filter(status=Status.COMPLETED).count()
-        changed = (total, completed) != (self.total_tasks, self.completed_tasks)
-        self.total_tasks, self.completed_tasks = total, completed
+        counts = self.tasks.order_by().aggregate(
+            total=models.Count("id"),
+            completed=models.Count("id", filter=Q(status=Status.COMPLETED)),
+            failed=models.Count("id", filter=Q(status=Status.FAILED)),
+        )
+        new = (counts["total"], counts["completed"], counts["failed"])
+        changed = new != (self.total_tasks, self.completed_tasks, self.failed_tasks)
+        self.total_tasks, self.completed_tasks, self.failed_tasks = new
         return changed
 
 

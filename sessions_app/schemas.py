@@ -34,6 +34,7 @@ class SessionOut(Schema):
     metadata: dict[str, Any]
     completed_tasks: int
     total_tasks: int
+    failed_tasks: int
     created_at: str
     updated_at: str
     started_at: str | None

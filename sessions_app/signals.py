@@ -28,7 +28,7 @@ def task_saved(sender, instance: Task, raw: bool = False, **kwargs) -> None:
     with recording.service_write():
         session = Session.objects.select_for_update(no_key=True).get(pk=instance.session_id)
         if session.refresh_counts():
-            session.save(update_fields=["completed_tasks", "total_tasks"])
+            session.save(update_fields=list(Session.COUNTS))
             recording.record_session(session)
         recording.record_task(instance)
         recording.record_progress(instance, session)
@@ -63,7 +63,7 @@ def task_deleted(sender, instance: Task, origin=None, **kwargs) -> None:
             extras={"owner_id": session.owner_id if session else None},
         )
         if session is not None and session.refresh_counts():
-            session.save(update_fields=["completed_tasks", "total_tasks"])
+            session.save(update_fields=list(Session.COUNTS))
             recording.record_session(session)
 
 

@@ -102,6 +102,24 @@ def test_every_page_follows_api_changes_without_a_reload(live, browse, admin_tok
         assert page.errors == []
 
 
+def test_the_dashboards_failures_show_a_session_with_a_failed_task(live, browse, admin_token):
+    api = live.client(admin_token)
+    dashboard = browse(live, "/")
+    expect(dashboard.locator("#connection")).to_have_attribute("data-state", "connected")
+    session = api.create_session("flaky import", status="running")
+    task = api.create_task(session["id"], "load rows")
+    api.create_task(session["id"], "index rows")
+    expect(dashboard.locator("#running")).to_contain_text("flaky import")
+    expect(dashboard.locator("#failures")).not_to_contain_text("flaky import")
+    # Still running (another task is not done), yet it has a failure to show.
+    api.update_task(task["id"], status="failed", error="no such table")
+    expect(dashboard.locator("#failures")).to_contain_text("flaky import")
+    ended = api.create_session("broken export", status="running")
+    api.update_session(ended["id"], status="failed")
+    expect(dashboard.locator("#failures")).to_contain_text("broken export")
+    assert dashboard.errors == []
+
+
 def test_a_log_line_with_html_is_shown_as_text_and_runs_nothing(live, browse, admin_token):
     api = live.client(admin_token)
     session = api.create_session("<b>bold session</b>")

@@ -6,6 +6,8 @@ const sessions = new Map();
 let counts = {};
 
 const draw = coalesce(drawNow);
+// A failed session, or one with a failed task (whatever the session says).
+const hasFailed = (s) => s.status === "failed" || s.failed_tasks > 0;
 
 function drawNow() {
   const box = $("#counts");
@@ -21,7 +23,7 @@ function drawNow() {
   );
   const all = [...sessions.values()].sort((a, b) => Number(b.id) - Number(a.id));
   renderRows($("#running"), all.filter((s) => s.status === "running"), sessionRow, $("#running-empty"));
-  renderRows($("#failures"), all.filter((s) => s.status === "failed").slice(0, 10), sessionRow, $("#failures-empty"));
+  renderRows($("#failures"), all.filter(hasFailed).slice(0, 10), sessionRow, $("#failures-empty"));
 }
 
 const client = startSocket();
