@@ -247,7 +247,6 @@ class Replay:
             external_id=external_id,
             status=data.get("status", "pending"),
             pk=wanted,
-            into_ended=True,
         )
         self.created_ids |= wanted is not None
         self.tasks[(session_id, key)] = task.pk

@@ -164,13 +164,11 @@ def create_task(
     stale_after: int | None = None,
     ts: datetime | None = None,
     pk: int | None = None,
-    into_ended: bool = False,
 ) -> tuple[Task, bool]:
     """Add a task; with an `external_id` the session has already, that task
-    (created=False). An ended session takes no new task (409), since it never
-    runs again: decided under the session's lock, so a session that settles
+    (created=False). Under the session's lock, so a session that settles
     (sessions_app.settling) and a task created at the same moment come one
-    after the other. A replay (`into_ended`) rebuilds history as it was."""
+    after the other. An ended session takes it and keeps its status."""
     status = check_status(status, [s.value for s in TASK_STATUSES])
     with service_write():
         session = Session.objects.select_for_update(no_key=True).get(pk=session_id)
@@ -178,13 +176,6 @@ def create_task(
             existing = session.tasks.filter(external_id=external_id).first()
             if existing is not None:
                 return existing, False
-        if session.is_terminal and not into_ended:
-            raise Refused(
-                f"session {session.pk} has ended ({session.status}) and takes no new task;"
-                " start a new session",
-                field="session",
-                code="conflict",
-            )
         now = ts or timezone.now()
         task = Task(
             pk=pk,
