@@ -186,6 +186,13 @@ def pruned_through() -> int:
     return Retention.objects.values_list("pruned_through", flat=True).first() or 0
 
 
+def must_reset(since: int) -> bool:
+    """Whether a reader at `since` must start again from a snapshot: `since`
+    is older than what is kept, or newer than anything stored (a client of a
+    database that was reset). The one rule for the socket and the events API."""
+    return since < pruned_through() or since > newest_seq()
+
+
 def record(
     kind: str,
     channels: Iterable[str],

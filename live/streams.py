@@ -217,7 +217,7 @@ def open_channel(user, ref: ChannelRef, since: int | None, narrowing=None) -> Op
     obj = stream.check_access(user, ref)
     reset = False
     if since is not None:
-        reset = since < events.pruned_through() or since > events.newest_seq()
+        reset = events.must_reset(since)
         if not reset:
             return Opened(since, None, False)
     cursor = events.channel_head(ref.name)

@@ -16,13 +16,14 @@ ninja's throttle, after authentication.
 
 import math
 import threading
-import time
 from collections import OrderedDict
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
 from ninja.throttling import BaseThrottle
+
+from live.guards import TokenBucket
 
 MAX_KEYS = 10_000  # buckets kept; the least recently used go first
 
@@ -34,7 +35,7 @@ class BucketThrottle(BaseThrottle):
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate, self.burst = float(rate), float(max(burst, 1))
-        self.buckets: OrderedDict[str, list[float]] = OrderedDict()
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self.lock = threading.Lock()
         self.waits = threading.local()
 
@@ -47,21 +48,17 @@ class BucketThrottle(BaseThrottle):
         key = self.key(request)
         if key is None:
             return True
-        now = time.monotonic()
         with self.lock:
             bucket = self.buckets.get(key)
             if bucket is None:
-                bucket = self.buckets[key] = [self.burst, now]
+                bucket = self.buckets[key] = TokenBucket(self.rate, self.burst)
                 while len(self.buckets) > MAX_KEYS:
                     self.buckets.popitem(last=False)
             else:
                 self.buckets.move_to_end(key)
-                bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-                bucket[1] = now
-            if bucket[0] >= 1:
-                bucket[0] -= 1
+            if bucket.take():
                 return True
-            self.waits.seconds = (1 - bucket[0]) / self.rate
+            self.waits.seconds = (1 - bucket.tokens) / self.rate
             return False
 
     def wait(self) -> float | None:

@@ -9,9 +9,10 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
+from live.errors import Refused
 from live.models import ApiToken, Event
-from sessions_app import eventfiles, exporting, services
-from sessions_app.models import TERMINAL, Session, Task, Webhook
+from sessions_app import eventfiles, exporting, rules, services
+from sessions_app.models import Session, Task, Webhook
 
 
 class LiveForm(forms.ModelForm):
@@ -71,17 +72,17 @@ class TaskForm(LiveForm):
         if not self.edited("status"):
             return status
         before = self.instance.status if self.instance.pk else None
-        if before in TERMINAL and status not in TERMINAL:
-            raise forms.ValidationError(
-                f"A {before} task cannot become {status}; use the “Retry” action for a new attempt."
-            )
+        problem = rules.transition_problem(before, status, "task")
+        if problem:
+            problem = problem.replace("retry the task", "use the “Retry” action")
+            raise forms.ValidationError(problem[0].upper() + problem[1:] + ".")
         return status
 
     def clean_progress(self):
-        progress = self.cleaned_data["progress"]
-        if not 0 <= progress <= 100:
-            raise forms.ValidationError("Progress is a percentage, from 0 to 100.")
-        return progress
+        try:
+            return rules.check_progress(self.cleaned_data["progress"])
+        except Refused as error:
+            raise forms.ValidationError(f"Progress {error.message}.") from None
 
     def current(self):
         Session.objects.select_for_update(no_key=True).filter(pk=self.instance.session_id).first()

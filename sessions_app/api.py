@@ -287,7 +287,7 @@ def list_events(request, query: Query[EventsQuery]):
     fetch the current state again.
     """
     user = request.auth
-    reset = query.since < events.pruned_through() or query.since > events.newest_seq()
+    reset = events.must_reset(query.since)
     if query.channel is None:
         rows = Event.objects.filter(id__gt=query.since).order_by("id")
         rows = events.up_to_horizon(rows)  # across channels, ids may commit out of order

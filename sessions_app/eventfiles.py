@@ -17,7 +17,7 @@ from django.core.management.color import no_style
 from django.db import connection, transaction
 
 from live.errors import Refused
-from sessions_app import output, services
+from sessions_app import output, rules, services
 from sessions_app.eventlines import (  # noqa: F401 (the format's names, for callers)
     CORE_KINDS,
     TASK_KINDS,
@@ -31,7 +31,7 @@ from sessions_app.eventlines import (  # noqa: F401 (the format's names, for cal
     parse_lines,
     register,
 )
-from sessions_app.models import TERMINAL, Session, Task
+from sessions_app.models import Session, Task
 
 # --- replay -------------------------------------------------------------------------
 
@@ -162,8 +162,8 @@ class Replay:
         fields = _changed(
             task, data, ("status", "progress", "message", "details", "result", "error", "name")
         )
-        if task.status in TERMINAL and fields.get("status") not in TERMINAL:
-            fields.pop("status", None)
+        if rules.transition_problem(task.status, fields.get("status"), "task"):
+            fields.pop("status", None)  # an ended task does not start again
         if data.get("cancel_requested") and not task.cancel_requested and not task.is_terminal:
             services.cancel_task(task_id)
         if fields.get("error") is None:

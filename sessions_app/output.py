@@ -1,19 +1,17 @@
 """A task's streamed output and its steps: appended as events, read back as a tail."""
 
-import re
 from datetime import datetime
 
 from live import events
 from live.errors import Refused
 from live.validation import json_size
-from sessions_app import channels
+from sessions_app import channels, rules
 from sessions_app.locks import Check
 from sessions_app.models import Session, Status, Task
 from sessions_app.recording import service_write
 from sessions_app.services import refuse_if_lost
 
 # A status step's name, and how many of an attempt's steps a snapshot carries.
-STEP_RE = re.compile(r"^[a-z_]{1,32}$")
 MAX_STEPS = 200
 # Bytes of steps a snapshot carries at most (each step's data and message are
 # bounded where they come in; see validation.LIMITS).
@@ -43,7 +41,7 @@ def append_step(
     """Record a status step in a task's output stream (thinking, a tool call
     and its end), in order with the chunks; nothing is overwritten.
     `check`: as for append_output."""
-    if not isinstance(status, str) or not STEP_RE.match(status):
+    if not isinstance(status, str) or not rules.STEP_RE.match(status):
         raise Refused("a step's status is a lowercase word (a-z and _, at most 32)", field="status")
     if data is not None and not isinstance(data, dict):
         raise Refused("a step's data is a JSON object", field="data")

@@ -8,6 +8,7 @@ from pydantic_core import PydanticCustomError
 
 from live.validation import Input, JsonObject, JsonValue, Text
 from sessions_app.models import Status
+from sessions_app.rules import PROGRESS_MAX, PROGRESS_MIN, STEP_PATTERN
 
 SessionStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
 TaskStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -53,7 +54,7 @@ class TaskIn(Input):
 class TaskPatch(Input):
     name: str = Field(None, min_length=1, max_length=200)
     status: TaskStatus = None
-    progress: float = Field(None, ge=0, le=100, allow_inf_nan=False)
+    progress: float = Field(None, ge=PROGRESS_MIN, le=PROGRESS_MAX, allow_inf_nan=False)
     message: Text() = None
     details: JsonObject() = None
     result: JsonValue("result") = None
@@ -89,9 +90,6 @@ class CancelOut(Schema):
     changed: bool
 
 
-STEP_RE = r"^[a-z_]{1,32}$"
-
-
 class OutputIn(Input):
     """A chunk of streamed output, or a status step between chunks (not both)."""
 
@@ -99,7 +97,7 @@ class OutputIn(Input):
     final: bool = False
     status: str | None = Field(
         None,
-        pattern=STEP_RE,
+        pattern=STEP_PATTERN,
         description="a step: thinking, tool_calling, tool_completed, completed, or another word",
     )
     message: Text() | None = None
