@@ -102,7 +102,7 @@ class Hub:
     # --- the layer ------------------------------------------------------------------
 
     def _failed(self, why: str) -> None:
-        stats.live.layer_errors += 1
+        stats.live.layer_failed()
         if self.healthy:
             log.warning("channel layer unavailable (%s); live frames wait, nothing is lost", why)
         self.healthy = False
@@ -193,7 +193,7 @@ class Hub:
 
     async def deliver(self, message: dict) -> None:
         """Hand one message to every local subscription of its channel."""
-        stats.live.layer_messages += 1
+        stats.live.took_layer_message()
         members = self.members.get(message.get("channel"))
         if not members:
             return
