@@ -102,9 +102,19 @@ def other_token(other_user) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free on 127.0.0.1: any, or one of SWITCHBOARD_TEST_PORTS ("19000-19099")
+    on a machine where tests may listen only on some."""
+    first, _, last = os.environ.get("SWITCHBOARD_TEST_PORTS", "0").partition("-")
+    ports = list(range(int(first), int(last or first) + 1))
+    start = int.from_bytes(os.urandom(2), "big")  # spread the tries of parallel runs
+    for port in ports[start % len(ports) :] + ports[: start % len(ports)]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError(f"no free port in {ports[0]}-{ports[-1]}")
 
 
 def rss_mib(pid: int) -> float:

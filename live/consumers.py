@@ -75,7 +75,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         self.closing = True
         stats.live.disconnected()
         if self.paused:
-            stats.live.paused -= 1
+            stats.live.resumed_socket()
         for task in list(self.tasks):
             task.cancel()
         for channel in list(self.subs):
@@ -213,8 +213,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         if not self.paused:
             self.paused = True
             self.liveness.paused_at = time.monotonic()
-            stats.live.paused += 1
-            stats.live.pauses += 1
+            stats.live.paused_socket()
 
     def on_resume(self) -> None:
         """It has drained: catch each subscription up from where it stopped."""
@@ -222,7 +221,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             return
         self.paused = False
         self.liveness.paused_at = None
-        stats.live.paused -= 1
+        stats.live.resumed_socket()
         if self.closing:
             return
         for sub in list(self.subs.values()):
@@ -259,7 +258,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         if self.paused:
-            stats.live.dropped += 1
+            stats.live.dropped()
             return
         try:
             await self.send(text_data=frames.sendable(text))
@@ -277,7 +276,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
                 except Exception:
                     self.closing = True
             return
-        stats.live.messages_sent += 1
+        stats.live.sent()
 
     async def close(self, code=None, reason=None) -> None:
         if self.closing and self.accepted:

@@ -106,7 +106,7 @@ class Hub:
     # --- the layer ------------------------------------------------------------------
 
     def _failed(self, why: str) -> None:
-        stats.live.layer_errors += 1
+        stats.live.layer_failed()
         if self.healthy:
             log.warning("channel layer unavailable (%s); live frames wait, nothing is lost", why)
         self.healthy = False
@@ -196,7 +196,7 @@ class Hub:
 
     async def deliver(self, message: dict) -> None:
         """Hand one event to every local subscription of each of its channels."""
-        stats.live.layer_messages += 1
+        stats.live.took_layer_message()
         for channel, prev in message["places"].items():
             members = self.members.get(channel)
             if not members:

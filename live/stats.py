@@ -1,17 +1,16 @@
-"""Live figures for /api/v1/stats and the system channel.
+"""Live figures for /api/v1/stats, the system channel and /metrics.
 
-Each server process counts its own connections, subscriptions and frames,
-and writes them to a ServerProcess row every REPORT_SECONDS; an answer sums
-the processes seen in the last STALE_SECONDS, so it covers them all.
+Each server process counts its own connections, subscriptions and frames in
+prometheus_client metrics (live.metrics), and writes their values to a
+ServerProcess row every REPORT_SECONDS; an answer sums the processes seen in
+the last STALE_SECONDS, so it covers them all.
 """
 
 import asyncio
 import atexit
-import bisect
 import logging
 import os
 import socket
-import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -19,42 +18,26 @@ from datetime import timedelta
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from live import metrics
 from live.models import Event, ServerProcess
 
 log = logging.getLogger("switchboard.stats")
 
 REPORT_SECONDS = 5
 STALE_SECONDS = 15
-# Upper bounds (seconds) of the write latency histogram's buckets.
-WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class ProcessStats:
+    """One process's counting: the metrics, and the subscriptions per channel
+    that /api/v1/stats lists (too many series for Prometheus, hence by kind there)."""
+
     def __init__(self) -> None:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.started = time.time()
-        self.connections = 0
-        self.connections_total = 0
-        self.messages_sent = 0
-        # Sockets paused now because they stopped reading; pauses ever; frames
-        # not sent to paused sockets (they are caught up from the database).
-        self.paused = 0
-        self.pauses = 0
-        self.dropped = 0
-        # Messages the process's hub took from the channel layer (one per
-        # event and process, however many sockets watch), and layer failures.
-        self.layer_messages = 0
-        self.layer_errors = 0
+        self.metrics = metrics.ProcessMetrics()
+        # Changed on the server's event loop only.
         self.subscriptions: Counter[str] = Counter()
-        # Counted in request threads too, hence the lock: events recorded by
-        # kind, log lines stored, and how long writes took (a histogram).
-        self.lock = threading.Lock()
-        self.events: Counter[str] = Counter()
-        self.log_lines = 0
-        self.writes = [0] * (len(WRITE_BUCKETS) + 1)
-        self.write_seconds = 0.0
-        self.stale_tasks = 0
-        self.webhook_failures = 0
+        self.kinds: Counter[str] = Counter()
         self.reporter: asyncio.Task | None = None
 
     def serve(self) -> None:
@@ -67,62 +50,124 @@ class ProcessStats:
             atexit.register(forget)
         self.reporter = loop.create_task(report_forever())
 
+    def value(self, sample: str, **labels: str) -> float:
+        return self.metrics.value(sample, **labels)
+
+    @property
+    def connections(self) -> int:
+        return int(self.metrics.value("switchboard_connections"))
+
+    # --- on the event loop ------------------------------------------------------------
+
     def connected(self) -> None:
-        self.connections += 1
-        self.connections_total += 1
+        self.metrics.connections.inc()
+        self.metrics.connections_total.inc()
         self.serve()
 
-    def webhook_failed(self) -> None:
-        with self.lock:
-            self.webhook_failures += 1
-
-    def found_stale(self, count: int) -> None:
-        with self.lock:
-            self.stale_tasks += count
-
-    def recorded(self, kinds: list[str]) -> None:
-        with self.lock:
-            self.events.update(kinds)
-
-    def stored_lines(self, count: int) -> None:
-        with self.lock:
-            self.log_lines += count
-
-    def wrote(self, seconds: float) -> None:
-        with self.lock:
-            self.writes[bisect.bisect_left(WRITE_BUCKETS, seconds)] += 1
-            self.write_seconds += seconds
-
     def disconnected(self) -> None:
-        self.connections -= 1
+        self.metrics.connections.dec()
+
+    def paused_socket(self) -> None:
+        self.metrics.paused.inc()
+        self.metrics.pauses.inc()
+
+    def resumed_socket(self) -> None:
+        self.metrics.paused.dec()
+
+    def sent(self) -> None:
+        self.metrics.frames_sent.inc()
+
+    def dropped(self) -> None:
+        self.metrics.dropped.inc()
+
+    def took_layer_message(self) -> None:
+        self.metrics.layer_messages.inc()
+
+    def layer_failed(self) -> None:
+        self.metrics.layer_errors.inc()
 
     def subscribed(self, channel: str) -> None:
         self.subscriptions[channel] += 1
+        kind = channel.split(":", 1)[0]
+        self.kinds[kind] += 1
+        self.metrics.subscriptions.labels(kind).inc()
 
     def unsubscribed(self, channel: str) -> None:
         self.subscriptions[channel] -= 1
         if self.subscriptions[channel] <= 0:
             del self.subscriptions[channel]
+        kind = channel.split(":", 1)[0]
+        self.kinds[kind] -= 1
+        if self.kinds[kind] <= 0:
+            # A kind nobody watches any more is not published (as before: no series at 0).
+            del self.kinds[kind]
+            self.metrics.subscriptions.remove(kind)
+        else:
+            self.metrics.subscriptions.labels(kind).dec()
+
+    # --- in any thread ------------------------------------------------------------------
+
+    def webhook_failed(self) -> None:
+        self.metrics.webhook_failures.inc()
+
+    def found_stale(self, count: int) -> None:
+        self.metrics.stale_tasks.inc(count)
+
+    def recorded(self, kinds: list[str]) -> None:
+        for kind in kinds:
+            self.metrics.events.labels(kind).inc()
+
+    def stored_lines(self, count: int) -> None:
+        self.metrics.log_lines.inc(count)
+
+    def wrote(self, seconds: float) -> None:
+        self.metrics.writes.observe(seconds)
 
     def figures(self) -> dict:
-        return {
-            "connections": self.connections,
-            "connections_total": self.connections_total,
-            "messages_sent": self.messages_sent,
-            "paused": self.paused,
-            "pauses": self.pauses,
-            "layer_messages": self.layer_messages,
-            "layer_errors": self.layer_errors,
-            "events": dict(self.events),
-            "log_lines": self.log_lines,
-            "writes": list(self.writes),
-            "write_seconds": round(self.write_seconds, 6),
-            "stale_tasks": self.stale_tasks,
-            "webhook_failures": self.webhook_failures,
-            "subscriptions": dict(self.subscriptions),
-            "uptime_seconds": round(time.time() - self.started, 1),
+        """The process's row: its metrics dumped, and the figures the stats API
+        lists per process, read from those same samples."""
+        families = list(self.metrics.collect())
+        values = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples
         }
 
+        def count(sample: str) -> int:
+            return int(values.get((sample, ()), 0))
+
+        buckets = [  # cumulative, in the order of the bounds
+            s.value
+            for f in families
+            for s in f.samples
+            if s.name == "switchboard_write_seconds_bucket"
+        ]
+        events = {
+            dict(labels)["kind"]: int(value)
+            for (name, labels), value in values.items()
+            if name == "switchboard_events_recorded_total"
+        }
+        return {
+            "connections": count("switchboard_connections"),
+            "connections_total": count("switchboard_connections_total"),
+            "messages_sent": count("switchboard_frames_sent_total"),
+            "paused": count("switchboard_paused_sockets"),
+            "pauses": count("switchboard_socket_pauses_total"),
+            "layer_messages": count("switchboard_layer_messages_total"),
+            "layer_errors": count("switchboard_layer_errors_total"),
+            "events": events,
+            "log_lines": count("switchboard_log_lines_total"),
+            "writes": [int(b - a) for a, b in zip([0, *buckets], buckets, strict=False)],
+            "write_seconds": round(values.get(("switchboard_write_seconds_sum", ()), 0.0), 6),
+            "stale_tasks": count("switchboard_stale_tasks_total"),
+            "webhook_failures": count("switchboard_webhook_failures_total"),
+            "subscriptions": dict(self.subscriptions),
+            "uptime_seconds": round(time.time() - self.started, 1),
+            METRICS: metrics.dump(families),
+        }
+
+
+# The key of a ServerProcess row's data that holds the dumped metrics (for
+# /metrics; the stats API leaves it out).
+METRICS = "metrics"
 
 live = ProcessStats()
 
@@ -161,6 +206,11 @@ def live_processes() -> list[dict]:
     return list(rows.values("name", "data"))
 
 
+def dumps(processes: list[dict]) -> list[tuple[str, list]]:
+    """Each live process's name and dumped metrics, for metrics.Relay."""
+    return [(p["name"], p["data"].get(METRICS, [])) for p in processes]
+
+
 def snapshot(window_seconds: int = 10) -> dict:
     """Figures of every live server process, and the event rate from the database."""
     report()
@@ -185,7 +235,10 @@ def snapshot(window_seconds: int = 10) -> dict:
         "subscriptions": dict(sorted(subscriptions.items())),
         **event_figures(window_seconds=window_seconds),
         "process": live.name,
-        "processes": [{"name": p["name"], **p["data"]} for p in processes],
+        "processes": [
+            {"name": p["name"], **{k: v for k, v in p["data"].items() if k != METRICS}}
+            for p in processes
+        ],
         "uptime_seconds": round(time.time() - live.started, 1),
         "ts": now.isoformat(),
     }

@@ -4,8 +4,10 @@
 - `/readyz`: 200 when the database and the channel layer answer, 503 with
   the reason when one does not.
 - `/metrics`: the Prometheus text format for a staff bearer token (or anyone
-  with SWITCHBOARD_METRICS_PUBLIC=1), covering every live server process from
-  the figures each one reports every few seconds (live.stats).
+  with SWITCHBOARD_METRICS_PUBLIC=1), covering every live server process: the
+  prometheus_client metrics each one counts and reports every few seconds
+  (live.stats, live.metrics), each sample labelled with its `process`, and
+  gauges of the deployment read from the database.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -16,16 +18,12 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-)
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from live import stats
 from live.auth import bearer_token
+from live.metrics import Relay
 from live.models import ApiToken
 from sessions_app.models import Session, Task
 
@@ -88,78 +86,18 @@ def readyz(request):
     return JsonResponse({"status": "ok"})
 
 
-class ProcessesCollector:
-    """Metric families from the figures of every live server process."""
-
-    def collect(self):
-        processes = stats.live_processes()
-        label = ["process"]
-
-        def gauge(name, doc, key):
-            family = GaugeMetricFamily(f"switchboard_{name}", doc, labels=label)
-            for process in processes:
-                family.add_metric([process["name"]], process["data"].get(key, 0))
-            return family
-
-        def counter(name, doc, key):
-            family = CounterMetricFamily(f"switchboard_{name}", doc, labels=label)
-            for process in processes:
-                family.add_metric([process["name"]], process["data"].get(key, 0))
-            return family
-
-        yield gauge("connections", "Open WebSocket connections.", "connections")
-        yield counter("connections", "WebSocket connections accepted.", "connections_total")
-        yield gauge("paused_sockets", "Sockets paused for not reading.", "paused")
-        yield counter("frames_sent", "Frames sent to WebSocket clients.", "messages_sent")
-        yield counter("layer_messages", "Messages taken from the channel layer.", "layer_messages")
-        yield counter("log_lines", "Log lines stored.", "log_lines")
-        yield counter("stale_tasks", "Running tasks failed for want of reports.", "stale_tasks")
-        yield counter("webhook_failures", "Webhook deliveries that failed.", "webhook_failures")
-
-        subscriptions = GaugeMetricFamily(
-            "switchboard_subscriptions",
-            "Subscriptions by kind of channel.",
-            labels=["process", "kind"],
-        )
-        events = CounterMetricFamily(
-            "switchboard_events_recorded", "Events recorded, by kind.", labels=["process", "kind"]
-        )
-        writes = HistogramMetricFamily(
-            "switchboard_write_seconds", "Time a write took, change and events.", labels=label
-        )
-        for process in processes:
-            data = process["data"]
-            kinds: dict[str, int] = {}
-            for channel, count in data.get("subscriptions", {}).items():
-                kind = channel.split(":", 1)[0]
-                kinds[kind] = kinds.get(kind, 0) + count
-            for kind, count in sorted(kinds.items()):
-                subscriptions.add_metric([process["name"], kind], count)
-            for kind, count in sorted(data.get("events", {}).items()):
-                events.add_metric([process["name"], kind], count)
-            counts = data.get("writes") or [0] * (len(stats.WRITE_BUCKETS) + 1)
-            cumulative, buckets = 0, []
-            for bound, count in zip((*stats.WRITE_BUCKETS, float("inf")), counts, strict=False):
-                cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
-            writes.add_metric([process["name"]], buckets, data.get("write_seconds", 0.0))
-        yield subscriptions
-        yield events
-        yield writes
-
-        yield GaugeMetricFamily(
-            "switchboard_server_processes", "Server processes reporting.", value=len(processes)
-        )
-        running = GaugeMetricFamily("switchboard_tasks", "Tasks by status.", labels=["status"])
-        for status, count in _counts(Task):
-            running.add_metric([status], count)
-        yield running
-        sessions = GaugeMetricFamily(
-            "switchboard_sessions", "Sessions by status.", labels=["status"]
-        )
-        for status, count in _counts(Session):
-            sessions.add_metric([status], count)
-        yield sessions
+def deployment(registry: CollectorRegistry, processes: int) -> None:
+    """Gauges of the whole deployment, read from the database at each scrape."""
+    Gauge("switchboard_server_processes", "Server processes reporting.", registry=registry).set(
+        processes
+    )
+    for name, doc, model in (
+        ("switchboard_tasks", "Tasks by status.", Task),
+        ("switchboard_sessions", "Sessions by status.", Session),
+    ):
+        gauge = Gauge(name, doc, ["status"], registry=registry)
+        for status, count in _counts(model):
+            gauge.labels(status).set(count)
 
 
 def _counts(model) -> list[tuple[str, int]]:
@@ -192,6 +130,9 @@ def metrics(request):
     refused = _allowed(request)
     if refused is not None:
         return refused
+    stats.report()  # this process's figures as of now; the others' are at most 5 s old
+    processes = stats.live_processes()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ProcessesCollector())
+    registry.register(Relay(stats.dumps(processes)))
+    deployment(registry, len(processes))
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

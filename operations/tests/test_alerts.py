@@ -194,7 +194,7 @@ def test_a_trickling_receiver_is_cut_at_the_deadline_and_holds_up_no_other_hook(
     trickler, healthy = Trickler(), Receiver()
     slow = Webhook.objects.create(url=trickler.url, name="trickles")
     Webhook.objects.create(url=healthy.url, name="healthy")
-    failures = stats.live.webhook_failures
+    failures = stats.live.value("switchboard_webhook_failures_total")
     try:
         session, _ = services.create_session(name="two alerts")
         for name in ("a", "b"):
@@ -208,7 +208,7 @@ def test_a_trickling_receiver_is_cut_at_the_deadline_and_holds_up_no_other_hook(
         assert wait_for(lambda: Webhook.objects.get(pk=slow.pk).failures >= 1, 3 + 2)
         row = Webhook.objects.get(pk=slow.pk)
         assert "3 s" in row.last_error and row.last_sent_at is None
-        assert stats.live.webhook_failures > failures
+        assert stats.live.value("switchboard_webhook_failures_total") > failures
     finally:
         trickler.close()
         healthy.close()

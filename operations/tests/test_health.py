@@ -135,3 +135,124 @@ async def test_the_grafana_dashboard_asks_only_for_series_the_metrics_serve(live
             missing = wanted - served
             await asyncio.sleep(0.5)
     assert not missing, f"the dashboard asks for series /metrics does not serve: {missing}"
+
+
+# The series /metrics has published since it first did: names, types and label
+# names, which dashboards and alert rules are written against.
+PUBLISHED = {
+    "switchboard_connections": ("gauge", {("process",)}),
+    "switchboard_connections_total": ("counter", {("process",)}),
+    "switchboard_paused_sockets": ("gauge", {("process",)}),
+    "switchboard_frames_sent_total": ("counter", {("process",)}),
+    "switchboard_layer_messages_total": ("counter", {("process",)}),
+    "switchboard_log_lines_total": ("counter", {("process",)}),
+    "switchboard_stale_tasks_total": ("counter", {("process",)}),
+    "switchboard_webhook_failures_total": ("counter", {("process",)}),
+    "switchboard_subscriptions": ("gauge", {("kind", "process")}),
+    "switchboard_events_recorded_total": ("counter", {("kind", "process")}),
+    "switchboard_write_seconds_bucket": ("histogram", {("le", "process")}),
+    "switchboard_write_seconds_count": ("histogram", {("process",)}),
+    "switchboard_write_seconds_sum": ("histogram", {("process",)}),
+    "switchboard_server_processes": ("gauge", {()}),
+    "switchboard_tasks": ("gauge", {("status",)}),
+    "switchboard_sessions": ("gauge", {("status",)}),
+}
+
+
+def process_of(server) -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{server.process.pid}"
+
+
+def samples(body: str) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append(sample)
+    return found
+
+
+def value(found: dict[str, list], name: str, **labels: str) -> float:
+    return sum(
+        s.value for s in found.get(name, []) if all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+async def test_metrics_keep_their_names_types_and_labels(live, admin_token):
+    api = live.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "named")
+    await asyncio.to_thread(api.create_task, session["id"], "a task")
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        await wc.subscribe(ws, f"session:{session['id']}")
+        status, _, body = await asyncio.to_thread(get, f"{live.url}/metrics", admin_token)
+    assert status == 200, body
+    types = dict(line.split()[2:4] for line in body.splitlines() if line.startswith("# TYPE "))
+    found = samples(body)
+    for name, (kind, label_sets) in PUBLISHED.items():
+        family = name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+        assert types.get(family if kind == "histogram" else name) == kind, (name, types)
+        assert name in found, f"{name} is not served"
+        assert {tuple(sorted(s.labels)) for s in found[name]} == label_sets, name
+    assert not [n for n in found if n.endswith("_created")], "no _created series"
+    mine = process_of(live)
+    assert value(found, "switchboard_connections", process=mine) >= 1
+    assert value(found, "switchboard_subscriptions", process=mine, kind="session") >= 1
+    buckets = [s.labels["le"] for s in found["switchboard_write_seconds_bucket"]
+               if s.labels["process"] == mine]  # fmt: skip
+    assert buckets[-1] == "+Inf" and buckets[:3] == ["0.001", "0.0025", "0.005"]
+
+
+async def test_a_counter_of_the_process_moves_with_what_it_does(live, admin_token):
+    api = live.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "counted")
+    mine = process_of(live)
+
+    async def scrape() -> dict[str, list]:
+        status, _, body = await asyncio.to_thread(get, f"{live.url}/metrics", admin_token)
+        assert status == 200, body
+        return samples(body)
+
+    before = await scrape()
+    lines = [{"message": f"line {n}"} for n in range(3)]
+    await asyncio.to_thread(api.log, session["id"], lines)
+    after = await scrape()  # the answering process reports its own figures as it scrapes
+    moved = value(after, "switchboard_log_lines_total", process=mine) - value(
+        before, "switchboard_log_lines_total", process=mine
+    )
+    assert moved == 3
+    appended = {"process": mine, "kind": "log.append"}
+    assert value(after, "switchboard_events_recorded_total", **appended) == (
+        value(before, "switchboard_events_recorded_total", **appended) + 1
+    )
+    assert value(after, "switchboard_write_seconds_count", process=mine) > value(
+        before, "switchboard_write_seconds_count", process=mine
+    )
+
+
+async def test_the_metrics_of_one_process_show_every_process(live, fresh_server, admin_token):
+    other = fresh_server()
+    names = {process_of(live), process_of(other)}
+    async with (
+        await wc.connect(live.ws_url, admin_token) as one,
+        await wc.connect(other.ws_url, admin_token) as two,
+    ):
+        await wc.subscribe(one, "sessions")
+        await wc.subscribe(two, "tasks")
+        found: dict[str, list] = {}
+        for _ in range(60):  # each process reports every 5 s
+            _, _, body = await asyncio.to_thread(get, f"{live.url}/metrics", admin_token)
+            found = samples(body)
+            open_now = {
+                s.labels["process"] for s in found["switchboard_connections"] if s.value >= 1
+            }
+            if names <= open_now:
+                break
+            await asyncio.sleep(0.25)
+        assert names <= open_now, found.get("switchboard_connections")
+    assert value(found, "switchboard_subscriptions", process=process_of(other), kind="tasks") == 1
+    assert value(found, "switchboard_subscriptions", process=process_of(live), kind="tasks") == 0
+    for name in names:
+        assert value(found, "switchboard_frames_sent_total", process=name) >= 1
+        assert value(found, "switchboard_connections_total", process=name) >= 1
+    assert value(found, "switchboard_server_processes") >= 2
