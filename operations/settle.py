@@ -13,17 +13,16 @@ several processes it happens once, and never to a session that got a new
 task meanwhile.
 """
 
-import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from live.models import Event
 from operations import stale
+from operations.sweeper import Sweeper
 from sessions_app import settling
 from sessions_app.models import TERMINAL, Session, Task
 
@@ -68,21 +67,5 @@ def sweep(now: datetime | None = None) -> list[int]:
     return ended
 
 
-_sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-
-
-def start() -> None:
-    """Sweep while this process's loop runs (started with the server)."""
-    loop = asyncio.get_running_loop()
-    running = _sweepers.get(loop)
-    if running is None or running.done():
-        _sweepers[loop] = loop.create_task(_sweep_forever())
-
-
-async def _sweep_forever() -> None:
-    while True:
-        await asyncio.sleep(CHECK_SECONDS)
-        try:
-            await database_sync_to_async(sweep)()
-        except Exception:
-            log.exception("the settled-session sweep failed; trying again")
+# Started with the server (operations.apps).
+start = Sweeper("settled-session", lambda: sweep(), lambda: CHECK_SECONDS).start

@@ -10,18 +10,17 @@ through the services (`services.fail_lost`), which checks again under the
 task's lock, so with several processes it happens once. No cron is needed.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from live import stats
 from live.models import Event
+from operations.sweeper import Sweeper
 from sessions_app import services
 from sessions_app.models import Status, Task
 
@@ -74,22 +73,7 @@ def sweep(now: datetime | None = None) -> list[int]:
     return failed
 
 
-_sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-
-
-def start() -> None:
-    """Sweep while this process's loop runs (started with the server)."""
-    loop = asyncio.get_running_loop()
-    running = _sweepers.get(loop)
-    if running is None or running.done():
-        _sweepers[loop] = loop.create_task(_sweep_forever())
-
-
-async def _sweep_forever() -> None:
-    every = settings.SWITCHBOARD["STALE_CHECK_SECONDS"]
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await database_sync_to_async(sweep)()
-        except Exception:
-            log.exception("the stale-task sweep failed; trying again")
+# Started with the server (operations.apps).
+start = Sweeper(
+    "stale-task", lambda: sweep(), lambda: settings.SWITCHBOARD["STALE_CHECK_SECONDS"]
+).start
