@@ -381,3 +381,21 @@ def test_replay_keeps_a_files_ids_only_where_they_cannot_exhaust_the_sequence(
 def open_lines(path: str) -> list[str]:
     with open(path, encoding="utf-8") as handle:
         return handle.readlines()
+
+
+def test_the_demo_token_stays_the_same_across_runs_of_one_database(db, tmp_path):
+    from django.contrib.auth import get_user_model
+
+    from live.models import ApiToken
+    from operations.management.commands.demo import demo_token
+
+    user = get_user_model().objects.create_user("demo")
+    first = demo_token(user, tmp_path / "token")
+    assert demo_token(user, tmp_path / "token") == first
+    assert ApiToken.authenticate(first) == user
+    assert ApiToken.objects.filter(user=user).count() == 1
+    # A database that no longer knows it (reset, or the token deleted): a new one.
+    ApiToken.objects.filter(user=user).delete()
+    second = demo_token(user, tmp_path / "token")
+    assert second != first and ApiToken.authenticate(second) == user
+    assert (tmp_path / "token").read_text().strip() == second

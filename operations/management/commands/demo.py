@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from live.models import ApiToken
+from live.models import ApiToken, hash_token
 from operations.demo import DemoJobs
 
 TOKEN_NAME = "demo jobs"
@@ -43,10 +43,28 @@ def demo_password(user, keep: Path) -> str:
     return password
 
 
+def demo_token(user, keep: Path) -> str:
+    """The demo workers' token, kept across runs of the same database (a new
+    one the first time, or when the database no longer knows it), so scripts
+    that use it go on working after a restart."""
+    try:
+        plain = keep.read_text().strip()
+    except FileNotFoundError:
+        plain = ""
+    known = ApiToken.objects.filter(user=user, name=TOKEN_NAME)
+    if plain and known.filter(digest=hash_token(plain)).exists():
+        return plain
+    known.delete()
+    _, plain = ApiToken.issue(user, name=TOKEN_NAME)
+    keep.write_text(plain + "\n")
+    keep.chmod(0o600)
+    return plain
+
+
 class Command(BaseCommand):
     help = (
         "Run Switchboard with demo jobs moving: migrate the database, create a staff "
-        "login (printed, and the same on every run), serve on ADDR with daphne, and keep "
+        "login and token (printed, and the same on every run), serve on ADDR with daphne, and keep "
         "demo sessions running. Ctrl-C stops it and ends the demo's sessions as cancelled."
     )
 
@@ -76,9 +94,8 @@ class Command(BaseCommand):
         password = demo_password(user, Path(settings.BASE_DIR) / ".demo-login")
         user.is_staff = user.is_superuser = user.is_active = True
         user.save()
-        # One token for the demo's workers, renewed on each run.
-        ApiToken.objects.filter(user=user, name=TOKEN_NAME).delete()
-        _, token = ApiToken.issue(user, name=TOKEN_NAME)
+        # One token for the demo's workers, the same on every run.
+        token = demo_token(user, Path(settings.BASE_DIR) / ".demo-token")
         shown = f"[{host}]" if ":" in host else host
         base_url = f"http://{shown}:{port}"
         demo = DemoJobs(base_url, token, parallel=jobs, pace=pace)
@@ -88,6 +105,7 @@ class Command(BaseCommand):
             + f"\n  open     {base_url}/  (and the admin at {base_url}/admin/)"
             + f"\n  login    {username} / {password}"
             + f"\n  API      {base_url}/api/v1/docs  (token for scripts: {token})"
+            + "\n           the login and the token stay the same on every run of this database"
             + f"\n  socket   ws://{shown}:{port}/ws/"
             + "\n  Stop with Ctrl-C.\n"
         )
