@@ -1,30 +1,23 @@
-"""The client's tests serve on 127.0.0.1, ports 18800-18899 only: the
-servers they start, the proxies in front of them, and the ports they know to
-be closed."""
-
-import itertools
-import socket
+"""The client's tests start servers that they stop and start again on the
+same port, and proxies in front of them: each gets a port not given before
+in this run (a stopped server may come back on its own port), from the
+suite's free_port (any free port, or SWITCHBOARD_TEST_PORTS)."""
 
 import pytest
 
 from conftest import Server
+from conftest import free_port as any_free_port
 
-PORTS = range(18800, 18900)
-_next = itertools.cycle(PORTS)
+_given: set[int] = set()
 
 
 def free_port() -> int:
-    """A port of the range that nothing listens on now, not given before
-    lately (a stopped server may come back on its own)."""
-    for _ in PORTS:
-        port = next(_next)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+    for _ in range(1000):
+        port = any_free_port()
+        if port not in _given:
+            _given.add(port)
             return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+    raise RuntimeError("no free port that was not given before")
 
 
 @pytest.fixture(scope="module")
