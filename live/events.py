@@ -1,7 +1,7 @@
 """The event log: every change is recorded here, then published on commit.
 
 The write path is: a service function changes a model and calls `record()`
-inside the same transaction. `record()` takes the event lock, stores the
+inside the same transaction. `record()` takes its session's event lock, stores the
 event and its place in each channel, and registers one publish on commit.
 The publisher sends it, serialized once, as one layer message to the events
 group, whatever the channels it is on; each process's hub hands it to the
@@ -25,11 +25,6 @@ from live.models import Event, EventChannel, Retention
 from live.publisher import publisher
 
 log = logging.getLogger("switchboard.events")
-
-# Any constants work; they name PostgreSQL advisory locks (see lock()).
-EVENT_LOCK_KEY = 0x5B0A2D
-WRITERS_KEY = 0x5B0A2E
-LOG_LOCK_CLASS = 0x5B0A
 
 
 def _default(value: Any) -> Any:
@@ -70,54 +65,59 @@ def on_channel(message: dict, channel: str, prev: int) -> dict:
     return relayed
 
 
-def lock() -> None:
-    """Serialize event writers until the current transaction ends.
+# --- order ------------------------------------------------------------------------
+#
+# Ids follow commit order within every channel that belongs to one session
+# (session:<id>, task:<id>, logs:<id>): each writer of a session holds the
+# session's event lock from its first event to its commit. Writers of
+# different sessions never wait for each other, so across sessions ids may
+# commit out of order. The channels that span sessions (sessions, tasks,
+# system: "wide") and the readers of every channel at once are therefore
+# read up to horizon(): every event at or below it is committed or never will
+# be. Nobody waits for it. SQLite has one writer at a time (BEGIN IMMEDIATE):
+# there, ids follow commit order everywhere and nothing is cut.
+# docs/ARCHITECTURE.md, "Order without a global lock", says why it is gap-free.
 
-    Event ids then follow commit order: a reader that has seen seq N has seen
-    every committed event below N, and no later commit takes an id below N.
-    SQLite gets the same from BEGIN IMMEDIATE (see settings).
-
-    One writer is let past this lock: a standalone log batch (log_lock()),
-    whose events are on its session's logs channel alone. Per channel, ids
-    still follow commit order; across channels, a reader of every channel
-    stops at horizon().
-    """
-    _take("SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)",
-          [WRITERS_KEY, EVENT_LOCK_KEY])  # fmt: skip
-
-
-def log_lock(session_id: int) -> None:
-    """The lock of a log batch written in a transaction of its own: it orders
-    the batches of one session (the only writers of its logs channel) and
-    leaves every other writer alone."""
-    _take("SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s, %s)",
-          [WRITERS_KEY, LOG_LOCK_CLASS, session_id % 0x7FFFFFFF])  # fmt: skip
+_wide_kinds: set[str] = set()
 
 
-def _take(sql: str, params: list) -> None:
+def register_wide(kind: str) -> None:
+    """Channels of this kind carry the events of many sessions (live.streams)."""
+    _wide_kinds.add(kind)
+
+
+def is_wide(channel: str) -> bool:
+    return channel.partition(":")[0] in _wide_kinds
+
+
+def reorders() -> bool:
+    """Whether ids may commit out of order across sessions (PostgreSQL)."""
+    return connection.vendor == "postgresql"
+
+
+def lock(session_id: int | None) -> None:
+    """Take the session's event lock (and mark the transaction in flight)
+    until the transaction ends; record() takes it before it stores an event.
+    A writer may take it earlier, to decide under it (a log batch's uids)."""
     if not connection.in_atomic_block:
         raise RuntimeError("events.record() must run inside transaction.atomic()")
     if connection.vendor == "postgresql":
+        key = None if session_id is None else session_id % 0x7FFFFFFF
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute("SELECT switchboard_enter(%s)", [key])
 
 
 def horizon() -> int | None:
-    """The newest seq a reader of every channel at once may go up to: every
-    event below it is committed or never will be. Waits for the writers in
-    flight (a few milliseconds) and holds new ones back meanwhile; None where
-    ids always follow commit order (SQLite)."""
-    if connection.vendor != "postgresql":
+    """The newest seq a reader of a wide channel, or of every channel at once,
+    may go up to: every event at or below it is committed or never will be.
+    One statement, no lock: call it before the read it bounds, in a statement
+    of its own, so that the read's snapshot is taken after it. None where ids
+    always follow commit order (SQLite)."""
+    if not reorders():
         return None
     with connection.cursor() as cursor:
-        # A lock of the connection, not of a transaction: let go at once,
-        # whatever transaction the caller is in.
-        cursor.execute("SELECT pg_advisory_lock(%s)", [WRITERS_KEY])
-        try:
-            cursor.execute(f"SELECT MAX(id) FROM {Event._meta.db_table}")
-            return cursor.fetchone()[0] or 0
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [WRITERS_KEY])
+        cursor.execute("SELECT switchboard_horizon()")
+        return cursor.fetchone()[0] or 0
 
 
 def up_to_horizon(rows: QuerySet[Event]) -> QuerySet[Event]:
@@ -126,14 +126,25 @@ def up_to_horizon(rows: QuerySet[Event]) -> QuerySet[Event]:
     return rows if top is None else rows.filter(id__lte=top)
 
 
+def readable_until(channel: str, until: int | None = None) -> int | None:
+    """Where a read of `channel` must stop: `until`, or lower for a wide
+    channel while older events are in flight."""
+    if not is_wide(channel):
+        return until
+    top = horizon()
+    if top is None:
+        return until
+    return top if until is None else min(until, top)
+
+
 def channel_head(channel: str) -> int:
-    """The newest seq committed on a channel (0 if none)."""
-    head = (
-        EventChannel.objects.filter(channel=channel)
-        .order_by("-event_id")
-        .values_list("event_id", flat=True)
-        .first()
-    )
+    """The newest seq committed on a channel (0 if none), at or below the
+    horizon on a wide channel: where a reader may start."""
+    placed = EventChannel.objects.filter(channel=channel)
+    until = readable_until(channel)
+    if until is not None:
+        placed = placed.filter(event_id__lte=until)
+    head = placed.order_by("-event_id").values_list("event_id", flat=True).first()
     return head or 0
 
 
@@ -164,10 +175,14 @@ def heads_after(cursors: dict[str, int]) -> dict[str, int]:
     busy channel on PostgreSQL)."""
     heads: dict[str, int] = {}
     items = list(cursors.items())
+    top = horizon() if any(is_wide(channel) for channel in cursors) else None
     for start in range(0, len(items), 100):
         condition = Q()
         for channel, cursor in items[start : start + 100]:
-            condition |= Q(channel=channel, event_id__gt=cursor)
+            if top is not None and is_wide(channel):
+                condition |= Q(channel=channel, event_id__gt=cursor, event_id__lte=top)
+            else:
+                condition |= Q(channel=channel, event_id__gt=cursor)
         rows = (
             EventChannel.objects.filter(condition)
             .values_list("channel")
@@ -203,23 +218,24 @@ def record(
     payload: Callable[[Event], dict] | None = None,
     extras: dict | None = None,
     ts: datetime | None = None,
-    ordered: Callable[[], None] | None = None,
 ) -> Event:
     """Store one event on `channels` and publish it when the transaction commits.
 
     `data` is stored; `payload(event)`, when given, builds what the frame
     carries instead (log.append stores a count and sends the lines).
     `extras` ride along in the layer message for consumers (never sent).
-    `ordered` takes the lock that keeps ids in commit order (lock() unless
-    told otherwise).
+    An event on a channel of one session names its session: the session's
+    event lock keeps that channel's ids in commit order (see lock()).
     """
-    (ordered or lock)()
+    channels = list(dict.fromkeys(channels))
+    if session_id is None and not all(is_wide(channel) for channel in channels):
+        raise RuntimeError(f"an event on {channels} must name its session")
+    lock(session_id)
     event = Event(kind=kind, session_id=session_id, task_id=task_id, data=data)
     if extras and "owner_id" in extras:
         event.owner_id = extras["owner_id"]
     if ts is not None:
         event.ts = ts
-    channels = list(dict.fromkeys(channels))
     heads = (_store if connection.vendor == "postgresql" else _store_plain)(event, channels)
     body = payload(event) if payload else data
     ts_text = event.ts.isoformat()
@@ -280,8 +296,10 @@ def _store_plain(event: Event, channels: list[str]) -> dict[str, int]:
 
 def _store(event: Event, channels: list[str]) -> dict[str, int]:
     """Insert the event and its placements, reading each channel's head, in one
-    statement (PostgreSQL): one round trip while the event lock is held, not
-    three. Its snapshot is taken after the lock, so the heads are current."""
+    statement (PostgreSQL): one round trip, not three. Its snapshot is taken
+    after the session's lock, so the heads of the session's channels are
+    current; a wide channel's head may miss an event in flight (the hub
+    orders wide channels itself: live.hub)."""
     table, placements = Event._meta.db_table, EventChannel._meta.db_table
     sql = f"""
         WITH event AS (
@@ -325,6 +343,7 @@ def read_channel(
     """Committed events of a channel after `since` (up to `until`), oldest
     first, as frames; with `owner_id`, only events of that user's sessions."""
     placements = EventChannel.objects.filter(channel=channel, event_id__gt=since)
+    until = readable_until(channel, until)
     if owner_id is not None:
         placements = placements.filter(event__owner_id=owner_id)
     if until is not None:

@@ -10,7 +10,9 @@ per process that has subscribers, and nothing in a process that has none.
 
 Subscriptions keep their meaning: each has a cursor, fills gaps from the
 database, narrows and budgets per subscriber (live.subscription). The hub
-only carries messages; it never reads the database for one.
+only carries messages; it reads nothing from the database for one, but the
+commit horizon before it hands on a wide channel's event (on PostgreSQL,
+where ids may commit out of order across sessions: live.order).
 
 The layer may fail (Redis restarting). The hub then logs, retries with a
 backoff, joins the group again once the layer answers (a restarted Redis has
@@ -26,8 +28,9 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from live import stats
+from live import events, stats
 from live.events import EVENTS_GROUP, heads_after, on_channel
+from live.order import CommitOrder
 
 log = logging.getLogger("switchboard.hub")
 
@@ -59,6 +62,11 @@ class Hub:
         self.channel_name: str | None = None
         self.healthy = True
         self._named = asyncio.Event()
+        # Wide channels wait for the commit horizon where ids may commit out
+        # of order across sessions (live.order); elsewhere nothing waits.
+        self.order = None
+        if events.reorders():
+            self.order = CommitOrder(self._hand, self._behind, self._wide)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-hub")
 
     # --- subscriptions --------------------------------------------------------------
@@ -79,8 +87,12 @@ class Hub:
         if members:
             return
         del self.members[channel]
+        if self.order is not None:
+            self.order.forget(channel)
         if not self.members and self.listening:
             self.listening = False
+            if self.order is not None:
+                self.order.stop()
             try:
                 await self.layer.group_discard(EVENTS_GROUP, self.channel_name)
             except Exception as error:
@@ -97,6 +109,8 @@ class Hub:
             return
         if self.members:
             self.listening = True
+            if self.order is not None:
+                await self.order.start()
         else:  # the last subscriber left while we waited
             try:
                 await self.layer.group_discard(EVENTS_GROUP, self.channel_name)
@@ -115,6 +129,8 @@ class Hub:
         if self.members:
             await self.layer.group_add(EVENTS_GROUP, self.channel_name)
             self.listening = bool(self.members)
+            if self.listening and self.order is not None:
+                await self.order.start()
 
     async def _keep(self) -> None:
         """Join every group again now and then, and soon after a failure; when
@@ -195,9 +211,20 @@ class Hub:
             watcher.cancel()
 
     async def deliver(self, message: dict) -> None:
-        """Hand one event to every local subscription of each of its channels."""
+        """Hand one event to every local subscription of each of its channels
+        (of a wide channel, once the commit horizon has passed it)."""
         stats.live.took_layer_message()
-        for channel, prev in message["places"].items():
+        order = self.order
+        places, wide = message["places"], False
+        if order is not None:
+            wide = any(c in self.members and events.is_wide(c) for c in places)
+            places = {c: prev for c, prev in places.items() if not events.is_wide(c)}
+        await self._hand(message, places)
+        if order is not None:
+            order.took(message, wide)
+
+    async def _hand(self, message: dict, places: dict[str, int]) -> None:
+        for channel, prev in places.items():
             members = self.members.get(channel)
             if not members:
                 continue
@@ -207,6 +234,14 @@ class Hub:
                     await listener.deliver(relayed)
                 except Exception:
                     log.exception("could not relay seq %s", message.get("seq"))
+
+    def _wide(self) -> list[str]:
+        return [channel for channel in self.members if events.is_wide(channel)]
+
+    def _behind(self, channels: list[str], head: int) -> None:
+        for channel in channels:
+            for listener in list(self.members.get(channel, ())):
+                listener.head_seen(head)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}

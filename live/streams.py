@@ -64,6 +64,10 @@ class Stream:
     shared_key: str | None = None
     # Whether subscribers may narrow it with a `filter`.
     filters: bool = False
+    # Whether it carries the events of many sessions (sessions, tasks,
+    # system): read up to the commit horizon, not in id order alone
+    # (events.horizon). A channel of one session is not.
+    wide: bool = False
 
     def reads_all(self, user) -> bool:
         """Whether the user reads every owner's events of a shared channel."""
@@ -119,6 +123,8 @@ _streams: dict[str, Stream] = {}
 
 def register(stream: Stream) -> None:
     _streams[stream.kind] = stream
+    if stream.wide:
+        events.register_wide(stream.kind)
 
 
 def available_channels() -> list[str]:
@@ -164,6 +170,7 @@ def visible_names(user, names) -> set[str]:
 
 class SystemStream(Stream):
     kind = pattern = "system"
+    wide = True
 
     def check_access(self, user, ref) -> None:
         if not user.is_staff:
@@ -231,8 +238,8 @@ def read_visible(user, ref: ChannelRef, since: int, limit: int) -> tuple[list[di
         stored = events.read_channel(ref.name, since, limit)
         return [s.frame for s in stored], stored[-1].seq if stored else since
     # A shared channel, read for one user: their events only. The head is
-    # read first (ids follow commit order), so that the cursor can pass the
-    # others' events up to it without passing one of the user's.
+    # read first (ids follow commit order up to it), so that the cursor can
+    # pass the others' events up to it without passing one of the user's.
     head = events.channel_head(ref.name)
     stored = events.read_channel(ref.name, since, limit, owner_id=user.pk, until=head)
     if len(stored) == limit:

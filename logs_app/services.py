@@ -5,8 +5,7 @@ Ingest is batched: one transaction per request, one log.append event per
 stored for the session is skipped, which makes retries safe.
 """
 
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -143,17 +142,10 @@ def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
     """Store validated entries in one transaction; returns the ones stored
     (entries whose uid the session already has are skipped)."""
     per_frame = settings.SWITCHBOARD["LOG_FRAME_ENTRIES"]
-    # A batch in a transaction of its own (an API request) needs only its
-    # session's log lock; inside a larger write (a replay), the event lock,
-    # taken in the same order as every other writer takes it.
-    if transaction.get_connection().in_atomic_block:
-        ordered = events.lock
-    else:
-        ordered = functools.partial(events.log_lock, session_id)
     with service_write():
-        # Locked before the uid check, so that two retries of the same batch
-        # cannot both decide the lines are new.
-        ordered()
+        # The session's event lock, taken before the uid check, so that two
+        # retries of the same batch cannot both decide the lines are new.
+        events.lock(session_id)
         uids = [e["uid"] for e in entries if e.get("uid")]
         seen = set()
         if uids:
@@ -173,7 +165,7 @@ def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
         stored: list[LogEntry] = []
         owner_id = Session.objects.filter(pk=session_id).values_list("owner_id", flat=True).first()
         for batch in frame_batches(fresh, per_frame):
-            stored.extend(_record_batch(session_id, owner_id, batch, ordered))
+            stored.extend(_record_batch(session_id, owner_id, batch))
         transaction.on_commit(lambda: stats.live.stored_lines(len(stored)))
     return stored
 
@@ -202,9 +194,7 @@ def frame_batches(entries: list[dict], per_frame: int) -> Iterator[list[dict]]:
         yield batch
 
 
-def _record_batch(
-    session_id: int, owner_id: int | None, batch: list[dict], ordered: Callable[[], None]
-) -> list[LogEntry]:
+def _record_batch(session_id: int, owner_id: int | None, batch: list[dict]) -> list[LogEntry]:
     rows: list[LogEntry] = []
 
     def payload(event) -> dict:
@@ -234,7 +224,6 @@ def _record_batch(
         data={"count": len(batch)},
         payload=payload,
         extras={"count": len(batch), "owner_id": owner_id},
-        ordered=ordered,
     )
     return rows
 

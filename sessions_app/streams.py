@@ -50,6 +50,7 @@ def listing(name: str, visible) -> dict:
 class SessionsStream(OwnedStream):
     kind = pattern = "sessions"
     shared_key = "id"
+    wide = True
 
     def snapshot(self, user, ref, obj, narrowing) -> dict:
         return listing("sessions", access.visible_sessions(user))
@@ -58,6 +59,7 @@ class SessionsStream(OwnedStream):
 class TasksStream(OwnedStream):
     kind = pattern = "tasks"
     shared_key = "session_id"
+    wide = True
 
     def snapshot(self, user, ref, obj, narrowing) -> dict:
         return listing("tasks", access.visible_tasks(user))

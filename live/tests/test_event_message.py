@@ -16,9 +16,9 @@ def test_an_event_on_three_channels_is_one_message_with_each_channels_frame(monk
     monkeypatch.setattr(publisher, "publish", sent.append)
     channels = ["tasks", "session:7", "task:9"]
     with transaction.atomic():
-        first = events.record("task.update", ["task:9"], session_id=None, data={"n": 0})
+        first = events.record("task.update", ["task:9"], session_id=1, data={"n": 0})
         event = events.record(
-            "task.update", channels, session_id=None, data={"é": "ü"}, extras={"owner_id": 3}
+            "task.update", channels, session_id=1, data={"é": "ü"}, extras={"owner_id": 3}
         )
 
     assert [len(messages) for messages in sent] == [1, 1]

@@ -1,6 +1,5 @@
 """The write path: services, signals and the event log's ordering."""
 
-import functools
 import threading
 import time
 from contextlib import contextmanager
@@ -160,12 +159,10 @@ def a_log_batch_held_open(session_id: int, seconds: float = 1.0):
     recorded = threading.Event()
 
     def hold():
-        ordered = functools.partial(events.log_lock, session_id)
         try:
             with transaction.atomic():
-                ordered()
                 event = events.record("log.append", [f"logs:{session_id}"], session_id=session_id,
-                                      data={"count": 0}, ordered=ordered)  # fmt: skip
+                                      data={"count": 0})  # fmt: skip
                 recorded.set()
                 time.sleep(seconds)
             commits.append(("log batch", event.pk))
@@ -189,8 +186,8 @@ postgresql_only = pytest.mark.skipif(
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
-def test_a_log_batch_in_flight_holds_back_no_other_session_and_no_other_writer():
-    """The batch holds its session's log lock for a second; meanwhile a
+def test_a_log_batch_in_flight_holds_back_no_other_session_only_its_own():
+    """The batch holds its session's event lock for a second; meanwhile a
     progress report, a session change and a log batch of another session all
     commit. Its own session's next batch waits for it and gets a bigger id."""
     busy = services.create_session(name="logging")[0]
@@ -209,33 +206,43 @@ def test_a_log_batch_in_flight_holds_back_no_other_session_and_no_other_writer()
         "progress", "session", "other log", "log batch", "same log"
     ]  # fmt: skip
     seqs = dict(commits)
-    assert seqs["log batch"] < seqs["progress"]  # committed out of id order across channels
+    assert seqs["log batch"] < seqs["progress"]  # committed out of id order across sessions
     assert seqs["log batch"] < seqs["same log"]  # and in order within one
 
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
-def test_a_reader_of_every_channel_waits_for_the_writers_in_flight(admin_user):
+def test_a_reader_of_every_channel_stops_before_the_oldest_write_in_flight(admin_user):
     """A log batch takes an id, a progress report takes a bigger one and
     commits first. A poller of every channel asked meanwhile must not pass
-    the batch: it waits for it and answers both, in order."""
+    the batch, and need not wait for it: it answers nothing past the
+    horizon, and once the batch commits, both, in order."""
     from django.test import Client
 
     from live.models import ApiToken
 
     token = ApiToken.issue(admin_user)[1]
     busy = services.create_session(name="logging")[0]
-    task = services.create_task(busy.pk, name="t", status="running")[0]
+    task = services.create_task(services.create_session(name="other")[0].pk, name="t",
+                                status="running")[0]  # fmt: skip
     since = events.newest_seq()
+
+    def poll():
+        return Client().get(f"/api/v1/events?since={since}",
+                            HTTP_AUTHORIZATION=f"Bearer {token}").json()  # fmt: skip
+
     with a_log_batch_held_open(busy.pk) as commits:
         services.update_task(task.pk, progress=10)
         progress = Event.objects.latest("id").pk
-        answer = Client().get(f"/api/v1/events?since={since}",
-                              HTTP_AUTHORIZATION=f"Bearer {token}").json()  # fmt: skip
+        during = poll()
+        answered_while_open = not commits  # the batch had not committed yet
     batch = dict(commits)["log batch"]
     assert batch < progress
-    assert [f["seq"] for f in answer["results"]] == [batch, progress]
-    assert answer["seq"] == progress
+    assert during["results"] == [] and during["seq"] == since
+    assert answered_while_open  # the poll did not wait for the batch
+    after = poll()
+    assert [f["seq"] for f in after["results"]] == [batch, progress]
+    assert after["seq"] == progress
 
 
 @pytest.mark.django_db(transaction=True)
@@ -244,8 +251,9 @@ def test_a_progress_report_takes_eight_statements_seven_on_postgresql(
 ):
     """Begin; the session (found through the task) and the task, locked; the
     update; the event; the heads of its three channels in one probe; their
-    places; commit. On PostgreSQL: the event lock, then the event, the heads
-    and the places in one statement."""
+    places; commit. On PostgreSQL: the session's event lock (and the mark of
+    a write in flight), then the event, the heads and the places in one
+    statement."""
     session, _ = services.create_session(name="counted")
     task, _ = services.create_task(session.pk, name="t", status="running")
     before = events.channel_heads([f"session:{session.pk}", f"task:{task.pk}", "tasks"])
