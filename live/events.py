@@ -18,10 +18,11 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, Q
 
-from live import stats
+from live import ordering, stats
 from live.models import Event, EventChannel, Retention
+from live.ordering import is_wide, readable_until
 from live.publisher import publisher
 
 log = logging.getLogger("switchboard.events")
@@ -65,78 +66,6 @@ def on_channel(message: dict, channel: str, prev: int) -> dict:
     return relayed
 
 
-# --- order ------------------------------------------------------------------------
-#
-# Ids follow commit order within every channel that belongs to one session
-# (session:<id>, task:<id>, logs:<id>): each writer of a session holds the
-# session's event lock from its first event to its commit. Writers of
-# different sessions never wait for each other, so across sessions ids may
-# commit out of order. The channels that span sessions (sessions, tasks,
-# system: "wide") and the readers of every channel at once are therefore
-# read up to horizon(): every event at or below it is committed or never will
-# be. Nobody waits for it. SQLite has one writer at a time (BEGIN IMMEDIATE):
-# there, ids follow commit order everywhere and nothing is cut.
-# docs/ARCHITECTURE.md, "Order without a global lock", says why it is gap-free.
-
-_wide_kinds: set[str] = set()
-
-
-def register_wide(kind: str) -> None:
-    """Channels of this kind carry the events of many sessions (live.streams)."""
-    _wide_kinds.add(kind)
-
-
-def is_wide(channel: str) -> bool:
-    return channel.partition(":")[0] in _wide_kinds
-
-
-def reorders() -> bool:
-    """Whether ids may commit out of order across sessions (PostgreSQL)."""
-    return connection.vendor == "postgresql"
-
-
-def lock(session_id: int | None) -> None:
-    """Take the session's event lock (and mark the transaction in flight)
-    until the transaction ends; record() takes it before it stores an event.
-    A writer may take it earlier, to decide under it (a log batch's uids)."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("events.record() must run inside transaction.atomic()")
-    if connection.vendor == "postgresql":
-        key = None if session_id is None else session_id % 0x7FFFFFFF
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT switchboard_enter(%s)", [key])
-
-
-def horizon() -> int | None:
-    """The newest seq a reader of a wide channel, or of every channel at once,
-    may go up to: every event at or below it is committed or never will be.
-    One statement, no lock: call it before the read it bounds, in a statement
-    of its own, so that the read's snapshot is taken after it. None where ids
-    always follow commit order (SQLite)."""
-    if not reorders():
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT switchboard_horizon()")
-        return cursor.fetchone()[0] or 0
-
-
-def up_to_horizon(rows: QuerySet[Event]) -> QuerySet[Event]:
-    """Events of every channel at once, cut at horizon() (see there)."""
-    top = horizon()
-    return rows if top is None else rows.filter(id__lte=top)
-
-
-def readable_until(channel: str, until: int | None = None) -> int | None:
-    """Where a read of `channel` must stop: `until`, or lower for a wide
-    channel while older events are in flight."""
-    if not is_wide(channel):
-        return until
-    top = horizon()
-    if top is None:
-        return until
-    return top if until is None else min(until, top)
-
-
 def channel_head(channel: str) -> int:
     """The newest seq committed on a channel (0 if none), at or below the
     horizon on a wide channel: where a reader may start."""
@@ -175,7 +104,7 @@ def heads_after(cursors: dict[str, int]) -> dict[str, int]:
     busy channel on PostgreSQL)."""
     heads: dict[str, int] = {}
     items = list(cursors.items())
-    top = horizon() if any(is_wide(channel) for channel in cursors) else None
+    top = ordering.horizon() if any(is_wide(channel) for channel in cursors) else None
     for start in range(0, len(items), 100):
         condition = Q()
         for channel, cursor in items[start : start + 100]:
@@ -225,12 +154,12 @@ def record(
     carries instead (log.append stores a count and sends the lines).
     `extras` ride along in the layer message for consumers (never sent).
     An event on a channel of one session names its session: the session's
-    event lock keeps that channel's ids in commit order (see lock()).
+    event lock keeps that channel's ids in commit order (live.ordering).
     """
     channels = list(dict.fromkeys(channels))
     if session_id is None and not all(is_wide(channel) for channel in channels):
         raise RuntimeError(f"an event on {channels} must name its session")
-    lock(session_id)
+    ordering.lock(session_id)
     event = Event(kind=kind, session_id=session_id, task_id=task_id, data=data)
     if extras and "owner_id" in extras:
         event.owner_id = extras["owner_id"]

@@ -28,7 +28,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from live import events, stats
+from live import ordering, stats
 from live.events import EVENTS_GROUP, heads_after, on_channel
 from live.order import CommitOrder
 
@@ -65,7 +65,7 @@ class Hub:
         # Wide channels wait for the commit horizon where ids may commit out
         # of order across sessions (live.order); elsewhere nothing waits.
         self.order = None
-        if events.reorders():
+        if ordering.reorders():
             self.order = CommitOrder(self._hand, self._behind, self._wide)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-hub")
 
@@ -217,8 +217,8 @@ class Hub:
         order = self.order
         places, wide = message["places"], False
         if order is not None:
-            wide = any(c in self.members and events.is_wide(c) for c in places)
-            places = {c: prev for c, prev in places.items() if not events.is_wide(c)}
+            wide = any(c in self.members and ordering.is_wide(c) for c in places)
+            places = {c: prev for c, prev in places.items() if not ordering.is_wide(c)}
         await self._hand(message, places)
         if order is not None:
             order.took(message, wide)
@@ -236,7 +236,7 @@ class Hub:
                     log.exception("could not relay seq %s", message.get("seq"))
 
     def _wide(self) -> list[str]:
-        return [channel for channel in self.members if events.is_wide(channel)]
+        return [channel for channel in self.members if ordering.is_wide(channel)]
 
     def _behind(self, channels: list[str], head: int) -> None:
         for channel in channels:

@@ -18,9 +18,10 @@ from django.utils import timezone
 class Event(models.Model):
     """One persisted change. Its id is the `seq` subscribers see.
 
-    Ids are handed out in commit order within each channel (live.events
-    takes a lock first), so a cursor never steps over an event that commits
-    later; readers of every channel at once stop at events.horizon().
+    Ids are handed out in commit order within each channel of one session
+    (live.events takes the session's event lock first), so a cursor never
+    steps over an event that commits later; channels that span sessions, and
+    readers of every channel at once, stop at live.ordering.horizon().
     session_id and task_id are plain numbers, not foreign keys: the events
     of a deleted session stay, so that resuming clients learn of the delete.
     """

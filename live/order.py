@@ -4,7 +4,7 @@ A channel of one session (session:<id>, task:<id>, logs:<id>) has its ids in
 commit order: its writers hold the session's event lock. A wide channel
 (sessions, tasks, system) does not: writers of two sessions may commit ids
 10 and 11 in either order. The hub therefore hands a wide channel's events
-on only once the commit horizon has passed them (events.horizon: every id
+on only once the commit horizon has passed them (ordering.horizon: every id
 at or below it is committed or never will be), in id order, each with the
 seq of the channel's event before it, so that a subscriber's gap check
 (live.subscription) means what it says.
@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
 
-from live import events
+from live import ordering
 
 log = logging.getLogger("switchboard.hub")
 
@@ -66,7 +66,7 @@ class CommitOrder:
         Once: a hub already in order goes on from where it is."""
         if self.released is not None:
             return
-        top = await database_sync_to_async(events.horizon)()
+        top = await database_sync_to_async(ordering.horizon)()
         self.released = top or 0
         self.seen = {seq for seq in self.seen if seq > self.released}
         self.held = {seq: m for seq, m in self.held.items() if seq > self.released}
@@ -107,7 +107,7 @@ class CommitOrder:
         while self.held:
             self._again = False
             try:
-                top = await database_sync_to_async(events.horizon)()
+                top = await database_sync_to_async(ordering.horizon)()
             except Exception as error:
                 log.warning("could not read the commit horizon: %s", error)
                 top = None
@@ -129,7 +129,7 @@ class CommitOrder:
                 continue
             places = {}
             for channel in message["places"]:
-                if events.is_wide(channel):
+                if ordering.is_wide(channel):
                     places[channel] = self.last.get(channel, self.released)
                     self.last[channel] = seq
             await self.hand(message, places)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from live import events, stats
+from live import events, ordering, stats
 from live.errors import Refused
 from live.models import EventChannel
 
@@ -66,7 +66,7 @@ class Stream:
     filters: bool = False
     # Whether it carries the events of many sessions (sessions, tasks,
     # system): read up to the commit horizon, not in id order alone
-    # (events.horizon). A channel of one session is not.
+    # (ordering.horizon). A channel of one session is not.
     wide: bool = False
 
     def reads_all(self, user) -> bool:
@@ -124,7 +124,7 @@ _streams: dict[str, Stream] = {}
 def register(stream: Stream) -> None:
     _streams[stream.kind] = stream
     if stream.wide:
-        events.register_wide(stream.kind)
+        ordering.register_wide(stream.kind)
 
 
 def available_channels() -> list[str]:

@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.db.models.functions import Upper
 from django.utils import timezone
 
-from live import events, stats
+from live import events, ordering, stats
 from live.errors import Refused
 from live.validation import json_size, utf8_size, whole_number
 from logs_app.models import COLUMNS, LEVELS, LogEntry, entry_json
@@ -145,7 +145,7 @@ def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
     with service_write():
         # The session's event lock, taken before the uid check, so that two
         # retries of the same batch cannot both decide the lines are new.
-        events.lock(session_id)
+        ordering.lock(session_id)
         uids = [e["uid"] for e in entries if e.get("uid")]
         seen = set()
         if uids:

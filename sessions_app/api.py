@@ -9,7 +9,7 @@ from ninja import Query, Router
 from ninja import Status as Answer
 from pydantic import Field
 
-from live import dbthreads, events, stats, streams
+from live import dbthreads, events, ordering, stats, streams
 from live.auth import ASYNC_AUTH
 from live.errors import Refused
 from live.models import Event
@@ -290,7 +290,7 @@ def list_events(request, query: Query[EventsQuery]):
     reset = events.must_reset(query.since)
     if query.channel is None:
         rows = Event.objects.filter(id__gt=query.since).order_by("id")
-        rows = events.up_to_horizon(rows)  # across channels, ids may commit out of order
+        rows = ordering.up_to_horizon(rows)  # across channels, ids may commit out of order
         if not access.sees_all(user):
             rows = rows.filter(owner_id=user.pk)  # deleted sessions' events too
         batch = list(rows[: query.limit + 1])

@@ -5,7 +5,7 @@ from typing import IO
 
 from django.db.models import Count
 
-from live import events
+from live import events, ordering
 from live.models import Event
 from sessions_app.models import Session
 
@@ -19,7 +19,7 @@ def export(
 ) -> int:
     """Write events after `since` (of one session, or all) as JSON Lines; returns the count."""
     rows = Event.objects.filter(id__gt=since).order_by("id")
-    rows = events.up_to_horizon(rows)  # across channels, ids may commit out of order
+    rows = ordering.up_to_horizon(rows)  # across channels, ids may commit out of order
     if session_id is not None:
         rows = rows.filter(session_id=session_id)
     total = rows.count()

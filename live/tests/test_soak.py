@@ -1,8 +1,9 @@
-"""A soak: mixed writers on one session from two server processes for a minute.
+"""A soak: mixed writers on two sessions from two server processes for a minute.
 
 PostgreSQL only (the configuration that runs several processes; CI runs it with
 Redis): log batches, progress, output chunks, cancel / retry cycles and new
-sessions, from both processes at once, while a watcher on each process follows
+sessions, from both processes at once, and progress on a second session
+beside them, while a watcher on each process follows
 every channel and reconnects now and then, resuming from its last seq. At the
 end: no request failed, PostgreSQL saw no deadlock, each watcher got every
 stored event of every channel once and in order, and neither process held more
@@ -166,12 +167,22 @@ async def test_a_minute_of_mixed_writers_on_two_processes(fresh_server, admin_to
              {"name": f"t{n}", "status": "running"})[1]
         for n in range(5)
     ]  # fmt: skip
+    # A second session, written from both processes at once with the first:
+    # writers of different sessions share no lock, so `tasks` and `sessions`
+    # see ids commit out of order, and must relay them in order all the same.
+    _, beside = call(first, "POST", "sessions", admin_token, {"name": "soak beside"})
+    besides = [
+        call(first, "POST", f"sessions/{beside['id']}/tasks", admin_token,
+             {"name": f"b{n}", "status": "running"})[1]
+        for n in range(2)
+    ]  # fmt: skip
     channels = [
         "sessions",
         "tasks",
         f"session:{session['id']}",
         f"logs:{session['id']}",
-        *(f"task:{task['id']}" for task in tasks),
+        f"session:{beside['id']}",
+        *(f"task:{task['id']}" for task in tasks + besides),
     ]
     deadlocks_before = await query(deadlocks)
     writers = Writers(admin_token)
@@ -213,6 +224,8 @@ async def test_a_minute_of_mixed_writers_on_two_processes(fresh_server, admin_to
     writers.loop(progress, first, tasks[0])
     writers.loop(progress, second, tasks[1])
     writers.loop(output, second, tasks[4])
+    writers.loop(progress, first, besides[0])
+    writers.loop(progress, second, besides[1])
     writers.loop(steer, first, tasks[2])
     writers.loop(steer, second, tasks[3])
     writers.loop(sessions, first)

@@ -52,6 +52,8 @@ BEGIN
       FROM pg_locks l
      WHERE l.locktype = 'advisory' AND l.objsubid = 1
        AND l.classid::bigint BETWEEN {classes[0]} AND {classes[1]}
+       -- The reader's own writes in flight, if any, are visible to it.
+       AND l.pid <> pg_backend_pid()
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
     RETURN LEAST(top, COALESCE(low, top));
 END $$;
