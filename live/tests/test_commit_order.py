@@ -158,3 +158,41 @@ async def test_a_socket_gets_a_wide_channel_in_seq_order_across_writers(live, ad
         assert seqs[0] == a and seqs[1] == b
     finally:
         await ws.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_batch_in_flight_stalls_no_write_of_another_session():
+    """A batch of 1,000 reports and 1,000 steps on session A, its transaction
+    held open once applied: another session's report, log batch and batch
+    commit meanwhile without waiting for any lock."""
+    from project.batch import BatchIn, _apply
+
+    busy_session, busy = running_task("a")
+    other, task = running_task("b")
+    batch = BatchIn(
+        tasks=[{"id": busy.pk, "progress": n % 100} for n in range(1000)],
+        output=[{"task_id": busy.pk, "status": "thinking", "message": f"{n}"} for n in range(1000)],
+    )
+    applied, go = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                _apply(busy_session.pk, batch)
+                applied.set()
+                go.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert applied.wait(60)
+        with no_waiting():
+            services.update_task(task.pk, progress=10)
+            log_services.append_entries(other.pk, [{"message": "elsewhere"}])
+            _apply(other.pk, BatchIn(tasks=[{"id": task.pk, "progress": 20}]))
+    finally:
+        go.set()
+        holder.join(30)
+    assert Event.objects.filter(task_id=busy.pk).count() >= 2000
