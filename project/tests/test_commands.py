@@ -278,6 +278,34 @@ def test_prune_deletes_ended_sessions_and_old_events_and_marks_the_cut(tmp_path)
         run("prune", "--older-than", "-1")
 
 
+def test_prune_deletes_a_sessions_log_lines_in_bounded_batches(monkeypatch):
+    """Seven lines, three at a time: three deletes of lines, each its own
+    statement, before the session's own delete; the lines all go."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from logs_app import services as log_services
+    from logs_app.models import LogEntry
+    from sessions_app.management.commands import prune
+
+    old = services.create_session(name="old")[0]
+    log_services.append_entries(old.pk, [{"message": f"line {n}"} for n in range(7)])
+    services.update_session(old.pk, status="completed")
+    Session.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=40))
+    monkeypatch.setattr(prune, "BATCH", 3)
+    table = LogEntry._meta.db_table
+    with CaptureQueriesContext(connection) as queries:
+        run("prune", "--older-than", "30")
+    deletes = [q["sql"] for q in queries if q["sql"].startswith(f'DELETE FROM "{table}"')]
+    by_id = [sql for sql in deletes if '"id" IN' in sql]
+    assert len(by_id) == 3, deletes  # 3 + 3 + 1
+    assert not LogEntry.objects.filter(session_id=old.pk).exists()
+    assert not Session.objects.filter(pk=old.pk).exists()
+
+
 def test_prune_deletes_old_webhook_deliveries_made_or_given_up_but_never_pending(db):
     from datetime import timedelta
 

@@ -15,8 +15,9 @@ BATCH = 5000
 class Command(BaseCommand):
     help = (
         "Delete old data: sessions that ended before the cutoff (with their tasks and "
-        "log lines), events recorded before it, and webhook deliveries made or given "
-        "up before it. Clients resuming from a pruned seq are told to reset."
+        "log lines, deleted in batches), events recorded before it, and webhook "
+        "deliveries made or given up before it. Clients resuming from a pruned seq are "
+        "told to reset."
     )
 
     def add_arguments(self, parser):
@@ -49,6 +50,7 @@ class Command(BaseCommand):
             return
         deleted_sessions = 0
         for session in sessions.iterator():
+            self._delete_lines(session)
             session.delete()
             deleted_sessions += 1
         deleted_events = 0
@@ -71,3 +73,17 @@ class Command(BaseCommand):
         self.stdout.write(f"Deleted {deleted_sessions} sessions and {deleted_events} events.")
         deleted_deliveries, _ = deliveries.delete()
         self.stdout.write(f"Deleted {deleted_deliveries} webhook deliveries.")
+
+    def _delete_lines(self, session: Session) -> None:
+        """A session's log lines go first, BATCH at a time, each in a statement
+        of its own: a session of a million lines is never one transaction that
+        holds its locks, and a live writer's WAL, for minutes."""
+        lines = session.log_entries.order_by("id").values_list("id", flat=True)
+        total = session.log_entries.count()
+        bar = ProgressBar(self.stdout, f"pruning session {session.pk}") if total > BATCH else None
+        done = 0
+        while ids := list(lines[:BATCH]):
+            session.log_entries.filter(pk__in=ids).delete()
+            done += len(ids)
+            if bar:
+                bar(done, total)
