@@ -75,7 +75,7 @@ def writer(job: tuple[str, int], seconds: float, locked: bool, start, counts) ->
     from sessions_app import services
 
     if not locked:
-        events.lock = lambda: None
+        events.lock = lambda session_id: None
     kind, pk = job
     lines = [{"message": f"GET /items/{n} 200 {n % 90}ms", "level": 20} for n in range(500)]
 
