@@ -70,12 +70,12 @@ def make_jobs(count: int) -> tuple[list[tuple[str, int]], tuple[str, int]]:
 def writer(job: tuple[str, int], seconds: float, locked: bool, start, counts) -> None:
     """Progress reports on a task, or batches of 500 log lines to a session."""
     setup_django()
-    from live import events
+    from live import ordering
     from logs_app import services as logs
     from sessions_app import services
 
     if not locked:
-        events.lock = lambda session_id: None
+        ordering.lock = lambda session_id: None
     kind, pk = job
     lines = [{"message": f"GET /items/{n} 200 {n % 90}ms", "level": 20} for n in range(500)]
 

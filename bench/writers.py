@@ -14,7 +14,7 @@ one transaction storing one progress.update event.
 Two modes, in the same run, taking turns (the order flips every round):
 "ordered", the event log as shipped (per-session event lock and the
 in-flight mark, `switchboard_enter`), and "baseline", the same writes with
-`events.lock` made a no-op in the writer processes: plain inserts, nothing
+`live.ordering.lock` made a no-op in the writer processes: plain inserts, nothing
 keeping ids in commit order (the least the job needs). What update_task
 itself locks (the session and task rows, FOR NO KEY UPDATE) is there in both.
 Events a second are medians of the rounds; the ratio is ordered/baseline of
@@ -100,10 +100,10 @@ def worker(index: int, commands, results, go) -> None:
     from django.db import connection
 
     connection.settings_dict["OPTIONS"]["application_name"] = APP
-    from live import events
+    from live import ordering
     from sessions_app import services
 
-    ordered = events.lock
+    ordered = ordering.lock
 
     def unordered(session_id: int | None) -> None:
         return None
@@ -111,7 +111,7 @@ def worker(index: int, commands, results, go) -> None:
     while (command := commands.get()) is not None:
         mode, tasks, processes, seconds = command
         try:
-            events.lock = ordered if mode == "ordered" else unordered
+            ordering.lock = ordered if mode == "ordered" else unordered
             mine = tasks[index % len(tasks) :: processes]
             services.update_task(mine[0], progress=0)  # warm, in this mode
             results.put(("ready", index))
