@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/writers.py [--seconds 4] [--rounds 3] [--quick]
     .venv/bin/python bench/writers.py --processes 1,2 --sessions 1 --seconds 10
+    .venv/bin/python bench/writers.py --insert-delay-ms 50 --processes 1,4 --sessions 16
 
 A scratch PostgreSQL database `bench_writers` is made afresh, with 256
 sessions of one running task each. P writer processes (1, 2, 4) call
@@ -11,11 +12,13 @@ what is measured is the database work of a write) on the tasks of K sessions
 (mod K), so with K = 1 every writer reports on the one task. Each report is
 one transaction storing one progress.update event.
 
-Two modes, in the same run, taking turns (the order flips every round):
+Three modes, in the same run, taking turns (the order turns every round):
 "ordered", the event log as shipped (per-session event lock and the
-in-flight mark, `switchboard_enter`), and "baseline", the same writes with
-`live.ordering.lock` made a no-op in the writer processes: plain inserts, nothing
-keeping ids in commit order (the least the job needs). What update_task
+in-flight mark, `switchboard_enter`); "baseline", the same writes with
+`live.ordering.lock` made a no-op in the writer processes: plain inserts,
+nothing keeping ids in commit order (the least the job needs); and
+"global", every writer taking one and the same event lock through its
+commit, as the design before this one did (for the before and after). What update_task
 itself locks (the session and task rows, FOR NO KEY UPDATE) is there in both.
 Events a second are medians of the rounds; the ratio is ordered/baseline of
 those medians. Each round's own ratio (its two runs back to back, so under
@@ -49,7 +52,7 @@ DB = "bench_writers"
 URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
 # The writers' connections carry this application_name, so the sampler sees only them.
 APP = "bench-writers"
-MODES = ("baseline", "ordered")
+MODES = ("baseline", "ordered", "global")
 WAIT_TYPES = ("Lock", "LWLock", "IO", "IPC", "Client", "Activity", "BufferPin", "Timeout")
 
 
@@ -108,10 +111,15 @@ def worker(index: int, commands, results, go) -> None:
     def unordered(session_id: int | None) -> None:
         return None
 
+    def one_lock(session_id: int | None) -> None:
+        ordered(0)  # every writer on one key: the design before, for comparison
+
+    modes = {"ordered": ordered, "baseline": unordered, "global": one_lock}
+
     while (command := commands.get()) is not None:
         mode, tasks, processes, seconds = command
         try:
-            ordering.lock = ordered if mode == "ordered" else unordered
+            ordering.lock = modes[mode]
             mine = tasks[index % len(tasks) :: processes]
             services.update_task(mine[0], progress=0)  # warm, in this mode
             results.put(("ready", index))
@@ -214,6 +222,20 @@ def waits_text(shares: dict[str, float]) -> str:
     return ", ".join(parts) or "none"
 
 
+def slow_inserts(milliseconds: float) -> None:
+    """Every event insert waits this long (a stand-in for a slow disk or a busy
+    primary): what a lock held through the insert and the commit costs then."""
+    with psycopg.connect(URL, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION bench_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" PERFORM pg_sleep({milliseconds / 1000.0}); RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER bench_slow BEFORE INSERT ON sessions_app_event"
+            " FOR EACH ROW EXECUTE FUNCTION bench_slow()"
+        )
+
+
 def server_facts() -> str:
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
@@ -230,6 +252,8 @@ def main(args) -> None:
     sessions = [int(k) for k in args.sessions.split(",")]
     began = time.monotonic()
     fresh_database()
+    if args.insert_delay_ms:
+        slow_inserts(args.insert_delay_ms)
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         tasks = pool.apply(make_tasks, (max(sessions),))
@@ -240,7 +264,7 @@ def main(args) -> None:
     try:
         for round_ in range(args.rounds):
             for p, k in cells:
-                for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
+                for mode in MODES[round_ % 3 :] + MODES[: round_ % 3]:
                     rate, saw = writers.run(mode, tasks[:k], p, args.seconds)
                     rates.setdefault((p, k, mode), []).append(rate)
                     seen.setdefault((p, k, mode), Counter()).update(saw)
@@ -250,16 +274,23 @@ def main(args) -> None:
         stored = conn.execute("SELECT count(*) FROM sessions_app_event").fetchone()[0]
     drop_database()
 
-    print(f"{server_facts()}; writers through sessions_app.services.update_task, "
+    delay = (
+        f"every event insert slowed by {args.insert_delay_ms:g} ms; "
+        if args.insert_delay_ms
+        else ""
+    )
+    print(f"{server_facts()}; {delay}writers through sessions_app.services.update_task, "
           f"{args.seconds:g} s a run, median of {args.rounds} round(s), the modes taking turns; "
           f"{stored} events stored in all; {time.monotonic() - began:.0f} s in all")  # fmt: skip
     print()
     print("| P | K | baseline ev/s | ordered ev/s | ordered/baseline "
-          "| each round's (median) | waiting, baseline | waiting, ordered |")  # fmt: skip
-    print("|--:|--:|--:|--:|--:|:--|:--|:--|")
+          "| each round's (median) | one global lock ev/s | global/baseline "
+          "| waiting, baseline | waiting, ordered |")  # fmt: skip
+    print("|--:|--:|--:|--:|--:|:--|--:|--:|:--|:--|")
     for p, k in cells:
         base = statistics.median(rates[p, k, "baseline"])
         ordered = statistics.median(rates[p, k, "ordered"])
+        single = statistics.median(rates[p, k, "global"])
         paired = [
             o / b for o, b in zip(rates[p, k, "ordered"], rates[p, k, "baseline"], strict=True)
         ]
@@ -267,6 +298,7 @@ def main(args) -> None:
         flag = " **below 0.8**" if k >= 16 and ordered < 0.8 * base else ""
         print(f"| {p} | {k} | {base:.0f} | {ordered:.0f} | {ordered / base:.2f}{flag} "
               f"| {each} ({statistics.median(paired):.2f}) "
+              f"| {single:.0f} | {single / base:.2f} "
               f"| {waits_text(by_type(seen[p, k, 'baseline']))} "
               f"| {waits_text(by_type(seen[p, k, 'ordered']))} |")  # fmt: skip
     print()
@@ -288,4 +320,6 @@ if __name__ == "__main__":
     parser.add_argument("--processes", default="1,2,4", help="writer processes (P)")
     parser.add_argument("--sessions", default="1,16,256", help="sessions written to (K)")
     parser.add_argument("--quick", action="store_true", help="a short run: 1 s a run, one round")
+    parser.add_argument("--insert-delay-ms", type=float, default=0,
+                        help="slow every event insert by this much (a slow disk)")  # fmt: skip
     main(parser.parse_args())
