@@ -78,6 +78,9 @@ class Hub:
         if not self.listening:
             await self._named.wait()
             await self._add()
+        if self.order is not None and ordering.is_wide(channel):
+            # In the group first: what commits after the horizon it reads is heard.
+            await self.order.start()
 
     async def leave(self, channel: str, listener: Listener) -> None:
         members = self.members.get(channel)
@@ -87,12 +90,10 @@ class Hub:
         if members:
             return
         del self.members[channel]
-        if self.order is not None:
-            self.order.forget(channel)
+        if self.order is not None and ordering.is_wide(channel) and not self._wide():
+            self.order.stop()
         if not self.members and self.listening:
             self.listening = False
-            if self.order is not None:
-                self.order.stop()
             try:
                 await self.layer.group_discard(EVENTS_GROUP, self.channel_name)
             except Exception as error:
@@ -109,8 +110,6 @@ class Hub:
             return
         if self.members:
             self.listening = True
-            if self.order is not None:
-                await self.order.start()
         else:  # the last subscriber left while we waited
             try:
                 await self.layer.group_discard(EVENTS_GROUP, self.channel_name)
@@ -129,8 +128,6 @@ class Hub:
         if self.members:
             await self.layer.group_add(EVENTS_GROUP, self.channel_name)
             self.listening = bool(self.members)
-            if self.listening and self.order is not None:
-                await self.order.start()
 
     async def _keep(self) -> None:
         """Join every group again now and then, and soon after a failure; when
@@ -217,7 +214,7 @@ class Hub:
         order = self.order
         places, wide = message["places"], False
         if order is not None:
-            wide = any(c in self.members and ordering.is_wide(c) for c in places)
+            wide = any(ordering.is_wide(c) for c in places)
             places = {c: prev for c, prev in places.items() if not ordering.is_wide(c)}
         await self._hand(message, places)
         if order is not None:

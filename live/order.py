@@ -42,31 +42,43 @@ class CommitOrder:
     """`hand(message, {channel: prev})` relays a released event on the wide
     channels watched here; `lost(channels, top)` asks their subscribers to
     read the database up to `top`; `watched()` names the wide channels that
-    have subscribers here."""
+    have subscribers here.
+
+    It runs while any wide channel is watched here (start() to stop()), and
+    then follows every message with a wide place, watched or not: a wide
+    channel's `prev` must count the events it had while nobody here watched
+    it, or a subscriber who comes later would be handed one past a gap."""
 
     def __init__(self, hand: Hand, lost: Lost, watched: Callable[[], list[str]]) -> None:
         self.hand = hand
         self.lost = lost
         self.watched = watched
-        # Every id at or below it has been seen through (None: not started).
+        # Whether it follows messages (a wide channel is watched here).
+        self.active = False
+        # Every id at or below it has been seen through (None: starting).
         self.released: int | None = None
         # Ids above `released` that a message brought.
         self.seen: set[int] = set()
-        # Messages with watched wide places, waiting for the horizon, by seq.
+        # Messages with wide places, waiting for the horizon, by seq.
         self.held: dict[int, dict] = {}
-        # Each watched wide channel's last released seq, or a bound: no event
-        # of it lies between that and `released` that was not handed on.
+        # Each wide channel's last released seq, or a bound: no event of it
+        # lies between that and `released` that was not released.
         self.last: dict[str, int] = {}
         self._task: asyncio.Task | None = None
         self._again = False
 
     async def start(self) -> None:
-        """Begin at the current horizon (on joining the events group): what
-        is at or below it is in the database for the subscribers' reads.
-        Once: a hub already in order goes on from where it is."""
-        if self.released is not None:
+        """Begin at the current horizon (a wide channel is watched here now):
+        what is at or below it is in the database for the subscribers' reads,
+        and what comes after is followed from here. Once: an order already
+        running goes on from where it is."""
+        if self.active:
             return
+        self.active = True
+        self.released = None
         top = await database_sync_to_async(ordering.horizon)()
+        if not self.active:
+            return  # stopped meanwhile
         self.released = top or 0
         self.seen = {seq for seq in self.seen if seq > self.released}
         self.held = {seq: m for seq, m in self.held.items() if seq > self.released}
@@ -75,16 +87,15 @@ class CommitOrder:
             self.wake()
 
     def stop(self) -> None:
-        """Out of the events group: forget everything (start() begins again)."""
+        """No wide channel is watched here: forget everything."""
+        self.active = False
         self.released = None
         self.seen, self.held, self.last = set(), {}, {}
 
-    def forget(self, channel: str) -> None:
-        """A wide channel has no subscriber here any more."""
-        self.last.pop(channel, None)
-
     def took(self, message: dict, wide: bool) -> None:
-        """A message arrived; `wide`: it has watched wide places."""
+        """A message arrived; `wide`: it has a wide place (watched or not)."""
+        if not self.active:
+            return
         seq = message["seq"]
         if self.released is not None and seq <= self.released:
             return  # late: subscribers behind it read it from the database
@@ -104,7 +115,7 @@ class CommitOrder:
 
     async def _release_all(self) -> None:
         waits = iter(RETRY_SECONDS)
-        while self.held:
+        while self.held and self.active:
             self._again = False
             try:
                 top = await database_sync_to_async(ordering.horizon)()
@@ -127,12 +138,15 @@ class CommitOrder:
             message = self.held.pop(seq, None)
             if message is None:
                 continue
+            watched = set(self.watched())
             places = {}
             for channel in message["places"]:
                 if ordering.is_wide(channel):
-                    places[channel] = self.last.get(channel, self.released)
+                    if channel in watched:
+                        places[channel] = self.last.get(channel, self.released)
                     self.last[channel] = seq
-            await self.hand(message, places)
+            if places:
+                await self.hand(message, places)
         self.seen = {s for s in self.seen if s > top}
         if top > done:
             # Ids at the end that no message brought: subscribers read them.
@@ -141,9 +155,9 @@ class CommitOrder:
         self.released = top
 
     def _skipped(self, through: int) -> None:
-        """Ids up to `through` came in no message: the next event handed on
-        a watched wide channel says its channel may have had one there."""
-        for channel in self.watched():
+        """Ids up to `through` came in no message: the next event released on
+        any wide channel says its channel may have had one there."""
+        for channel in {*self.last, *self.watched()}:
             self.last[channel] = max(self.last.get(channel, 0), through)
 
     def _give_up(self) -> None:

@@ -13,6 +13,8 @@ functions are sessions_app's migration 0009; docs/ARCHITECTURE.md, "Order
 without a global lock", says why it is gap-free.
 """
 
+import threading
+
 from django.db import connection
 from django.db.models import QuerySet
 
@@ -52,12 +54,30 @@ def horizon() -> int | None:
     may go up to: every event at or below it is committed or never will be.
     One statement, no lock: call it before the read it bounds, in a statement
     of its own, so that the read's snapshot is taken after it. None where ids
-    always follow commit order (SQLite)."""
+    always follow commit order (SQLite).
+
+    It never goes back within a process: a writer that read the sequence
+    but is not yet marked can make a later reading lower than an earlier
+    one, and both are true (what was finished stays finished), so the
+    highest reading is kept; the hub releases up to a reading, and a
+    subscriber's read after it must reach as far (live.order)."""
     if not reorders():
         return None
     with connection.cursor() as cursor:
-        cursor.execute("SELECT switchboard_horizon()")
-        return cursor.fetchone()[0] or 0
+        cursor.execute("SELECT top, horizon FROM switchboard_horizon()")
+        top, reading = cursor.fetchone()
+    top, reading = top or 0, reading or 0
+    key = connection.settings_dict["NAME"]
+    with _highest_guard:
+        highest = _highest.get(key, 0)
+        if highest > top:
+            highest = 0  # the sequence was reset (a database made again)
+        highest = _highest[key] = max(highest, reading)
+    return highest
+
+
+_highest: dict[str, int] = {}
+_highest_guard = threading.Lock()
 
 
 def up_to_horizon(rows: QuerySet[Event]) -> QuerySet[Event]:

@@ -112,6 +112,8 @@ class Subscription:
     # --- relaying --------------------------------------------------------------------
 
     async def relay_live(self, message: dict) -> None:
+        if not self.current:
+            return  # unsubscribed (or closing): nothing more goes out for it
         self.cursor = message["seq"]
         socket = self.socket
         shared = self.ref.stream.shared_key and not socket.reads_all(self.ref.kind)
@@ -231,6 +233,8 @@ class Subscription:
                 if socket.paused or socket.closing:
                     self.behind = True
                     return
+                if not self.current:
+                    return  # unsubscribed: not another frame of this page
                 narrowed = stream.narrow(frame, self.narrowing)
                 if narrowed is not None:
                     if narrowed is not frame:

@@ -196,3 +196,80 @@ def test_a_large_batch_in_flight_stalls_no_write_of_another_session():
         go.set()
         holder.join(30)
     assert Event.objects.filter(task_id=busy.pk).count() >= 2000
+
+
+async def test_a_wide_event_that_came_while_its_channel_was_unwatched_reaches_a_later_subscriber(
+    live, admin_token
+):
+    """The process watches `tasks` only. Session Y's change d commits; a write
+    of X takes a (held open); Y's change b commits while nobody here watches
+    `sessions`; then a socket subscribes `sessions` (its cursor: at most d,
+    below a) and Y's change c commits. Once a commits, the late subscriber
+    gets b and then c: b must not be jumped over because it came while its
+    channel was unwatched."""
+    from asgiref.sync import sync_to_async
+
+    _, busy = await sync_to_async(running_task)("x")
+    api = live.client(admin_token)
+    y = await asyncio.to_thread(api.create_session, "y")
+    watcher = await wc.connect(live.ws_url, admin_token)
+    late = await wc.connect(live.ws_url, admin_token)
+    try:
+        await wc.subscribe(watcher, "tasks")
+        await asyncio.to_thread(api.update_session, y["id"], metadata={"n": "d"})
+        await asyncio.sleep(0.5)
+        held = a_write_held_open(busy.pk)
+        await asyncio.to_thread(held.__enter__)
+        try:
+            await asyncio.to_thread(api.update_session, y["id"], metadata={"n": "b"})
+            await asyncio.sleep(0.5)  # its message reaches the hub, unwatched
+            cursor = (await wc.subscribe(late, "sessions"))["seq"]
+            await asyncio.to_thread(api.update_session, y["id"], metadata={"n": "c"})
+            await asyncio.sleep(0.5)  # c waits in the hub, behind a
+        finally:
+            await asyncio.to_thread(held.__exit__, None, None, None)
+        got = []
+        while "c" not in got:
+            frame, _ = await wc.recv_until(
+                late, lambda f: f.get("channel") == "sessions" and f.get("type") == "event"
+            )
+            assert frame["seq"] > cursor
+            got.append(frame["data"]["metadata"].get("n"))
+        assert got == ["b", "c"]
+    finally:
+        await watcher.close()
+        await late.close()
+
+
+async def test_no_frame_of_a_channel_follows_its_unsubscribed_reply(live, admin_token):
+    """A write rolls back (a gap in the ids), then one transaction commits
+    2,000 reports: the socket reads `tasks` from the database, in pages. It
+    unsubscribes at the first frame; after the `unsubscribed` reply, not one
+    more frame of `tasks` arrives."""
+    from asgiref.sync import sync_to_async
+
+    _, task = await sync_to_async(running_task)("many")
+
+    def write():
+        try:
+            with pytest.raises(RuntimeError), transaction.atomic():
+                services.update_task(task.pk, progress=1)
+                raise RuntimeError("rolled back")
+            with transaction.atomic():
+                for n in range(2000):
+                    services.update_task(task.pk, progress=n % 100)
+        finally:
+            connection.close()
+
+    ws = await wc.connect(live.ws_url, admin_token)
+    try:
+        await wc.subscribe(ws, "tasks")
+        writer = asyncio.create_task(asyncio.to_thread(write))
+        await wc.recv_until(ws, lambda f: f.get("channel") == "tasks", timeout=60)
+        await wc.send(ws, {"action": "unsubscribe", "channel": "tasks", "id": "off"})
+        await wc.recv_until(ws, lambda f: f.get("id") == "off")
+        await writer
+        after = [f for f in await wc.drain(ws, 1.0) if f.get("channel") == "tasks"]
+        assert after == []
+    finally:
+        await ws.close()

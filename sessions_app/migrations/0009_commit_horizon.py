@@ -39,10 +39,10 @@ BEGIN
     END IF;
 END $$;
 
-CREATE OR REPLACE FUNCTION switchboard_horizon() RETURNS bigint
+DROP FUNCTION IF EXISTS switchboard_horizon();
+CREATE FUNCTION switchboard_horizon(OUT top bigint, OUT horizon bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
-    top bigint;
     low bigint;
 BEGIN
     -- The sequence first, the marks second: a writer not yet marked when
@@ -55,7 +55,7 @@ BEGIN
        -- The reader's own writes in flight, if any, are visible to it.
        AND l.pid <> pg_backend_pid()
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
-    RETURN LEAST(top, COALESCE(low, top));
+    horizon := LEAST(top, COALESCE(low, top));
 END $$;
 """
 
