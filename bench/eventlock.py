@@ -16,47 +16,19 @@ round). The modes take turns, a few rounds of each; medians are reported.
 
 import argparse
 import multiprocessing
-import os
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
+from scratch import Scratch
 
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-DB = "switchboard_eventlock"
-URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
-
-
-def fresh_database() -> None:
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=environment(), check=True
-    )
-
-
-def environment() -> dict:
-    env = {**os.environ, "DATABASE_URL": URL, "DJANGO_SETTINGS_MODULE": "project.settings"}
-    env.pop("REDIS_URL", None)
-    return env
-
-
-def setup_django() -> None:
-    os.environ.update(environment())
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+SCRATCH = Scratch("switchboard_eventlock")
+URL = SCRATCH.url
 
 
 def make_jobs(count: int) -> tuple[list[tuple[str, int]], tuple[str, int]]:
     """Progress writers' tasks, and a log writer's session (another session)."""
-    setup_django()
+    SCRATCH.setup_django()
     from sessions_app import services
 
     session, _ = services.create_session(name="eventlock")
@@ -69,7 +41,7 @@ def make_jobs(count: int) -> tuple[list[tuple[str, int]], tuple[str, int]]:
 
 def writer(job: tuple[str, int], seconds: float, locked: bool, start, counts) -> None:
     """Progress reports on a task, or batches of 500 log lines to a session."""
-    setup_django()
+    SCRATCH.setup_django()
     from live import ordering
     from logs_app import services as logs
     from sessions_app import services
@@ -103,7 +75,7 @@ def sample_waits(stop, result) -> None:
                 "SELECT count(*) FILTER (WHERE wait_event = 'advisory'), count(*)"
                 " FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
                 " AND pid <> pg_backend_pid()",
-                [DB],
+                [SCRATCH.name],
             ).fetchone()
             rounds += 1
             waiting += row[0]
@@ -143,7 +115,7 @@ LAYOUTS = {
 
 
 def main(args) -> None:
-    fresh_database()
+    SCRATCH.make()
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         tasks, logs = pool.apply(make_jobs, (2,))
@@ -173,8 +145,7 @@ def main(args) -> None:
     print(f"two progress writers against one, with the lock: "
           f"{rows['2 progress', True] / rows['1 progress', True]:.2f}x; without: "
           f"{rows['2 progress', False] / rows['1 progress', False]:.2f}x")  # fmt: skip
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    SCRATCH.drop()
 
 
 if __name__ == "__main__":

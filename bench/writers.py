@@ -36,57 +36,25 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import traceback
 from collections import Counter
-from pathlib import Path
 
 import psycopg
+from scratch import ADMIN, Scratch
 
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-DB = "bench_writers"
-URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
+SCRATCH = Scratch("bench_writers")
+URL = SCRATCH.url
 # The writers' connections carry this application_name, so the sampler sees only them.
 APP = "bench-writers"
 MODES = ("baseline", "ordered", "global")
 WAIT_TYPES = ("Lock", "LWLock", "IO", "IPC", "Client", "Activity", "BufferPin", "Timeout")
 
 
-def environment() -> dict:
-    env = {**os.environ, "DATABASE_URL": URL, "DJANGO_SETTINGS_MODULE": "project.settings"}
-    env.pop("REDIS_URL", None)
-    return env
-
-
-def setup_django() -> None:
-    os.environ.update(environment())
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def fresh_database() -> None:
-    drop_database()
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {DB}")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=environment(), check=True
-    )
-
-
-def drop_database() -> None:
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-
-
 def make_tasks(count: int) -> list[int]:
     """`count` sessions, each with one running task: the tasks' ids."""
-    setup_django()
+    SCRATCH.setup_django()
     from sessions_app import services
 
     tasks = []
@@ -99,7 +67,7 @@ def make_tasks(count: int) -> list[int]:
 def worker(index: int, commands, results, go) -> None:
     """One writer process, kept for every run: each command names a mode, the
     cell's tasks, the number of writers and the seconds to write for."""
-    setup_django()
+    SCRATCH.setup_django()
     from django.db import connection
 
     connection.settings_dict["OPTIONS"]["application_name"] = APP
@@ -144,7 +112,7 @@ def sample(stop: threading.Event, seen: Counter) -> None:
                 "SELECT coalesce(wait_event_type, ''), coalesce(wait_event, ''), count(*)"
                 " FROM pg_stat_activity WHERE datname = %s AND application_name = %s"
                 " AND state = 'active' GROUP BY 1, 2",
-                [DB, APP],
+                [SCRATCH.name, APP],
             ).fetchall()
             for wait_type, event, count in rows:
                 seen[wait_type, event] += count
@@ -251,7 +219,7 @@ def main(args) -> None:
     processes = [int(p) for p in args.processes.split(",")]
     sessions = [int(k) for k in args.sessions.split(",")]
     began = time.monotonic()
-    fresh_database()
+    SCRATCH.make()
     if args.insert_delay_ms:
         slow_inserts(args.insert_delay_ms)
     context = multiprocessing.get_context("spawn")
@@ -272,7 +240,7 @@ def main(args) -> None:
         writers.close()
     with psycopg.connect(URL, autocommit=True) as conn:
         stored = conn.execute("SELECT count(*) FROM sessions_app_event").fetchone()[0]
-    drop_database()
+    SCRATCH.drop()
 
     delay = (
         f"every event insert slowed by {args.insert_delay_ms:g} ms; "
