@@ -26,30 +26,35 @@ pytestmark = [
 
 
 @contextmanager
-def a_write_held_open(task_id: int):
-    """A progress report on `task_id` in another thread, its transaction held
-    open after its event is stored until the block ends; yields its seq."""
+def held_open(write, wait: float = 10):
+    """`write()` in another thread, its transaction held open after it until
+    the block ends; yields the newest seq once it has written."""
     recorded, go = threading.Event(), threading.Event()
     seq: list[int] = []
 
     def hold():
         try:
             with transaction.atomic():
-                services.update_task(task_id, progress=50)
+                write()
                 seq.append(Event.objects.latest("id").pk)
                 recorded.set()
-                go.wait(30)
+                go.wait(60)
         finally:
             connection.close()
 
     holder = threading.Thread(target=hold)
     holder.start()
-    assert recorded.wait(10)
+    assert recorded.wait(wait)
     try:
         yield seq[0]
     finally:
         go.set()
-        holder.join(10)
+        holder.join(30)
+
+
+def a_write_held_open(task_id: int):
+    """A progress report on `task_id`, held open (see held_open); yields its seq."""
+    return held_open(lambda: services.update_task(task_id, progress=50))
 
 
 @contextmanager
@@ -173,28 +178,10 @@ def test_a_large_batch_in_flight_stalls_no_write_of_another_session():
         tasks=[{"id": busy.pk, "progress": n % 100} for n in range(1000)],
         output=[{"task_id": busy.pk, "status": "thinking", "message": f"{n}"} for n in range(1000)],
     )
-    applied, go = threading.Event(), threading.Event()
-
-    def hold():
-        try:
-            with transaction.atomic():
-                _apply(busy_session.pk, batch)
-                applied.set()
-                go.wait(30)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert applied.wait(60)
-        with no_waiting():
-            services.update_task(task.pk, progress=10)
-            log_services.append_entries(other.pk, [{"message": "elsewhere"}])
-            _apply(other.pk, BatchIn(tasks=[{"id": task.pk, "progress": 20}]))
-    finally:
-        go.set()
-        holder.join(30)
+    with held_open(lambda: _apply(busy_session.pk, batch), wait=60), no_waiting():
+        services.update_task(task.pk, progress=10)
+        log_services.append_entries(other.pk, [{"message": "elsewhere"}])
+        _apply(other.pk, BatchIn(tasks=[{"id": task.pk, "progress": 20}]))
     assert Event.objects.filter(task_id=busy.pk).count() >= 2000
 
 
