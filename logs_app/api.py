@@ -10,10 +10,10 @@ from pydantic import Field
 
 from live import dbthreads
 from live.auth import ASYNC_AUTH
-from live.errors import Refused
 from live.validation import Clean, Instant
 from logs_app import services
 from logs_app.schemas import LogsCreated, LogsIn, LogsOut, RateOut
+from sessions_app import access
 from sessions_app.api import ERRORS, changeable_session, visible_session
 
 router = Router(tags=["logs"])
@@ -31,9 +31,9 @@ async def append_logs(request, session_id: int, payload: LogsIn):
         session = changeable_session(request, session_id)
         task_ids = {e["task_id"] for e in entries if e["task_id"] is not None}
         known = set(session.tasks.filter(pk__in=task_ids).values_list("pk", flat=True))
-        for index, entry in enumerate(entries):
-            if entry["task_id"] is not None and entry["task_id"] not in known:
-                raise Refused("no such task in this session", field=f"entries.{index}.task_id")
+        access.refuse_foreign_tasks(
+            known, ((f"entries.{n}.task_id", e["task_id"]) for n, e in enumerate(entries))
+        )
         stored = services.append_entries(session_id, entries)
         return {
             "stored": len(stored),

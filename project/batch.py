@@ -21,7 +21,7 @@ from live.errors import Refused
 from live.validation import Input
 from logs_app import services as log_services
 from logs_app.schemas import LogEntryIn
-from sessions_app import output, recording, services
+from sessions_app import access, output, recording, services
 from sessions_app.api import ERRORS, changeable_session, report_fields
 from sessions_app.models import Session, Task
 from sessions_app.schemas import OutputIn, TaskPatch
@@ -81,10 +81,9 @@ def _apply(session_id: int, batch: BatchIn) -> dict:
             ("output", batch.output, "task_id"),
             ("logs", batch.logs, "task_id"),
         ):
-            for index, item in enumerate(items):
-                task_id = getattr(item, key)
-                if task_id is not None and task_id not in known:
-                    raise Refused("no such task in this session", field=f"{part}.{index}.{key}")
+            access.refuse_foreign_tasks(
+                known, ((f"{part}.{n}.{key}", getattr(item, key)) for n, item in enumerate(items))
+            )
         for index, report in enumerate(batch.tasks):
             fields = report_fields(report, prefix=f"tasks.{index}.")
             fields.pop("id")

@@ -5,6 +5,8 @@ anyone else sees the sessions they created. Changing (status, tasks, logs,
 cancel) needs `change_session`, or owning the session.
 """
 
+from collections.abc import Iterable
+
 from django.db.models import QuerySet
 
 from live.errors import Refused
@@ -50,3 +52,11 @@ def changeable_task(user, task_id: int) -> Task:
     if not can_change(user, task.session):
         raise Refused("you may not change this task", code="forbidden", field="task_id")
     return task
+
+
+def refuse_foreign_tasks(known: set[int], named: Iterable[tuple[str, int | None]]) -> None:
+    """Refuse the first item naming a task that is not one of the session's
+    (`known`: the ids of its tasks among those named), by the item's field."""
+    for field, task_id in named:
+        if task_id is not None and task_id not in known:
+            raise Refused("no such task in this session", field=field)
