@@ -212,13 +212,13 @@ class Hub:
         (of a wide channel, once the commit horizon has passed it)."""
         stats.live.took_layer_message()
         order = self.order
-        places, wide = message["places"], False
-        if order is not None:
-            wide = any(ordering.is_wide(c) for c in places)
-            places = {c: prev for c, prev in places.items() if not ordering.is_wide(c)}
-        await self._hand(message, places)
-        if order is not None:
-            order.took(message, wide)
+        places = message["places"]
+        if order is None:
+            await self._hand(message, places)
+            return
+        narrow = {c: prev for c, prev in places.items() if not ordering.is_wide(c)}
+        await self._hand(message, narrow)
+        order.took(message, len(narrow) < len(places))
 
     async def _hand(self, message: dict, places: dict[str, int]) -> None:
         for channel, prev in places.items():

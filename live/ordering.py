@@ -91,6 +91,8 @@ def readable_until(channel: str, until: int | None = None) -> int | None:
     channel while older events are in flight."""
     if not is_wide(channel):
         return until
+    if until is not None and until <= _highest.get(connection.settings_dict["NAME"], 0):
+        return until  # within a horizon already read here (a head read with it)
     top = horizon()
     if top is None:
         return until
