@@ -147,6 +147,7 @@ def record(
     payload: Callable[[Event], dict] | None = None,
     extras: dict | None = None,
     ts: datetime | None = None,
+    into: "Pending | None" = None,
 ) -> Event:
     """Store one event on `channels` and publish it when the transaction commits.
 
@@ -155,45 +156,95 @@ def record(
     `extras` ride along in the layer message for consumers (never sent).
     An event on a channel of one session names its session: the session's
     event lock keeps that channel's ids in commit order (live.ordering).
-    """
-    channels = list(dict.fromkeys(channels))
-    if session_id is None and not all(is_wide(channel) for channel in channels):
-        raise RuntimeError(f"an event on {channels} must name its session")
-    ordering.lock(session_id)
-    event = Event(kind=kind, session_id=session_id, task_id=task_id, data=data)
-    if extras and "owner_id" in extras:
-        event.owner_id = extras["owner_id"]
-    if ts is not None:
-        event.ts = ts
-    heads = (_store if connection.vendor == "postgresql" else _store_plain)(event, channels)
-    body = payload(event) if payload else data
-    ts_text = event.ts.isoformat()
-    # One message for every channel: the frame's text after the channel's
-    # name is the same on each (on_channel puts a channel's name in front).
-    text = dumps(event_frame(channels[0], kind, event.id, ts_text, body))
-    head = FRAME_HEAD + dumps(channels[0])
-    message = {
-        "type": "sb.event",
-        "seq": event.id,
-        "places": {channel: heads[channel] for channel in channels},
-        "rest": text[len(head) :],
-        **(extras or {}),
-    }
-    messages = [(EVENTS_GROUP, message)]
-    transaction.on_commit(lambda: committed(kind, messages))
+    With `into`, the event waits there, to be stored with others (its id is
+    set when they are)."""
+    pending = into if into is not None else Pending()
+    event = pending.add(kind, channels, session_id, task_id, data, payload, extras, ts)
+    if into is None:
+        pending.store()
     return event
 
 
-def _event_row(event: Event) -> list:
-    field = Event._meta.get_field
-    return [
-        event.kind,
-        event.session_id,
-        event.task_id,
-        event.owner_id,
-        field("ts").get_db_prep_save(event.ts, connection),
-        field("data").get_db_prep_save(event.data, connection),
+@dataclass
+class _Item:
+    event: Event
+    channels: list[str]
+    payload: Callable[[Event], dict] | None
+    extras: dict | None
+
+
+class Pending:
+    """Events recorded together: stored, in the order they were added, in one
+    statement (PostgreSQL; two on SQLite) however many they are, and
+    published in one send when the transaction commits. A batch of reports
+    and a replay write through one of these (sessions_app.reports)."""
+
+    def __init__(self) -> None:
+        self._items: list[_Item] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, kind, channels, session_id, task_id, data, payload, extras, ts) -> Event:
+        channels = list(dict.fromkeys(channels))
+        if not channels:
+            raise RuntimeError(f"an event ({kind}) must be on a channel")
+        if session_id is None and not all(is_wide(channel) for channel in channels):
+            raise RuntimeError(f"an event on {channels} must name its session")
+        event = Event(kind=kind, session_id=session_id, task_id=task_id, data=data)
+        if extras and "owner_id" in extras:
+            event.owner_id = extras["owner_id"]
+        if ts is not None:
+            event.ts = ts
+        self._items.append(_Item(event, channels, payload, extras))
+        return event
+
+    def store(self) -> list[Event]:
+        """Store what waits here (taking each session's event lock first) and
+        publish it on commit."""
+        items, self._items = self._items, []
+        if not items:
+            return []
+        for session_id in dict.fromkeys(item.event.session_id for item in items):
+            ordering.lock(session_id)
+        store = _store if connection.vendor == "postgresql" else _store_plain
+        prevs = store(items)
+        messages = []
+        for item, prev in zip(items, prevs, strict=True):
+            event, channels = item.event, item.channels
+            body = item.payload(event) if item.payload else event.data
+            # One message for every channel: the frame's text after the channel's
+            # name is the same on each (on_channel puts a channel's name in front).
+            text = dumps(event_frame(channels[0], event.kind, event.id, event.ts.isoformat(), body))
+            head = FRAME_HEAD + dumps(channels[0])
+            message = {
+                "type": "sb.event",
+                "seq": event.id,
+                "places": {channel: prev[channel] for channel in channels},
+                "rest": text[len(head) :],
+                **(item.extras or {}),
+            }
+            messages.append((EVENTS_GROUP, message))
+        kinds = [item.event.kind for item in items]
+        transaction.on_commit(lambda: committed(kinds, messages))
+        return [item.event for item in items]
+
+
+def _columns(items: list[_Item]) -> list[list]:
+    """The event rows, a list a column (kind, session_id, task_id, owner_id, ts, data)."""
+    ts = Event._meta.get_field("ts")
+    rows = [
+        (
+            e.kind,
+            e.session_id,
+            e.task_id,
+            e.owner_id,
+            ts.get_db_prep_save(e.ts, connection),
+            json.dumps(e.data),
+        )
+        for e in (item.event for item in items)
     ]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _stored(event: Event, seq: int) -> None:
@@ -202,57 +253,89 @@ def _stored(event: Event, seq: int) -> None:
     event._state.db = connection.alias
 
 
-def _store_plain(event: Event, channels: list[str]) -> dict[str, int]:
-    """Insert the event, read its channels' heads, insert its placements
-    (SQLite): three plain statements, since building them through the ORM
-    cost more than running them."""
+def _store_plain(items: list[_Item]) -> list[dict[str, int]]:
+    """Insert the events, read their channels' heads, insert their placements
+    (SQLite, one writer at a time): the first event takes the next id and,
+    with it, the write lock; the others follow it, one id each."""
     table, placements = Event._meta.db_table, EventChannel._meta.db_table
+    insert = f"INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data"
+    rows = list(zip(*_columns(items), strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            _event_row(event),
-        )
-        _stored(event, cursor.lastrowid)
-    heads = channel_heads(channels)
+        cursor.execute(insert + ") VALUES (%s, %s, %s, %s, %s, %s)", rows[0])
+        first = cursor.lastrowid
+        if len(rows) > 1:
+            cursor.executemany(
+                insert + ", id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [(*row, first + n) for n, row in enumerate(rows[1:], start=1)],
+            )
+    for n, item in enumerate(items):
+        _stored(item.event, first + n)
+    heads = channel_heads(list(dict.fromkeys(c for item in items for c in item.channels)))
+    prevs = []
+    for item in items:
+        prevs.append({channel: heads[channel] for channel in item.channels})
+        heads.update(dict.fromkeys(item.channels, item.event.id))
     with connection.cursor() as cursor:
         cursor.executemany(
             f"INSERT INTO {placements} (event_id, channel, prev) VALUES (%s, %s, %s)",
-            [(event.id, channel, heads[channel]) for channel in channels],
+            [
+                (item.event.id, channel, prev[channel])
+                for item, prev in zip(items, prevs, strict=True)
+                for channel in item.channels
+            ],
         )
-    return heads
+    return prevs
 
 
-def _store(event: Event, channels: list[str]) -> dict[str, int]:
-    """Insert the event and its placements, reading each channel's head, in one
-    statement (PostgreSQL): one round trip, not three. Its snapshot is taken
-    after the session's lock, so the heads of the session's channels are
-    current; a wide channel's head may miss an event in flight (the hub
-    orders wide channels itself: live.hub)."""
+def _store(items: list[_Item]) -> list[dict[str, int]]:
+    """Insert the events and their placements, reading each channel's head, in
+    one statement (PostgreSQL), one array a column however many events: ids
+    taken from the sequence, sorted, given in order; each placement's prev is
+    the event before it in this statement on its channel, or the channel's
+    head. The statement's snapshot is taken after the sessions' locks, so
+    the heads of their channels are current; a wide channel's head may miss
+    an event in flight (the hub orders wide channels itself: live.order)."""
     table, placements = Event._meta.db_table, EventChannel._meta.db_table
     sql = f"""
-        WITH event AS (
-            INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data)
-            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
+        WITH ids AS (
+            SELECT array_agg(n ORDER BY n) AS a FROM (
+                SELECT nextval(pg_get_serial_sequence('{table}', 'id')) AS n
+                FROM generate_series(1, %s)) AS taken
+        ), event AS (
+            INSERT INTO {table} (id, kind, session_id, task_id, owner_id, ts, data)
+            SELECT ids.a[r.ord::int], r.kind, r.session_id, r.task_id, r.owner_id, r.ts,
+                   r.data::jsonb
+            FROM ids, unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::bigint[],
+                             %s::timestamptz[], %s::text[])
+                 WITH ORDINALITY AS r(kind, session_id, task_id, owner_id, ts, data, ord)
+            RETURNING id
         ), placed AS (
             INSERT INTO {placements} (event_id, channel, prev)
-            SELECT event.id, c.channel, COALESCE((
-                SELECT p.event_id FROM {placements} p WHERE p.channel = c.channel
-                ORDER BY p.event_id DESC LIMIT 1), 0)
-            FROM event, unnest(%s::varchar[]) AS c(channel)
+            SELECT p.event_id, p.channel, COALESCE(p.before, (
+                SELECT e.event_id FROM {placements} e WHERE e.channel = p.channel
+                ORDER BY e.event_id DESC LIMIT 1), 0)
+            FROM (
+                SELECT ids.a[c.ord] AS event_id, c.channel,
+                       lag(ids.a[c.ord]) OVER (PARTITION BY c.channel ORDER BY c.ord) AS before
+                FROM ids, unnest(%s::int[], %s::varchar[]) AS c(ord, channel)
+            ) AS p
             RETURNING event_id, channel, prev
         )
         SELECT event_id, channel, prev FROM placed
     """
+    places = [(n, channel) for n, item in enumerate(items, start=1) for channel in item.channels]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*_event_row(event), channels])
+        cursor.execute(sql, [len(items), *_columns(items), *map(list, zip(*places, strict=True))])
         rows = cursor.fetchall()
-    _stored(event, rows[0][0])
-    return {channel: prev for _, channel, prev in rows}
+    ids = sorted({event_id for event_id, _, _ in rows})
+    for item, seq in zip(items, ids, strict=True):
+        _stored(item.event, seq)
+    prev = {(event_id, channel): before for event_id, channel, before in rows}
+    return [{c: prev[(item.event.id, c)] for c in item.channels} for item in items]
 
 
-def committed(kind: str, messages: list[tuple[str, dict]]) -> None:
-    stats.live.recorded([kind])
+def committed(kinds: list[str], messages: list[tuple[str, dict]]) -> None:
+    stats.live.recorded(kinds)
     publisher.publish(messages)
 
 

@@ -21,9 +21,9 @@ from live.errors import Refused
 from live.validation import Input
 from logs_app import services as log_services
 from logs_app.schemas import LogEntryIn
-from sessions_app import access, output, recording, services
+from sessions_app import access, output, recording
 from sessions_app.api import ERRORS, changeable_session, report_fields
-from sessions_app.models import Session, Task
+from sessions_app.reports import Reports
 from sessions_app.schemas import OutputIn, TaskPatch
 
 router = Router(tags=["batch"])
@@ -67,39 +67,37 @@ def _apply(session_id: int, batch: BatchIn) -> dict:
     wanted = {item.id for item in batch.tasks} | {item.task_id for item in batch.output}
     wanted |= {entry.task_id for entry in batch.logs if entry.task_id is not None}
     with recording.service_write():
-        # One lock order: the session, then its tasks by id, then (in the
-        # services) the event lock.
-        Session.objects.select_for_update(no_key=True).get(pk=session_id)
-        known = set(
-            Task.objects.select_for_update(no_key=True)
-            .filter(session_id=session_id, pk__in=wanted)
-            .order_by("id")
-            .values_list("pk", flat=True)
-        )
-        for part, items, key in (
-            ("tasks", batch.tasks, "id"),
-            ("output", batch.output, "task_id"),
-            ("logs", batch.logs, "task_id"),
-        ):
-            access.refuse_foreign_tasks(
-                known, ((f"{part}.{n}.{key}", getattr(item, key)) for n, item in enumerate(items))
-            )
-        for index, report in enumerate(batch.tasks):
-            fields = report_fields(report, prefix=f"tasks.{index}.")
-            fields.pop("id")
-            with named(f"tasks.{index}."):
-                services.update_task(report.id, **fields)
-        for index, item in enumerate(batch.output):
-            with named(f"output.{index}."):
-                if item.status is not None:
-                    output.append_step(item.task_id, item.status, item.message, item.data)
-                else:
-                    output.append_output(item.task_id, item.chunk, item.final)
+        # The reports and the output: the session and its tasks locked (one
+        # lock order: the session, its tasks by id, the event lock), changed
+        # in memory, written in a few statements (sessions_app.reports).
+        with Reports.of_session(session_id, wanted) as reports:
+            for part, items, key in (
+                ("tasks", batch.tasks, "id"),
+                ("output", batch.output, "task_id"),
+                ("logs", batch.logs, "task_id"),
+            ):
+                access.refuse_foreign_tasks(
+                    set(reports.tasks),
+                    ((f"{part}.{n}.{key}", getattr(item, key)) for n, item in enumerate(items)),
+                )
+            for index, report in enumerate(batch.tasks):
+                fields = report_fields(report, prefix=f"tasks.{index}.")
+                fields.pop("id")
+                with named(f"tasks.{index}."):
+                    reports.report(report.id, **fields)
+            for index, item in enumerate(batch.output):
+                with named(f"output.{index}."):
+                    if item.status is not None:
+                        fields = output.step_fields(item.status, item.message, item.data)
+                    else:
+                        fields = {"chunk": item.chunk, "final": bool(item.final)}
+                    reports.output(item.task_id, fields)
+            written = len(reports.events)
         stored = []
         if batch.logs:
             entries = [entry.model_dump() for entry in batch.logs]
             stored = log_services.append_entries(session_id, entries)
-        seq = events.newest_seq() if (batch.tasks or batch.output or stored) else None
+        seq = events.newest_seq() if (written or stored) else None
     return {
         "tasks": len(batch.tasks),
         "output": len(batch.output),

@@ -2,14 +2,13 @@
 
 from datetime import datetime
 
-from live import events
 from live.errors import Refused
 from live.validation import json_size
 from sessions_app import channels, rules
 from sessions_app.locks import Check
 from sessions_app.models import Session, Status, Task
-from sessions_app.recording import service_write
-from sessions_app.services import refuse_if_lost
+from sessions_app.recording import record_output, service_write
+from sessions_app.reports import refuse_if_lost
 
 # A status step's name, and how many of an attempt's steps a snapshot carries.
 MAX_STEPS = 200
@@ -41,14 +40,18 @@ def append_step(
     """Record a status step in a task's output stream (thinking, a tool call
     and its end), in order with the chunks; nothing is overwritten.
     `check`: as for append_output."""
+    return _output(task_id, step_fields(status, message, data), ts, check)
+
+
+def step_fields(status: str, message: str | None = None, data: dict | None = None) -> dict:
+    """A step's fields, checked."""
     if not isinstance(status, str) or not rules.STEP_RE.match(status):
         raise Refused("a step's status is a lowercase word (a-z and _, at most 32)", field="status")
     if data is not None and not isinstance(data, dict):
         raise Refused("a step's data is a JSON object", field="data")
     if message is not None and not isinstance(message, str):
         raise Refused("a step's message is text", field="message")
-    step = {"status": status, "message": message or "", "data": data or {}}
-    return _output(task_id, step, ts, check)
+    return {"status": status, "message": message or "", "data": data or {}}
 
 
 def _output(task_id: int, fields: dict, ts: datetime | None, check: Check | None):
@@ -70,19 +73,7 @@ def _output(task_id: int, fields: dict, ts: datetime | None, check: Check | None
         if check is not None:
             check(task.session)
         refuse_if_lost(task)
-        places = [channels.task(task.pk)]
-        if "status" in fields:
-            # Steps are few: the session's watchers see what each task is doing.
-            places.append(channels.session(task.session_id))
-        return events.record(
-            "task.output",
-            places,
-            session_id=task.session_id,
-            task_id=task.pk,
-            extras={"owner_id": task.session.owner_id},
-            data={"task_id": str(task.pk), **fields, "attempt": task.attempt},
-            ts=ts,
-        )
+        return record_output(task, task.session.owner_id, fields, ts=ts)
 
 
 def latest_steps(session: Session, scan: int = 500) -> dict:

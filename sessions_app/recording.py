@@ -54,7 +54,7 @@ def session_channels(session_id: int) -> list[str]:
     return channels.of_session(session_id)
 
 
-def record_session(session: Session, ts: datetime | None = None) -> None:
+def record_session(session: Session, ts: datetime | None = None, into=None) -> None:
     events.record(
         "session.update",
         session_channels(session.pk),
@@ -62,6 +62,7 @@ def record_session(session: Session, ts: datetime | None = None) -> None:
         data=session.as_json(),
         extras={"owner_id": session.owner_id},
         ts=ts,
+        into=into,
     )
 
 
@@ -73,7 +74,9 @@ def owner_of(session_id: int) -> int | None:
     return Session.objects.values_list("owner_id", flat=True).filter(pk=session_id).first()
 
 
-def record_task(task: Task, ts: datetime | None = None, owner_id: int | None = UNSET) -> None:
+def record_task(
+    task: Task, ts: datetime | None = None, owner_id: int | None = UNSET, into=None
+) -> None:
     events.record(
         "task.update",
         task_channels(task),
@@ -82,10 +85,11 @@ def record_task(task: Task, ts: datetime | None = None, owner_id: int | None = U
         data=task.as_json(),
         extras={"owner_id": owner_of(task.session_id) if owner_id is UNSET else owner_id},
         ts=ts,
+        into=into,
     )
 
 
-def record_progress(task: Task, session: Session, ts: datetime | None = None) -> None:
+def record_progress(task: Task, session: Session, ts: datetime | None = None, into=None) -> None:
     events.record(
         "progress.update",
         task_channels(task),
@@ -102,4 +106,25 @@ def record_progress(task: Task, session: Session, ts: datetime | None = None) ->
             "total_tasks": session.total_tasks,
         },
         ts=ts,
+        into=into,
+    )
+
+
+def record_output(
+    task: Task, owner_id: int | None, fields: dict, ts: datetime | None = None, into=None
+) -> events.Event:
+    """A chunk of a task's output or a step (sessions_app.output) as task.output."""
+    places = [channels.task(task.pk)]
+    if "status" in fields:
+        # Steps are few: the session's watchers see what each task is doing.
+        places.append(channels.session(task.session_id))
+    return events.record(
+        "task.output",
+        places,
+        session_id=task.session_id,
+        task_id=task.pk,
+        extras={"owner_id": owner_id},
+        data={"task_id": str(task.pk), **fields, "attempt": task.attempt},
+        ts=ts,
+        into=into,
     )

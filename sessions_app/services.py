@@ -11,28 +11,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from live.errors import Refused
-from operations import alerts
 from sessions_app.locks import Check, insert_once, lock_task
 from sessions_app.models import TASK_STATUSES, TERMINAL, Session, Status, Task
-from sessions_app.recording import (
-    UNSET,
-    record_progress,
-    record_session,
-    record_task,
-    service_write,
-)
-from sessions_app.rules import check_progress, check_status, check_transition
-
-
-def _stamp(obj: Session | Task, status: Status, now: datetime) -> None:
-    alerts.ended(obj, status)
-    if status == Status.RUNNING and obj.started_at is None:
-        obj.started_at = now
-    if status in TERMINAL:
-        obj.finished_at = obj.finished_at or now
-    elif obj.finished_at is not None:
-        obj.finished_at = None
-
+from sessions_app.recording import UNSET, record_session, record_task, service_write
+from sessions_app.reports import Reports, follow_task, stamp
+from sessions_app.rules import check_status, check_transition
 
 # --- sessions -----------------------------------------------------------------
 
@@ -71,7 +54,7 @@ def create_session(
             created_at=now,
             updated_at=now,
         )
-        _stamp(session, status, now)
+        stamp(session, status, now)
         winner = insert_once(session, mine)
         if winner is not None:
             return winner, False
@@ -94,7 +77,7 @@ def update_session(
             new = check_status(status, list(Status.values))
             check_transition(session.status, new, "session")
             session.status = new
-            _stamp(session, new, now)
+            stamp(session, new, now)
         if metadata is not UNSET:
             session.metadata = metadata
         if name is not UNSET:
@@ -116,7 +99,7 @@ def cancel_session(session_id: int) -> Session:
         if not session.is_terminal:
             now = timezone.now()
             session.status = Status.CANCELLED
-            _stamp(session, Status.CANCELLED, now)
+            stamp(session, Status.CANCELLED, now)
             session.updated_at = now
         session.refresh_counts()
         session.save()
@@ -187,24 +170,17 @@ def create_task(
             created_at=now,
             updated_at=now,
         )
-        _stamp(task, status, now)
+        stamp(task, status, now)
         winner = insert_once(task, session.tasks.filter(external_id=external_id))
         if winner is not None:
             return winner, False
-        _follow_task(session, task, now)
+        follow_task(session, task, now)
         session.refresh_counts()
         session.updated_at = now
         session.save()
         record_task(task, ts=ts, owner_id=session.owner_id)
         record_session(session, ts=ts)
     return task, True
-
-
-def _follow_task(session: Session, task: Task, now: datetime) -> None:
-    """A session that has not started starts when one of its tasks does."""
-    if task.status == Status.RUNNING and session.status == Status.PENDING:
-        session.status = Status.RUNNING
-        _stamp(session, Status.RUNNING, now)
 
 
 def update_task(
@@ -221,76 +197,21 @@ def update_task(
     ts: datetime | None = None,
     check: Check | None = None,
 ) -> Task:
-    """Apply a worker's report. A report carrying progress, message or details
-    records one progress.update (and starts a pending task); any other change
-    records a task.update. `check`: as for lock_task."""
-    if progress is not UNSET:
-        progress = check_progress(progress)
-    new_status = UNSET
-    if status is not UNSET:
-        new_status = check_status(status, [s.value for s in TASK_STATUSES])
-    with service_write():
-        session, task = lock_task(task_id, check)
-        refuse_if_lost(task)
-        now = ts or timezone.now()
-        changed = False
-        if stale_after is not UNSET and stale_after != task.stale_after:
-            task.stale_after = stale_after
-            changed = True
-        if new_status is not UNSET and new_status != task.status:
-            check_transition(task.status, new_status, "task")
-            task.status = new_status
-            _stamp(task, new_status, now)
-            if new_status in TERMINAL:
-                task.cancel_requested = False
-            if new_status == Status.COMPLETED and progress is UNSET:
-                task.progress = 100.0
-            changed = True
-        for field, value in (("result", result), ("error", error), ("name", name)):
-            if value is not UNSET and value != getattr(task, field):
-                setattr(task, field, value)
-                changed = True
-        reports_progress = any(v is not UNSET for v in (progress, message, details))
-        if reports_progress and new_status is UNSET and task.status == Status.PENDING:
-            # A worker reporting progress has started, whether or not it said so.
-            task.status = Status.RUNNING
-            _stamp(task, Status.RUNNING, now)
-            changed = True
-        if progress is not UNSET:
-            task.progress = progress
-        if message is not UNSET:
-            task.message = message
-        if details is not UNSET:
-            task.details = details
-        task.updated_at = now
-        if not changed:  # a report: only what it carries
-            reported = zip(
-                ("progress", "message", "details"), (progress, message, details), strict=True
-            )
-            task.save(update_fields=[f for f, v in reported if v is not UNSET] + ["updated_at"])
-        else:
-            task.save()
-            before = session.status
-            _follow_task(session, task, now)
-            if session.refresh_counts() or session.status != before:
-                session.updated_at = now
-                session.save()
-                record_session(session, ts=ts)
-            record_task(task, ts=ts, owner_id=session.owner_id)
-        if reports_progress:
-            record_progress(task, session, ts=ts)
-    return task
-
-
-def refuse_if_lost(task: Task) -> None:
-    """A worker reporting on a task that was failed for want of its reports
-    is told so (409), not let back in silently; a retry starts a new attempt."""
-    if task.lost and task.status == Status.FAILED:
-        raise Refused(
-            f"task {task.pk} failed at {task.finished_at:%Y-%m-%d %H:%M:%S} UTC: {task.error};"
-            f" POST /api/v1/tasks/{task.pk}/retry starts a new attempt",
-            field="status",
-            code="conflict",
+    """Apply a worker's report (sessions_app.reports): one progress.update
+    when it carries progress, message or details, a task.update when
+    anything else changed. `check`: as for lock_task."""
+    with service_write(), Reports.of_task(task_id, check) as reports:
+        return reports.report(
+            task_id,
+            status=status,
+            progress=progress,
+            message=message,
+            details=details,
+            result=result,
+            error=error,
+            name=name,
+            stale_after=stale_after,
+            ts=ts,
         )
 
 
@@ -324,7 +245,7 @@ def _cancel(task: Task) -> bool:
         task.cancel_requested = True
     else:
         task.status = Status.CANCELLED
-        _stamp(task, Status.CANCELLED, now)
+        stamp(task, Status.CANCELLED, now)
     task.updated_at = now
     task.save()
     record_task(task)

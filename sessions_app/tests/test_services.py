@@ -11,7 +11,7 @@ from live import events
 from live.errors import Refused
 from live.models import Event, EventChannel
 from logs_app import services as log_services
-from sessions_app import services
+from sessions_app import reports, services
 from sessions_app.models import Session, Task
 
 
@@ -87,7 +87,7 @@ def test_a_lost_task_is_marked_by_its_field_not_by_the_words_of_its_error():
     silent = services.create_task(session.pk, name="silent", status="running")[0]
     # A worker's own failure that happens to read like the sweeper's is not lost.
     worded = services.update_task(worded.pk, status="failed", error="no report for 5 s")
-    services.refuse_if_lost(worded)
+    reports.refuse_if_lost(worded)
     assert worded.lost is False
 
     assert services.fail_lost(silent.pk, lambda task: task.created_at, default=1) is False
@@ -95,7 +95,7 @@ def test_a_lost_task_is_marked_by_its_field_not_by_the_words_of_its_error():
     silent = Task.objects.get(pk=silent.pk)
     assert silent.lost and silent.status == "failed"
     with pytest.raises(Refused, match="retry"):
-        services.refuse_if_lost(silent)
+        reports.refuse_if_lost(silent)
     event = Event.objects.filter(task_id=silent.pk, kind="task.update").latest("pk")
     assert event.data["lost"] is True
     assert services.retry_task(silent.pk).lost is False
