@@ -230,10 +230,10 @@ class Pending:
         return [item.event for item in items]
 
 
-def _columns(items: list[_Item]) -> list[list]:
-    """The event rows, a list a column (kind, session_id, task_id, owner_id, ts, data)."""
+def _rows(items: list[_Item]) -> list[tuple]:
+    """The event rows: kind, session_id, task_id, owner_id, ts, data."""
     ts = Event._meta.get_field("ts")
-    rows = [
+    return [
         (
             e.kind,
             e.session_id,
@@ -244,7 +244,6 @@ def _columns(items: list[_Item]) -> list[list]:
         )
         for e in (item.event for item in items)
     ]
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _stored(event: Event, seq: int) -> None:
@@ -259,7 +258,7 @@ def _store_plain(items: list[_Item]) -> list[dict[str, int]]:
     with it, the write lock; the others follow it, one id each."""
     table, placements = Event._meta.db_table, EventChannel._meta.db_table
     insert = f"INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data"
-    rows = list(zip(*_columns(items), strict=True))
+    rows = _rows(items)
     with connection.cursor() as cursor:
         cursor.execute(insert + ") VALUES (%s, %s, %s, %s, %s, %s)", rows[0])
         first = cursor.lastrowid
@@ -289,25 +288,26 @@ def _store_plain(items: list[_Item]) -> list[dict[str, int]]:
 
 def _store(items: list[_Item]) -> list[dict[str, int]]:
     """Insert the events and their placements, reading each channel's head, in
-    one statement (PostgreSQL), one array a column however many events: ids
-    taken from the sequence, sorted, given in order; each placement's prev is
-    the event before it in this statement on its channel, or the channel's
-    head. The statement's snapshot is taken after the sessions' locks, so
-    the heads of their channels are current; a wide channel's head may miss
-    an event in flight (the hub orders wide channels itself: live.order)."""
+    one statement (PostgreSQL) with two parameters however many events (the
+    rows and the places as JSON: a statement with thousands of values costs
+    more to send than to run). Ids are taken from the sequence, sorted and
+    given in order; each placement's prev is the event before it in this
+    statement on its channel, or the channel's head. The statement's
+    snapshot is taken after the sessions' locks, so the heads of their
+    channels are current; a wide channel's head may miss an event in flight
+    (the hub orders wide channels itself: live.order)."""
     table, placements = Event._meta.db_table, EventChannel._meta.db_table
     sql = f"""
         WITH ids AS (
-            SELECT array_agg(n ORDER BY n) AS a FROM (
-                SELECT nextval(pg_get_serial_sequence('{table}', 'id')) AS n
+            SELECT row_number() OVER (ORDER BY id)::int AS n, id FROM (
+                SELECT nextval(pg_get_serial_sequence('{table}', 'id')) AS id
                 FROM generate_series(1, %s)) AS taken
         ), event AS (
             INSERT INTO {table} (id, kind, session_id, task_id, owner_id, ts, data)
-            SELECT ids.a[r.ord::int], r.kind, r.session_id, r.task_id, r.owner_id, r.ts,
-                   r.data::jsonb
-            FROM ids, unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::bigint[],
-                             %s::timestamptz[], %s::text[])
-                 WITH ORDINALITY AS r(kind, session_id, task_id, owner_id, ts, data, ord)
+            SELECT ids.id, r.kind, r.session_id, r.task_id, r.owner_id, r.ts, r.data
+            FROM jsonb_to_recordset(%s::jsonb) AS r(
+                n int, kind varchar, session_id bigint, task_id bigint, owner_id bigint,
+                ts timestamptz, data jsonb) JOIN ids USING (n)
             RETURNING id
         ), placed AS (
             INSERT INTO {placements} (event_id, channel, prev)
@@ -315,22 +315,38 @@ def _store(items: list[_Item]) -> list[dict[str, int]]:
                 SELECT e.event_id FROM {placements} e WHERE e.channel = p.channel
                 ORDER BY e.event_id DESC LIMIT 1), 0)
             FROM (
-                SELECT ids.a[c.ord] AS event_id, c.channel,
-                       lag(ids.a[c.ord]) OVER (PARTITION BY c.channel ORDER BY c.ord) AS before
-                FROM ids, unnest(%s::int[], %s::varchar[]) AS c(ord, channel)
+                SELECT ids.id AS event_id, c.channel,
+                       lag(ids.id) OVER (PARTITION BY c.channel ORDER BY c.n) AS before
+                FROM jsonb_to_recordset(%s::jsonb) AS c(n int, channel varchar) JOIN ids USING (n)
             ) AS p
             RETURNING event_id, channel, prev
         )
         SELECT event_id, channel, prev FROM placed
     """
-    places = [(n, channel) for n, item in enumerate(items, start=1) for channel in item.channels]
+    rows = [
+        {
+            "n": n,
+            "kind": e.kind,
+            "session_id": e.session_id,
+            "task_id": e.task_id,
+            "owner_id": e.owner_id,
+            "ts": e.ts.isoformat(),
+            "data": e.data,
+        }
+        for n, e in enumerate((item.event for item in items), start=1)
+    ]
+    places = [
+        {"n": n, "channel": channel}
+        for n, item in enumerate(items, start=1)
+        for channel in item.channels
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [len(items), *_columns(items), *map(list, zip(*places, strict=True))])
-        rows = cursor.fetchall()
-    ids = sorted({event_id for event_id, _, _ in rows})
+        cursor.execute(sql, [len(items), json.dumps(rows), json.dumps(places)])
+        found = cursor.fetchall()
+    ids = sorted({event_id for event_id, _, _ in found})
     for item, seq in zip(items, ids, strict=True):
         _stored(item.event, seq)
-    prev = {(event_id, channel): before for event_id, channel, before in rows}
+    prev = {(event_id, channel): before for event_id, channel, before in found}
     return [{c: prev[(item.event.id, c)] for c in item.channels} for item in items]
 
 

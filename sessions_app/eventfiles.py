@@ -32,6 +32,11 @@ from sessions_app.eventlines import (  # noqa: F401 (the format's names, for cal
     register,
 )
 from sessions_app.models import Session, Task
+from sessions_app.recording import service_write
+from sessions_app.reports import Reports
+
+# The kinds of line a replay applies as reports (sessions_app.reports).
+REPORTS = {"task.update", "progress.update", "task.output"}
 
 # --- replay -------------------------------------------------------------------------
 
@@ -42,19 +47,21 @@ BATCH_SECONDS = 0.25
 
 
 class _Batch:
-    """Lines applied in one transaction until there are BATCH_LINES of them or
-    BATCH_SECONDS have passed: one commit for many events, while a server
-    watching the database still hears of them within a fraction of a second."""
+    """Lines applied in one service write until there are BATCH_LINES of them
+    or BATCH_SECONDS have passed: one commit for many events, while a server
+    watching the database still hears of them within a fraction of a second.
+    `before_commit` writes what is held in memory (Replay.write)."""
 
-    def __init__(self) -> None:
-        self.atomic = None
+    def __init__(self, before_commit: Callable[[], None]) -> None:
+        self.write = None
+        self.before_commit = before_commit
         self.lines = 0
         self.started = 0.0
 
     def begin(self) -> None:
-        if self.atomic is None:
-            self.atomic = transaction.atomic()
-            self.atomic.__enter__()
+        if self.write is None:
+            self.write = service_write()
+            self.write.__enter__()
             self.lines, self.started = 0, time.monotonic()
 
     def applied(self) -> None:
@@ -63,19 +70,27 @@ class _Batch:
             self.commit()
 
     def commit(self) -> None:
-        if self.atomic is not None:
-            atomic, self.atomic = self.atomic, None
-            atomic.__exit__(None, None, None)
+        if self.write is not None:
+            try:
+                self.before_commit()
+            except BaseException:
+                self.rollback()
+                raise
+            write, self.write = self.write, None
+            write.__exit__(None, None, None)
 
     def rollback(self) -> None:
-        if self.atomic is not None:
-            atomic, self.atomic = self.atomic, None
+        if self.write is not None:
+            write, self.write = self.write, None
             error = RuntimeError("replay stopped")
-            atomic.__exit__(RuntimeError, error, None)
+            write.__exit__(RuntimeError, error, None)
 
 
 class Replay:
-    """Applies checked lines through the services, keeping the file's timing / speed."""
+    """Applies checked lines through the services, keeping the file's timing /
+    speed. The reports, output and steps of one session in a row are applied
+    as a batch's are (sessions_app.reports): in memory, written together when
+    the batch commits or another kind of line comes."""
 
     def __init__(self, lines: list[Line], speed: float = 1.0, sleep=time.sleep) -> None:
         self.lines = lines
@@ -84,11 +99,24 @@ class Replay:
         self.sessions: dict[str, int] = {}
         self.tasks: dict[tuple[int, str], int] = {}
         self.created_ids = False
+        self.reports: Reports | None = None
+
+    def write(self) -> None:
+        """Write the reports held in memory (before any other change, and at a commit)."""
+        if self.reports is not None:
+            reports, self.reports = self.reports, None
+            reports.write()
+
+    def of_session(self, session_id: int) -> Reports:
+        if self.reports is None or self.reports.session.pk != session_id:
+            self.write()
+            self.reports = Reports.of_session(session_id)
+        return self.reports
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> int:
         self.check_sessions()
         previous: datetime | None = None
-        batch = _Batch()
+        batch = _Batch(self.write)
         try:
             for done, line in enumerate(self.lines, start=1):
                 if self.speed > 0 and line.ts is not None and previous is not None:
@@ -100,9 +128,11 @@ class Replay:
                 previous = line.ts or previous
                 batch.begin()
                 try:
-                    # A savepoint: a refused line leaves the lines before it.
-                    with transaction.atomic():
+                    if line.kind in REPORTS:  # checked before anything changes
                         self.apply(line)
+                    else:  # a savepoint: a refused line leaves the lines before it
+                        with transaction.atomic():
+                            self.apply(line)
                 except Refused as error:
                     batch.commit()
                     raise ReplayError(line.number, f"{error.field}: {error.message}") from None
@@ -111,6 +141,7 @@ class Replay:
                     progress(done, len(self.lines))
             batch.commit()
         except BaseException:
+            self.reports = None
             batch.rollback()
             raise
         finally:
@@ -120,6 +151,8 @@ class Replay:
 
     def apply(self, line: Line) -> None:
         data = line.data
+        if line.kind not in REPORTS:
+            self.write()
         if line.kind == "session.deleted":
             session_id = self._find_session(line.session)
             if session_id is not None:
@@ -140,36 +173,39 @@ class Replay:
         else:
             known = data if line.kind == "task.update" else None
             task_id = self._task(session_id, line.task, known)
+            reports = self.of_session(session_id)
             if line.kind == "task.output" and "chunk" not in data:
-                output.append_step(task_id, data["status"], data.get("message"), data.get("data"))
+                fields = output.step_fields(data["status"], data.get("message"), data.get("data"))
+                reports.output(task_id, fields)
             elif line.kind == "task.output":
-                output.append_output(task_id, data["chunk"], bool(data.get("final")))
+                reports.output(task_id, {"chunk": data["chunk"], "final": bool(data.get("final"))})
             elif line.kind == "progress.update":
                 # An exported task.update already carried these values; do not repeat them.
-                task = Task.objects.get(pk=task_id)
-                if _changed(task, data, ("progress", "message", "details")):
-                    fields = {k: data[k] for k in ("progress", "message", "details") if k in data}
-                    services.update_task(task_id, **fields)
+                fields = _changed(reports.task(task_id), data, ("progress", "message", "details"))
+                if fields:
+                    reports.report(task_id, **fields)
             else:
-                self._task_update(task_id, data)
+                self._task_update(session_id, task_id, data)
 
-    def _task_update(self, task_id: int, data: dict) -> None:
-        task = Task.objects.get(pk=task_id)
+    def _task_update(self, session_id: int, task_id: int, data: dict) -> None:
+        task = self.of_session(session_id).task(task_id)
         attempt = data.get("attempt")
         if isinstance(attempt, int) and attempt > task.attempt and task.is_terminal:
+            self.write()
             services.retry_task(task_id)
-            task.refresh_from_db()
+            task = self.of_session(session_id).task(task_id)
         fields = _changed(
             task, data, ("status", "progress", "message", "details", "result", "error", "name")
         )
         if rules.transition_problem(task.status, fields.get("status"), "task"):
             fields.pop("status", None)  # an ended task does not start again
         if data.get("cancel_requested") and not task.cancel_requested and not task.is_terminal:
+            self.write()
             services.cancel_task(task_id)
         if fields.get("error") is None:
             fields.pop("error", None)
         if fields:
-            services.update_task(task_id, **fields)
+            self.of_session(session_id).report(task_id, **fields)
 
     # Sessions and tasks are found by external_id, then by id; unknown ones are
     # created, keeping the file's id when it is free (so an export replayed into
@@ -180,8 +216,10 @@ class Replay:
     def check_sessions(self) -> None:
         """Before any change: an external_id that several owners use names no
         one session (replays act for no owner), so the file must use its id."""
+        checked = set()
         for line in self.lines:
-            if line.session not in self.sessions:
+            if line.session not in checked:
+                checked.add(line.session)
                 try:
                     self._find_session(line.session)
                 except Session.MultipleObjectsReturned as error:
@@ -236,6 +274,7 @@ class Replay:
         found = self._find_task(session_id, key)
         if found is not None:
             return found
+        self.write()
         data = data or {}
         external_id = data.get("external_id")
         if external_id is None and not key.isdigit():

@@ -1,14 +1,20 @@
 """Many reports in one request: the batch endpoint (one transaction, all or
 nothing) and the client's Reporter that coalesces a chatty worker."""
 
+import json
 import time
 
 import pytest
+from django.db import connection
 from django.test import Client as DjangoClient
+from django.test.utils import CaptureQueriesContext
 from switchboard_client import Client, Reporter
 
 from conftest import free_port, post
-from live.models import Event
+from live.models import Event, EventChannel
+from project.batch import BatchIn, _apply
+from sessions_app import eventfiles, services
+from sessions_app.models import Session, Task
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
 
@@ -107,3 +113,98 @@ def test_the_reporter_never_blocks_or_raises_when_the_server_is_down():
     started = time.monotonic()
     report.close(timeout=2)
     assert time.monotonic() - started < 4
+
+
+def _reports_batch(session, tasks, per_task: int) -> BatchIn:
+    reports = [
+        {"id": task.pk, "progress": (n * 7) % 100, "message": f"step {n}"}
+        for n in range(per_task)
+        for task in tasks
+    ]
+    steps = [{"task_id": task.pk, "status": "thinking", "message": "hm"} for task in tasks]
+    chunks = [{"task_id": task.pk, "chunk": "text "} for task in tasks]
+    done = [{"id": tasks[0].pk, "status": "completed"}]
+    return BatchIn(tasks=reports + done, output=steps + chunks)
+
+
+def _batch_queries(size: int) -> tuple[int, list[int]]:
+    session, _ = services.create_session(name=f"sized {size}")
+    tasks = [services.create_task(session.pk, name=f"t{n}")[0] for n in range(size)]
+    batch = _reports_batch(session, tasks, per_task=3)
+    before = Event.objects.order_by("-id").values_list("id", flat=True).first()
+    with CaptureQueriesContext(connection) as queries:
+        answer = _apply(session.pk, batch)
+    assert answer["tasks"] == 3 * size + 1 and answer["output"] == 2 * size
+    return len(queries), list(
+        Event.objects.filter(pk__gt=before).order_by("id").values_list("id", flat=True)
+    )
+
+
+def test_a_batch_writes_each_kind_in_statements_that_do_not_grow_with_it():
+    small, small_events = _batch_queries(3)
+    large, large_events = _batch_queries(60)
+    # 3 reports a task, a step and a chunk each, one task completed: the
+    # events of 3 tasks and of 60 take the same statements.
+    assert small == large, (small, large)
+    # A task: 3 progress.update, a step, a chunk, and the task.update of its
+    # start; the session's start and the completed task: 3 more.
+    assert len(small_events) == 3 * 6 + 3 and len(large_events) == 60 * 6 + 3
+
+
+def test_the_events_of_a_batch_chain_on_every_channel_and_the_rows_match_them():
+    session, _ = services.create_session(name="chained")
+    tasks = [services.create_task(session.pk, name=f"t{n}")[0] for n in range(4)]
+    services.update_task(tasks[1].pk, progress=5)  # a head before the batch
+    _apply(session.pk, _reports_batch(session, tasks, per_task=5))
+    _apply(session.pk, _reports_batch(session, tasks[1:], per_task=2))
+    for channel in {*EventChannel.objects.values_list("channel", flat=True)}:
+        rows = list(
+            EventChannel.objects.filter(channel=channel)
+            .order_by("event_id")
+            .values_list("event_id", "prev")
+        )
+        assert [prev for _, prev in rows] == [0] + [seq for seq, _ in rows[:-1]], channel
+    # What the rows hold is what the last report said; the counts followed.
+    task = Task.objects.get(pk=tasks[2].pk)
+    assert (task.status, task.progress, task.message) == ("running", 7.0, "step 1")
+    assert {t.status for t in Task.objects.filter(pk__in=[tasks[0].pk, tasks[1].pk])} == {
+        "completed"
+    }
+    session.refresh_from_db()
+    assert (session.status, session.completed_tasks, session.total_tasks) == ("running", 2, 4)
+    assert session.refresh_counts() is False  # what was kept is what the rows say
+    last = Event.objects.filter(kind="progress.update", task_id=tasks[2].pk).latest("id")
+    # Reported before the batch's last item completed a second task.
+    assert last.data["progress"] == 7.0 and last.data["completed_tasks"] == 1
+    told = Event.objects.filter(kind="session.update", session_id=session.pk).latest("id")
+    assert told.data["completed_tasks"] == 2 and told.pk > last.pk
+    assert last.owner_id == session.owner_id
+
+
+def test_a_replay_writes_its_reports_in_statements_that_do_not_grow_with_them(monkeypatch):
+    monkeypatch.setattr(eventfiles, "BATCH_SECONDS", 3600.0)
+
+    def replayed(name: str, reports: int) -> int:
+        lines = [{"event": "session.update", "session": name, "data": {"status": "running"}}]
+        lines += [
+            {"event": "task.update", "session": name, "task": f"t{n}", "data": {"name": f"t{n}"}}
+            for n in range(5)
+        ]
+        lines += [
+            {"event": "progress.update", "session": name, "task": f"t{n % 5}",
+             "data": {"progress": n % 100, "message": f"at {n}"}}
+            for n in range(reports)
+        ]  # fmt: skip
+        lines.append(
+            {"event": "task.output", "session": name, "task": "t0", "data": {"chunk": "."}}
+        )
+        parsed = eventfiles.parse_lines(iter(json.dumps(line) for line in lines))
+        with CaptureQueriesContext(connection) as queries:
+            eventfiles.Replay(parsed, speed=0).run()
+        session = Session.objects.get(external_id=name)
+        kinds = Event.objects.filter(session_id=session.pk, kind="progress.update")
+        assert kinds.count() == reports
+        assert Task.objects.get(session=session, external_id="t3").message == f"at {reports - 2}"
+        return len(queries)
+
+    assert replayed("few", 20) == replayed("many", 400)
