@@ -11,10 +11,15 @@ run on the same daphne: bench/bare.py answering each POST. Two more rows
 show the framework's floor on the same server: bench/floor.py's endpoints,
 which go through the project's whole ASGI and middleware stack (and, for the
 ninja one, the token check and a body schema) but store nothing.
+The batch row: the same workers, each on a session of its own with
+--batch-tasks running tasks, send `POST /api/v1/sessions/<id>/batch` with
+one progress report for every task (100 events a request), and the figure
+is events a second. `--only batch` runs that row alone.
 Only 127.0.0.1 is used; the run is bounded by --seconds.
 """
 
 import argparse
+import json
 import os
 
 from benchserver import BareServer, BenchServer
@@ -25,7 +30,42 @@ def run(conf: dict) -> dict:
     return node_client("writes-client.mjs", conf, timeout=conf["seconds"] + 120)
 
 
+def batches(server: BenchServer, args) -> dict:
+    """Workers each on a session of its own, a report on each of its tasks a request."""
+    requests = []
+    for n in range(args.workers):
+        session = server.api("POST", "sessions", {"name": f"batch {n}"})
+        tasks = [
+            server.api("POST", f"sessions/{session['id']}/tasks", {"name": f"t{k}",
+                                                                    "status": "running"})
+            for k in range(args.batch_tasks)
+        ]  # fmt: skip
+        body = {"tasks": [{"id": int(t["id"]), "progress": 1} for t in tasks]}
+        text = json.dumps(body).replace('"progress": 1', '"progress": __N__', 1)
+        requests.append({"method": "POST", "url": f"{server.base}/api/v1/sessions/{session['id']}/batch",
+                         "body": text})  # fmt: skip
+    return run({"workers": args.workers, "seconds": args.seconds, "token": server.token,
+                "requests": requests})  # fmt: skip
+
+
+def batch_only(args) -> None:
+    ensure_node_client()
+    with BenchServer(args.port + 20, cpus=SERVER_CPU) as server:
+        row = batches(server, args)
+    print_batch(row, args)
+
+
+def print_batch(row: dict, args) -> None:
+    rate = row["ok"] * args.batch_tasks / row["seconds"]
+    print(
+        f"{'batch':<16}  {rate:8.1f} events/s      ({row['ok'] / row['seconds']:.1f} requests/s of"
+        f" {args.batch_tasks} reports)   failed {row['failed']} {row['errors'] or ''}"
+    )
+
+
 def main(args) -> None:
+    if args.only == "batch":
+        return batch_only(args)
     ensure_node_client()
     with BareServer(args.port, cpus=SERVER_CPU) as bare:
         base = run({
@@ -58,6 +98,7 @@ def main(args) -> None:
             "requests": [{"method": "PATCH", "url": f"{server.base}/api/v1/tasks/{t['id']}",
                           "body": '{"progress": __N__}'} for t in tasks],
         })  # fmt: skip
+        batch = batches(server, args)
     config = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
     print(f"database        {config}; {args.workers} keep-alive workers for {args.seconds} s")
     bare_rate = base["ok"] / base["seconds"]
@@ -73,6 +114,7 @@ def main(args) -> None:
             f"{name:<16}  {rate:8.1f} requests/s  {rate / bare_rate:6.3f}x the bare app"
             f"   failed {row['failed']} {row['errors'] or ''}"
         )
+    print_batch(batch, args)
 
 
 if __name__ == "__main__":
@@ -80,4 +122,6 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--port", type=int, default=8981)
+    parser.add_argument("--batch-tasks", type=int, default=100)
+    parser.add_argument("--only", choices=["batch"], help="run only this row")
     main(parser.parse_args())

@@ -19,6 +19,7 @@ from uuid import UUID
 
 from django.db import connection, transaction
 from django.db.models import Max, Q
+from django.utils import timezone
 
 from live import ordering, stats
 from live.models import Event, EventChannel, Retention
@@ -191,11 +192,9 @@ class Pending:
             raise RuntimeError(f"an event ({kind}) must be on a channel")
         if session_id is None and not all(is_wide(channel) for channel in channels):
             raise RuntimeError(f"an event on {channels} must name its session")
-        event = Event(kind=kind, session_id=session_id, task_id=task_id, data=data)
-        if extras and "owner_id" in extras:
-            event.owner_id = extras["owner_id"]
-        if ts is not None:
-            event.ts = ts
+        owner_id = extras.get("owner_id") if extras else None
+        # Positional: a model built from keywords costs several times more.
+        event = Event(None, kind, session_id, task_id, owner_id, ts or timezone.now(), data)
         self._items.append(_Item(event, channels, payload, extras))
         return event
 
@@ -269,7 +268,10 @@ def _store_plain(items: list[_Item]) -> list[dict[str, int]]:
             )
     for n, item in enumerate(items):
         _stored(item.event, first + n)
-    heads = channel_heads(list(dict.fromkeys(c for item in items for c in item.channels)))
+    wanted = list(dict.fromkeys(c for item in items for c in item.channels))
+    heads = {}
+    for start in range(0, len(wanted), 500):  # a SELECT has at most 2,000 columns
+        heads.update(channel_heads(wanted[start : start + 500]))
     prevs = []
     for item in items:
         prevs.append({channel: heads[channel] for channel in item.channels})

@@ -8,9 +8,11 @@ or a thousand: the same rules, and a number of statements that does not grow
 with them.
 """
 
+import json
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from live import events
@@ -234,9 +236,47 @@ class Reports:
         if len(changed) == 1:
             changed[0].save(update_fields=fields)
         elif changed:
-            Task.objects.bulk_update(changed, fields)
+            _update(changed, fields)
         if self._session_changed:
             self.session.save()
         self.events.store()
         self._changed.clear()
         self._session_changed = False
+
+
+def _update(tasks: list[Task], names: list[str]) -> None:
+    """Write these fields of these tasks in one statement: on PostgreSQL an
+    UPDATE from the rows as JSON, elsewhere one prepared UPDATE run for each
+    (bulk_update's CASE for each field and row cost more to build than the
+    writes). No signals: the events are the services' own."""
+    fields = [Task._meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    table = quote(Task._meta.db_table)
+    if connection.vendor == "postgresql":
+        rows = [
+            {
+                "id": task.pk,
+                **{f.column: _json_value(getattr(task, f.attname)) for f in fields},
+            }
+            for task in tasks
+        ]
+        columns = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in fields)
+        sets = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
+        sql = (
+            f"UPDATE {table} SET {sets} FROM jsonb_to_recordset(%s::jsonb)"
+            f" AS v(id bigint, {columns}) WHERE {table}.id = v.id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [json.dumps(rows)])
+        return
+    sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    rows = [
+        [*(f.get_db_prep_save(getattr(task, f.attname), connection) for f in fields), task.pk]
+        for task in tasks
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {table} SET {sets} WHERE id = %s", rows)
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value

@@ -208,3 +208,43 @@ def test_a_replay_writes_its_reports_in_statements_that_do_not_grow_with_them(mo
         return len(queries)
 
     assert replayed("few", 20) == replayed("many", 400)
+
+
+def test_a_batch_of_many_tasks_writes_every_kind_of_field_as_one_report_would():
+    session, _ = services.create_session(name="fields")
+    one, two, three = (services.create_task(session.pk, name=f"t{n}")[0] for n in range(3))
+    services.update_task(three.pk, progress=1)
+    _apply(
+        session.pk,
+        BatchIn(
+            tasks=[
+                {"id": one.pk, "status": "failed", "error": "boom", "result": {"k": [1, "ü"]}},
+                {"id": two.pk, "details": {"rows": 3, "nested": {"a": None}}, "name": "renamed"},
+                {"id": three.pk, "status": "completed", "stale_after": 30},
+            ]
+        ),
+    )
+    alone, _ = services.create_session(name="alone")
+    twins = [services.create_task(alone.pk, name=f"t{n}")[0] for n in range(3)]
+    services.update_task(twins[2].pk, progress=1)
+    services.update_task(twins[0].pk, status="failed", error="boom", result={"k": [1, "ü"]})
+    services.update_task(twins[1].pk, details={"rows": 3, "nested": {"a": None}}, name="renamed")
+    services.update_task(twins[2].pk, status="completed", stale_after=30)
+    columns = ("status", "progress", "message", "details", "result", "error", "name",
+               "stale_after", "attempt", "cancel_requested")  # fmt: skip
+    for batched, single in zip((one, two, three), twins, strict=True):
+        batched, single = Task.objects.get(pk=batched.pk), Task.objects.get(pk=single.pk)
+        assert [getattr(batched, c) for c in columns] == [getattr(single, c) for c in columns]
+        assert (batched.started_at is None) == (single.started_at is None)
+        assert (batched.finished_at is None) == (single.finished_at is None)
+    assert Task.objects.get(pk=one.pk).finished_at is not None
+    kinds = lambda s: list(  # noqa: E731
+        Event.objects.filter(session_id=s.pk).order_by("id").values_list("kind", flat=True)
+    )
+    # The same events; a batch is one write, so its alert comes at its end.
+    assert [k for k in kinds(session) if k != "system.alert"] == [
+        k for k in kinds(alone) if k != "system.alert"
+    ]
+    assert kinds(session)[-1] == "system.alert" and kinds(alone).count("system.alert") == 1
+    session.refresh_from_db()
+    assert (session.completed_tasks, session.failed_tasks) == (1, 1)
