@@ -225,8 +225,36 @@ class Pending:
             }
             messages.append((EVENTS_GROUP, message))
         kinds = [item.event.kind for item in items]
-        transaction.on_commit(lambda: committed(kinds, messages))
+        packed = pack(messages)
+        transaction.on_commit(lambda: committed(kinds, packed))
         return [item.event for item in items]
+
+
+# What one layer message carries at most: the events of a batch go out in a
+# few messages, not one each (a message is a round trip to Redis, a place in
+# the layer's queue of every process, and a wake of its hub).
+PACK_EVENTS = 500
+PACK_CHARS = 512 * 1024
+
+
+def pack(messages: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Consecutive event messages as `sb.events` messages of several each (in
+    order; one alone stays an `sb.event`): the hub unpacks them (live.hub)."""
+    if len(messages) < 2:
+        return messages
+    packs: list[list[dict]] = [[]]
+    size = 0
+    for _, message in messages:
+        grows = len(message["rest"]) + 100 * len(message["places"])
+        if packs[-1] and (len(packs[-1]) >= PACK_EVENTS or size + grows > PACK_CHARS):
+            packs.append([])
+            size = 0
+        packs[-1].append(message)
+        size += grows
+    return [
+        (EVENTS_GROUP, one[0] if len(one) == 1 else {"type": "sb.events", "events": one})
+        for one in packs
+    ]
 
 
 def _rows(items: list[_Item]) -> list[tuple]:

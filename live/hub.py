@@ -1,4 +1,5 @@
-"""Process-local fan-out: one layer message per event and process, not one per socket.
+"""Process-local fan-out: one layer message per event (or per batch of events)
+and process, not one per socket.
 
 Each server process has one `Hub`, on its event loop. The hub listens on one
 channel-layer channel of its own and, while it has any local subscriber,
@@ -208,9 +209,17 @@ class Hub:
             watcher.cancel()
 
     async def deliver(self, message: dict) -> None:
-        """Hand one event to every local subscription of each of its channels
-        (of a wide channel, once the commit horizon has passed it)."""
+        """Hand the event of a layer message (or each of the events it packs:
+        events.pack) to every local subscription of each of its channels (of
+        a wide channel, once the commit horizon has passed it)."""
         stats.live.took_layer_message()
+        if message.get("type") == "sb.events":
+            for one in message["events"]:
+                await self._deliver(one)
+        else:
+            await self._deliver(message)
+
+    async def _deliver(self, message: dict) -> None:
         order = self.order
         places = message["places"]
         if order is None:

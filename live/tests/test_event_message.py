@@ -35,3 +35,27 @@ def test_an_event_on_three_channels_is_one_message_with_each_channels_frame(monk
         assert json.loads(relayed["frame"]) == frame
         assert (relayed["channel"], relayed["seq"], relayed["prev"]) == (channel, event.id, prev)
         assert relayed["owner_id"] == 3 and "places" not in relayed and "rest" not in relayed
+
+
+def test_the_events_of_one_write_go_out_packed_in_order_within_the_bounds(monkeypatch):
+    sent = []
+    monkeypatch.setattr(publisher, "publish", sent.append)
+    with transaction.atomic():
+        pending = events.Pending()
+        for n in range(events.PACK_EVENTS * 2 + 10):
+            pending.add("task.output", ["task:9"], 1, 9, {"chunk": str(n)}, None, None, None)
+        big = "x" * (events.PACK_CHARS // 2)
+        for _ in range(3):  # big ones: two would overflow a message
+            pending.add("task.output", ["task:9"], 1, 9, {"chunk": big}, None, None, None)
+        stored = pending.store()
+    ((*messages,),) = sent
+    kinds = [message["type"] for _, message in messages]
+    assert kinds == ["sb.events"] * 3 + ["sb.event"] * 2  # 500, 500, 10 and a big one, ...
+
+    unpacked = [m for _, message in messages for m in message.get("events", [message])]
+    assert [m["seq"] for m in unpacked] == [event.id for event in stored]
+    assert [m["places"]["task:9"] for m in unpacked][1:] == [e.id for e in stored][:-1]
+    for _, message in messages:
+        inner = message.get("events", [message])
+        assert len(inner) <= events.PACK_EVENTS
+        assert len(inner) == 1 or sum(len(m["rest"]) for m in inner) <= events.PACK_CHARS

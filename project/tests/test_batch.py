@@ -1,10 +1,12 @@
 """Many reports in one request: the batch endpoint (one transaction, all or
 nothing) and the client's Reporter that coalesces a chatty worker."""
 
+import asyncio
 import json
 import time
 
 import pytest
+from channels.db import database_sync_to_async as sync_to_async
 from django.db import connection
 from django.test import Client as DjangoClient
 from django.test.utils import CaptureQueriesContext
@@ -12,6 +14,7 @@ from switchboard_client import Client, Reporter
 
 from conftest import free_port, post
 from live.models import Event, EventChannel
+from live.tests import wsclient as wc
 from project.batch import BatchIn, _apply
 from sessions_app import eventfiles, services
 from sessions_app.models import Session, Task
@@ -248,3 +251,49 @@ def test_a_batch_of_many_tasks_writes_every_kind_of_field_as_one_report_would():
     assert kinds(session)[-1] == "system.alert" and kinds(alone).count("system.alert") == 1
     session.refresh_from_db()
     assert (session.completed_tasks, session.failed_tasks) == (1, 1)
+
+
+async def test_a_large_batch_reaches_watchers_whole_and_in_order_in_a_few_messages(
+    live, admin_token
+):
+    api = live.client(admin_token)
+    session = await asyncio.to_thread(api.create_session, "watched batch")
+    path = f"sessions/{session['id']}/tasks"
+    tasks = [
+        await asyncio.to_thread(api.request, "POST", path, {"name": f"t{n}", "status": "running"})
+        for n in range(3)
+    ]
+    body = {
+        "tasks": [{"id": t["id"], "progress": n % 100} for n in range(400) for t in tasks[:2]],
+        "output": [{"task_id": tasks[2]["id"], "chunk": f"{n} "} for n in range(700)],
+    }
+    async with await wc.connect(live.ws_url, admin_token) as ws:
+        await wc.subscribe(ws, f"session:{session['id']}")
+        await wc.subscribe(ws, f"task:{tasks[2]['id']}")
+        await wc.subscribe(ws, "tasks")
+        answer = await asyncio.to_thread(
+            api.request, "POST", f"sessions/{session['id']}/batch", body
+        )
+        last, before = await wc.recv_until(
+            ws, lambda f: f.get("event") == "task.output" and f["data"]["chunk"] == "699 "
+        )
+        frames = [f for f in [*before, last] if f["type"] == "event"]
+        await asyncio.sleep(0.5)
+        frames += [f for f in await wc.drain(ws) if f["type"] == "event"]
+    assert answer["tasks"] == 800 and answer["output"] == 700
+    by_channel = {}
+    for frame in frames:
+        by_channel.setdefault(frame["channel"], []).append(frame)
+    progress = [f["data"]["progress"] for f in by_channel[f"session:{session['id']}"]]
+    assert progress == [n % 100 for n in range(400) for _ in range(2)]
+    chunks = "".join(f["data"]["chunk"] for f in by_channel[f"task:{tasks[2]['id']}"])
+    assert chunks == "".join(f"{n} " for n in range(700))
+    assert len(by_channel["tasks"]) == 800
+    stored = await sync_to_async(
+        lambda: list(
+            EventChannel.objects.filter(channel="tasks")
+            .order_by("event_id")
+            .values_list("event_id", flat=True)
+        )
+    )()
+    assert [f["seq"] for f in by_channel["tasks"]] == stored[-800:]
