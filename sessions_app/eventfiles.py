@@ -20,6 +20,7 @@ from live.errors import Refused
 from sessions_app import output, rules, services
 from sessions_app.eventlines import (  # noqa: F401 (the format's names, for callers)
     CORE_KINDS,
+    DERIVED_KINDS,
     TASK_KINDS,
     Kind,
     Line,
@@ -92,10 +93,15 @@ class Replay:
     as a batch's are (sessions_app.reports): in memory, written together when
     the batch commits or another kind of line comes."""
 
-    def __init__(self, lines: list[Line], speed: float = 1.0, sleep=time.sleep) -> None:
+    def __init__(
+        self, lines: list[Line], speed: float = 1.0, sleep=time.sleep, as_new: bool = False
+    ) -> None:
         self.lines = lines
         self.speed = speed
         self.sleep = sleep
+        # New copies: every session and task of the file made anew (new ids,
+        # the same names, no external ids), none looked up in the database.
+        self.as_new = as_new
         self.sessions: dict[str, int] = {}
         self.tasks: dict[tuple[int, str], int] = {}
         self.created_ids = False
@@ -135,7 +141,8 @@ class Replay:
                             self.apply(line)
                 except Refused as error:
                     batch.commit()
-                    raise ReplayError(line.number, f"{error.field}: {error.message}") from None
+                    message = f"{error.field}: {error.message}"
+                    raise ReplayError(line.number, message, replayed=done - 1) from None
                 batch.applied()
                 if progress:
                     progress(done, len(self.lines))
@@ -151,6 +158,8 @@ class Replay:
 
     def apply(self, line: Line) -> None:
         data = line.data
+        if line.kind in DERIVED_KINDS:
+            return
         if line.kind not in REPORTS:
             self.write()
         if line.kind == "session.deleted":
@@ -162,6 +171,8 @@ class Replay:
         if line.kind == "session.update":
             current = Session.objects.get(pk=session_id)
             fields = _changed(current, data, ("status", "metadata", "name"))
+            if rules.transition_problem(current.status, fields.get("status"), "session"):
+                fields.pop("status", None)  # an ended session does not start again
             if fields:
                 services.update_session(session_id, **fields)
         elif line.kind in _kinds:
@@ -216,6 +227,8 @@ class Replay:
     def check_sessions(self) -> None:
         """Before any change: an external_id that several owners use names no
         one session (replays act for no owner), so the file must use its id."""
+        if self.as_new:
+            return
         checked = set()
         for line in self.lines:
             if line.session not in checked:
@@ -226,8 +239,8 @@ class Replay:
                     raise ReplayError(line.number, f"session: {error}") from None
 
     def _find_session(self, key: str) -> int | None:
-        if key in self.sessions:
-            return self.sessions[key]
+        if key in self.sessions or self.as_new:
+            return self.sessions.get(key)
         session = Session.objects.by_key(key)
         if session is not None:
             self.sessions[key] = session.pk
@@ -242,6 +255,8 @@ class Replay:
         if external_id is None and not line.session.isdigit():
             external_id = line.session
         wanted = _free_id(Session, data.get("id") or line.session)
+        if self.as_new:
+            external_id = wanted = None
         session, _ = services.create_session(
             name=data.get("name") or f"replayed {line.session}",
             metadata=data.get("metadata") or {},
@@ -256,8 +271,8 @@ class Replay:
     def _find_task(self, session_id: int, key: str | None) -> int | None:
         if key is None:
             return None
-        if (session_id, key) in self.tasks:
-            return self.tasks[(session_id, key)]
+        if (session_id, key) in self.tasks or self.as_new:
+            return self.tasks.get((session_id, key))
         tasks = Task.objects.filter(session_id=session_id)
         found = tasks.filter(external_id=key).values_list("pk", flat=True).first()
         if found is None and key.isascii() and key.isdigit() and int(key) < 2**63:
@@ -280,6 +295,8 @@ class Replay:
         if external_id is None and not key.isdigit():
             external_id = key
         wanted = _free_id(Task, data.get("id") or key)
+        if self.as_new:
+            external_id = wanted = None
         task, _ = services.create_task(
             session_id,
             name=data.get("name") or f"replayed {key}",

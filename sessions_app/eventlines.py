@@ -25,6 +25,9 @@ CORE_KINDS = {
     "task.output",
 }
 TASK_KINDS = {"task.update", "task.deleted", "progress.update", "task.output"}
+# Kinds a replay reads but does not apply: it makes them again itself (an
+# alert comes from the failure it announces).
+DERIVED_KINDS = {"system.alert"}
 
 
 @dataclass
@@ -47,13 +50,16 @@ def register(kind: str, handler: Kind) -> None:
 
 
 def known_kinds() -> set[str]:
-    return CORE_KINDS | set(_kinds)
+    return CORE_KINDS | DERIVED_KINDS | set(_kinds)
 
 
 class ReplayError(Exception):
-    def __init__(self, line: int, message: str) -> None:
+    """A line that cannot be replayed; `replayed`: how many lines before it were."""
+
+    def __init__(self, line: int, message: str, replayed: int = 0) -> None:
         super().__init__(f"line {line}: {message}")
         self.line = line
+        self.replayed = replayed
 
 
 @dataclass

@@ -69,8 +69,9 @@ def refuse_if_lost(task: Task) -> None:
     """A worker reporting on a task that was failed for want of its reports
     is told so (409), not let back in silently; a retry starts a new attempt."""
     if task.lost and task.status == Status.FAILED:
+        when = f" at {task.finished_at:%Y-%m-%d %H:%M:%S} UTC" if task.finished_at else ""
         raise Refused(
-            f"task {task.pk} failed at {task.finished_at:%Y-%m-%d %H:%M:%S} UTC: {task.error};"
+            f"task {task.pk} failed{when}: {task.error};"
             f" POST /api/v1/tasks/{task.pk}/retry starts a new attempt",
             field="status",
             code="conflict",

@@ -210,23 +210,31 @@ def test_a_bad_line_fails_with_its_number_and_changes_nothing(tmp_path, bad, mes
 
 
 def test_a_line_the_services_refuse_keeps_the_lines_before_it_in_its_batch(tmp_path):
+    lost = services.create_task(services.create_session(name="old")[0].pk, name="gone")[0]
+    Task.objects.filter(pk=lost.pk).update(lost=True, status="failed")
     lines = [
         {"event": "session.update", "session": "s-1", "data": {"name": "one", "status": "running"}},
         {"event": "session.update", "session": "s-1", "data": {"status": "completed"}},
+        # An ended session does not start again: the status is left out, not refused.
         {"event": "session.update", "session": "s-1", "data": {"status": "running"}},
+        # A report on a task failed as lost is refused, as over HTTP.
+        {"event": "progress.update", "session": str(lost.session_id), "task": str(lost.pk),
+         "data": {"progress": 5}},
         {"event": "session.update", "session": "s-2", "data": {"name": "two"}},
-    ]
+    ]  # fmt: skip
     path = tmp_path / "refused.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     with pytest.raises(CommandError) as error:
         run("replay_events", str(path), "--speed", "0")
-    assert "line 3: status" in str(error.value)
-    assert "the lines before it were replayed" in str(error.value)
-    assert list(Session.objects.values_list("external_id", "status")) == [("s-1", "completed")]
+    assert "line 4: status" in str(error.value)
+    assert "the 3 lines before it were replayed" in str(error.value)
+    replayed = Session.objects.exclude(pk=lost.session_id)
+    assert list(replayed.values_list("external_id", "status")) == [("s-1", "completed")]
     statuses = [
         e.data["status"] for e in Event.objects.filter(kind="session.update").order_by("id")
     ]
     assert statuses[-1] == "completed" and "running" in statuses
+    assert Task.objects.get(pk=lost.pk).progress == 0
 
 
 def test_replay_keeps_the_recorded_timing_scaled_by_speed(tmp_path, monkeypatch):
@@ -427,3 +435,90 @@ def test_the_demo_token_stays_the_same_across_runs_of_one_database(db, tmp_path)
     second = demo_token(user, tmp_path / "token")
     assert second != first and ApiToken.authenticate(second) == user
     assert (tmp_path / "token").read_text().strip() == second
+
+
+def rich_history():
+    """A session with a failed task (and its alert), steps, output and logs."""
+    session = services.create_session(name="rich", external_id="rich-1")[0]
+    good = services.create_task(session.pk, name="good", external_id="good")[0]
+    bad = services.create_task(session.pk, name="bad", external_id="bad")[0]
+    services.update_task(good.pk, status="running", progress=50, message="half")
+    output.append_step(good.pk, "thinking", "hm", {"depth": 1})
+    output.append_output(good.pk, "Hello ")
+    output.append_output(good.pk, "world", final=True)
+    log_services.append_entries(session.pk, [{"message": "go", "level": 20, "task_id": good.pk}])
+    services.update_task(good.pk, status="completed", result={"rows": 3})
+    services.update_task(bad.pk, status="running")
+    services.update_task(bad.pk, status="failed", error="boom")
+    services.update_session(session.pk, status="failed")
+    return Session.objects.get(pk=session.pk)
+
+
+def copy_of(session: Session) -> dict:
+    tasks = session.tasks.order_by("id")
+    return {
+        "session": (session.name, session.status, session.completed_tasks,
+                    session.failed_tasks, session.total_tasks),
+        "tasks": [(t.name, t.status, t.progress, t.message, t.result, t.error) for t in tasks],
+        "output": [output.task_output(t)["text"] for t in tasks],
+        "steps": [[s["status"] for s in output.task_output(t)["steps"]] for t in tasks],
+        "logs": list(
+            LogEntry.objects.filter(session_id=session.pk)
+            .order_by("id")
+            .values_list("level", "message")
+        ),
+        # Every kind, the alert among them; the replay's writes may group the
+        # updates (and a session's alert may take in its task's: one write).
+        "kinds": sorted(
+            set(Event.objects.filter(session_id=session.pk).values_list("kind", flat=True))
+        ),
+        "alerted": Event.objects.filter(
+            session_id=session.pk, kind="system.alert", data__event="session.failed"
+        ).exists(),
+    }  # fmt: skip
+
+
+def test_an_export_replays_as_new_copies_beside_it_and_into_an_empty_database(tmp_path):
+    original = rich_history()
+    expected = copy_of(original)
+    assert "system.alert" in expected["kinds"]
+    exported = tmp_path / "rich.jsonl"
+    run("export_events", "--session", str(original.pk), "--output", str(exported))
+    assert "system.alert" in exported.read_text()
+
+    # Into the database it came from: as is, it changes nothing it cannot (an
+    # ended session does not start again) and says so in no error.
+    run("replay_events", str(exported), "--speed", "0")
+    assert Session.objects.count() == 1
+    original.refresh_from_db()
+    assert copy_of(original)["session"] == expected["session"]
+
+    # As new copies: new ids, the same names, no external ids.
+    run("replay_events", str(exported), "--speed", "0", "--as-new")
+    copy = Session.objects.exclude(pk=original.pk).get()
+    assert copy.name == "rich" and copy.external_id is None
+    assert set(copy.tasks.values_list("external_id", flat=True)) == {None}
+    assert not set(copy.tasks.values_list("pk", flat=True)) & set(
+        original.tasks.values_list("pk", flat=True)
+    )
+    assert copy_of(copy) == expected
+
+    # Into an empty database: the same ids back, and the same state.
+    ids = (original.pk, sorted(original.tasks.values_list("pk", flat=True)))
+    for model in (LogEntry, Task, Session, Event):
+        model.objects.all().delete()
+    run("replay_events", str(exported), "--speed", "0")
+    again = Session.objects.get()
+    assert (again.pk, sorted(again.tasks.values_list("pk", flat=True))) == ids
+    assert copy_of(again) == expected
+
+
+def test_a_refused_first_line_says_nothing_was_replayed(tmp_path):
+    task = services.create_task(services.create_session(name="s")[0].pk, name="t")[0]
+    Task.objects.filter(pk=task.pk).update(lost=True, status="failed")
+    path = write_lines(tmp_path / "lost.jsonl", [
+        {"event": "progress.update", "session": str(task.session_id), "task": str(task.pk),
+         "data": {"progress": 5}},
+    ])  # fmt: skip
+    with pytest.raises(CommandError, match=r"line 1: status: .*; nothing was replayed"):
+        run("replay_events", path, "--speed", "0")
