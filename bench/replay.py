@@ -6,8 +6,8 @@
 An event file of one session, ten tasks and progress reports on them is
 replayed into a fresh database (a SQLite file, or a scratch PostgreSQL
 database `switchboard_replay`) by the command, in a process of its own:
-once committing every line on its own (as before batching) and once in
-batches (as now). Baseline in the same run: the same number of event rows
+in batches of 500 lines a transaction (and, with --per-line, committing
+every line on its own, as before batching). Baseline in the same run: the same number of event rows
 inserted with one executemany in one transaction (the least the job needs:
 storing them).
 """
@@ -115,7 +115,8 @@ def main(args) -> None:
         path = scratch / "events.jsonl"
         write_file(path, args.events)
         rows = []
-        for name, batch in (("a commit a line", 1), ("batched", 500)):
+        modes = [("a commit a line", 1)] if args.per_line else []
+        for name, batch in (*modes, ("batched", 500)):
             url = database_url(postgres, scratch)
             env = {**os.environ, "DATABASE_URL": url}
             env.pop("REDIS_URL", None)
@@ -140,4 +141,7 @@ def main(args) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument(
+        "--per-line", action="store_true", help="also replay committing every line on its own"
+    )
     main(parser.parse_args())
