@@ -11,6 +11,11 @@ run on the same daphne: bench/bare.py answering each POST. Two more rows
 show the framework's floor on the same server: bench/floor.py's endpoints,
 which go through the project's whole ASGI and middleware stack (and, for the
 ninja one, the token check and a body schema) but store nothing.
+The token is a worker's (bench/benchserver.py `worker_token`: not a
+superuser, with `view_session` and `change_session`), so its permissions are
+checked as a deployment's are, and both request-rate throttles are on, with
+limits far above what one process answers (at the defaults, 200 a second per
+token and 500 per address, they would be what is measured).
 Only 127.0.0.1 is used; the run is bounded by --seconds.
 """
 
@@ -19,6 +24,9 @@ import os
 
 from benchserver import BareServer, BenchServer
 from fanout import SERVER_CPU, ensure_node_client, node_client
+
+# Throttles on (their code runs on every request), never the limit reached.
+THROTTLE_RATE = "1000000"
 
 
 def run(conf: dict) -> dict:
@@ -34,27 +42,35 @@ def main(args) -> None:
                           "body": '{"progress": __N__}'}],
         })  # fmt: skip
     with BenchServer(
-        args.port + 10, cpus=SERVER_CPU, DJANGO_SETTINGS_MODULE="bench.floor_settings"
+        args.port + 10,
+        cpus=SERVER_CPU,
+        DJANGO_SETTINGS_MODULE="bench.floor_settings",
+        SWITCHBOARD_TOKEN_RATE=THROTTLE_RATE,
+        SWITCHBOARD_ADDRESS_RATE=THROTTLE_RATE,
     ) as server:
+        token = server.worker_token()
         floor_django = run({
             "workers": args.workers, "seconds": args.seconds,
             "requests": [{"method": "POST", "url": f"{server.base}/bench/django",
                           "body": '{"progress": __N__}'}],
         })  # fmt: skip
         floor_ninja = run({
-            "workers": args.workers, "seconds": args.seconds, "token": server.token,
+            "workers": args.workers, "seconds": args.seconds, "token": token,
             "requests": [{"method": "PATCH", "url": f"{server.base}/bench/ninja/{n}",
                           "body": '{"progress": __N__}'} for n in range(args.workers)],
         })  # fmt: skip
-        session = server.api("POST", "sessions", {"name": "writes"})
+        session = server.api("POST", "sessions", {"name": "writes"}, token=token)
         tasks = [
             server.api(
-                "POST", f"sessions/{session['id']}/tasks", {"name": f"t{n}", "status": "running"}
+                "POST",
+                f"sessions/{session['id']}/tasks",
+                {"name": f"t{n}", "status": "running"},
+                token=token,
             )
             for n in range(args.workers)
         ]
         ours = run({
-            "workers": args.workers, "seconds": args.seconds, "token": server.token,
+            "workers": args.workers, "seconds": args.seconds, "token": token,
             "requests": [{"method": "PATCH", "url": f"{server.base}/api/v1/tasks/{t['id']}",
                           "body": '{"progress": __N__}'} for t in tasks],
         })  # fmt: skip
