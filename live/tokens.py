@@ -18,8 +18,11 @@ was read under, and the version is read on every request:
   answered finds a new version, reads the database, and is refused. When
   Redis cannot be read, the request falls back to the database (as before
   the cache), and the process drops what it kept.
-- without Redis there is one server process, and the version is a number in
-  its memory.
+- without Redis there is one server process. On SQLite the version is a
+  small file beside the database (`<database>-tokens`), replaced whole by a
+  revoking process (a command or a shell too) and looked at (`os.stat`) on
+  every request; on PostgreSQL without Redis it is a number in the server's
+  memory, so a revocation from another process reaches it within the bound.
 
 A kept entry is also read again after `SWITCHBOARD_TOKEN_CACHE_SECONDS` (60),
 a bound for what no signal reports (a `QuerySet.update()` of users, a change
@@ -29,6 +32,7 @@ call `revoked()` after such a change.
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import uuid
@@ -38,7 +42,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from live import dbthreads
@@ -82,8 +86,8 @@ def _user(entry: Entry):
 class Versions:
     """The revocation version: a number in memory (one process), or a Redis key."""
 
-    def __init__(self, url: str | None, key: str) -> None:
-        self.url, self.key = url, key
+    def __init__(self, url: str | None, key: str, path: str | None = None) -> None:
+        self.url, self.key, self.path = url, key, path
         self.local = 0
         self._sync = None
         self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -106,10 +110,31 @@ class Versions:
             )
         return client
 
+    def _write(self) -> None:
+        """A new version file (a new inode: replaced whole, never edited)."""
+        tmp = f"{self.path}.{os.getpid()}.{uuid.uuid4().hex}"
+        with open(tmp, "w") as file:
+            file.write(uuid.uuid4().hex)
+        os.replace(tmp, self.path)
+
+    def _local(self):
+        if self.path is None:
+            return self.local
+        try:
+            try:
+                stat = os.stat(self.path)
+            except FileNotFoundError:
+                self._write()
+                stat = os.stat(self.path)
+        except OSError as exc:
+            log.warning("token version unreadable, checking tokens in the database: %s", exc)
+            return None
+        return (self.local, stat.st_ino, stat.st_mtime_ns)
+
     def read(self):
         """The current version; None when it cannot be known (Redis down)."""
         if self.url is None:
-            return self.local
+            return self._local()
         try:
             client = self._sync_client()
             value = client.get(self.key)
@@ -123,7 +148,7 @@ class Versions:
 
     async def aread(self):
         if self.url is None:
-            return self.local
+            return self._local()
         try:
             client = self._async_client()
             value = await client.get(self.key)
@@ -138,6 +163,11 @@ class Versions:
     def bump(self) -> None:
         self.local += 1
         if self.url is None:
+            if self.path is not None:
+                try:
+                    self._write()
+                except OSError:
+                    log.exception("token revocation not written to %s", self.path)
             return
         try:
             self._sync_client().set(self.key, uuid.uuid4().hex)
@@ -155,7 +185,11 @@ class TokenCache:
     def _versions(self) -> Versions:
         if self.versions is None:
             prefix = settings.SWITCHBOARD["REDIS_PREFIX"]
-            self.versions = Versions(settings.REDIS_URL or None, f"{prefix}:tokens:version")
+            conf = connections["default"].settings_dict
+            path = None
+            if conf["ENGINE"].endswith("sqlite3") and str(conf["NAME"]) != ":memory:":
+                path = f"{conf['NAME']}-tokens"  # beside the database every process opens
+            self.versions = Versions(settings.REDIS_URL or None, f"{prefix}:tokens:version", path)
         return self.versions
 
     def forget(self) -> None:
