@@ -69,12 +69,34 @@ class BenchServer:
             process.terminate()
             process.wait(10)
 
-    def api(self, method: str, path: str, body=None) -> dict:
+    def worker_token(self) -> str:
+        """A token of a user who is neither staff nor superuser and holds
+        `view_session` and `change_session`, as a deployment's workers do: the
+        API checks its permissions on every request, which a superuser skips."""
+        code = (
+            "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='project.settings';"
+            "django.setup();from django.contrib.auth.models import Permission,User;"
+            "from live.models import ApiToken;"
+            "u=User.objects.create_user('bench-worker');"
+            "u.user_permissions.set(Permission.objects.filter("
+            "content_type__app_label='sessions_app',"
+            "codename__in=['view_session','change_session']));"
+            "print(ApiToken.issue(u)[1])"
+        )
+        out = subprocess.run(
+            [PY, "-c", code], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True
+        )
+        return out.stdout.strip().splitlines()[-1]
+
+    def api(self, method: str, path: str, body=None, token: str | None = None) -> dict:
         request = urllib.request.Request(
             f"{self.base}/api/v1/{path}",
             data=None if body is None else json.dumps(body).encode(),
             method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            headers={
+                "Authorization": f"Bearer {token or self.token}",
+                "Content-Type": "application/json",
+            },
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())

@@ -15,6 +15,11 @@ The batch row: the same workers, each on a session of its own with
 --batch-tasks running tasks, send `POST /api/v1/sessions/<id>/batch` with
 one progress report for every task (100 events a request), and the figure
 is events a second. `--only batch` runs that row alone.
+The token is a worker's (bench/benchserver.py `worker_token`: not a
+superuser, with `view_session` and `change_session`), so its permissions are
+checked as a deployment's are, and both request-rate throttles are on, with
+limits far above what one process answers (at the defaults, 200 a second per
+token and 500 per address, they would be what is measured).
 Only 127.0.0.1 is used; the run is bounded by --seconds.
 """
 
@@ -25,33 +30,42 @@ import os
 from benchserver import BareServer, BenchServer
 from fanout import SERVER_CPU, ensure_node_client, node_client
 
+# Throttles on (their code runs on every request), never the limit reached.
+THROTTLE_RATE = "1000000"
+
 
 def run(conf: dict) -> dict:
     return node_client("writes-client.mjs", conf, timeout=conf["seconds"] + 120)
 
 
-def batches(server: BenchServer, args) -> dict:
+def batches(server: BenchServer, args, token: str) -> dict:
     """Workers each on a session of its own, a report on each of its tasks a request."""
     requests = []
     for n in range(args.workers):
-        session = server.api("POST", "sessions", {"name": f"batch {n}"})
+        session = server.api("POST", "sessions", {"name": f"batch {n}"}, token=token)
         tasks = [
             server.api("POST", f"sessions/{session['id']}/tasks", {"name": f"t{k}",
-                                                                    "status": "running"})
+                                                                    "status": "running"},
+                       token=token)
             for k in range(args.batch_tasks)
         ]  # fmt: skip
         body = {"tasks": [{"id": int(t["id"]), "progress": 1} for t in tasks]}
         text = json.dumps(body).replace('"progress": 1', '"progress": __N__', 1)
         requests.append({"method": "POST", "url": f"{server.base}/api/v1/sessions/{session['id']}/batch",
                          "body": text})  # fmt: skip
-    return run({"workers": args.workers, "seconds": args.seconds, "token": server.token,
+    return run({"workers": args.workers, "seconds": args.seconds, "token": token,
                 "requests": requests})  # fmt: skip
 
 
 def batch_only(args) -> None:
     ensure_node_client()
-    with BenchServer(args.port + 20, cpus=SERVER_CPU) as server:
-        row = batches(server, args)
+    with BenchServer(
+        args.port + 20,
+        cpus=SERVER_CPU,
+        SWITCHBOARD_TOKEN_RATE=THROTTLE_RATE,
+        SWITCHBOARD_ADDRESS_RATE=THROTTLE_RATE,
+    ) as server:
+        row = batches(server, args, server.worker_token())
     print_batch(row, args)
 
 
@@ -74,31 +88,39 @@ def main(args) -> None:
                           "body": '{"progress": __N__}'}],
         })  # fmt: skip
     with BenchServer(
-        args.port + 10, cpus=SERVER_CPU, DJANGO_SETTINGS_MODULE="bench.floor_settings"
+        args.port + 10,
+        cpus=SERVER_CPU,
+        DJANGO_SETTINGS_MODULE="bench.floor_settings",
+        SWITCHBOARD_TOKEN_RATE=THROTTLE_RATE,
+        SWITCHBOARD_ADDRESS_RATE=THROTTLE_RATE,
     ) as server:
+        token = server.worker_token()
         floor_django = run({
             "workers": args.workers, "seconds": args.seconds,
             "requests": [{"method": "POST", "url": f"{server.base}/bench/django",
                           "body": '{"progress": __N__}'}],
         })  # fmt: skip
         floor_ninja = run({
-            "workers": args.workers, "seconds": args.seconds, "token": server.token,
+            "workers": args.workers, "seconds": args.seconds, "token": token,
             "requests": [{"method": "PATCH", "url": f"{server.base}/bench/ninja/{n}",
                           "body": '{"progress": __N__}'} for n in range(args.workers)],
         })  # fmt: skip
-        session = server.api("POST", "sessions", {"name": "writes"})
+        session = server.api("POST", "sessions", {"name": "writes"}, token=token)
         tasks = [
             server.api(
-                "POST", f"sessions/{session['id']}/tasks", {"name": f"t{n}", "status": "running"}
+                "POST",
+                f"sessions/{session['id']}/tasks",
+                {"name": f"t{n}", "status": "running"},
+                token=token,
             )
             for n in range(args.workers)
         ]
         ours = run({
-            "workers": args.workers, "seconds": args.seconds, "token": server.token,
+            "workers": args.workers, "seconds": args.seconds, "token": token,
             "requests": [{"method": "PATCH", "url": f"{server.base}/api/v1/tasks/{t['id']}",
                           "body": '{"progress": __N__}'} for t in tasks],
         })  # fmt: skip
-        batch = batches(server, args)
+        batch = batches(server, args, token)
     config = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
     print(f"database        {config}; {args.workers} keep-alive workers for {args.seconds} s")
     bare_rate = base["ok"] / base["seconds"]

@@ -13,6 +13,7 @@ class LiveConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
-        from live import daphne_hooks
+        from live import daphne_hooks, tokens
 
         checks.register(daphne_hooks.check, checks.Tags.compatibility, deploy=True)
+        tokens.connect()

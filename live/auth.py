@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils.http import is_same_domain
 from ninja.security import HttpBearer, SessionAuth
 
-from live import dbthreads
+from live import tokens
 from live.models import ApiToken, hash_token
 
 
@@ -185,15 +185,20 @@ def allowed_user(user, auth: str) -> bool:
     return auth == "token" or user.is_staff
 
 
+def _admit(request, token: str, user):
+    if user is not None:
+        request.user = user
+        request.throttle_key = f"token:{token[:10]}"  # the token's public prefix
+    return user
+
+
 class TokenAuth(HttpBearer):
+    """The bearer token, from this process's token cache (live/tokens.py)."""
+
     openapi_scheme = "bearer"
 
     def authenticate(self, request, token: str):
-        user = ApiToken.authenticate(token)
-        if user is not None:
-            request.user = user
-            request.throttle_key = f"token:{token[:10]}"  # the token's public prefix
-        return user
+        return _admit(request, token, tokens.lookup(token))
 
 
 class StaffSessionAuth(SessionAuth):
@@ -218,10 +223,11 @@ class StaffSessionAuth(SessionAuth):
 
 
 class AsyncTokenAuth(TokenAuth):
-    """The bearer token, looked up on a database thread (for async endpoints)."""
+    """The same, for async endpoints: a kept token is checked on the event
+    loop, a token not kept yet on a database thread."""
 
     async def authenticate(self, request, token: str):
-        return await dbthreads.run(super().authenticate, request, token)
+        return _admit(request, token, await tokens.alookup(token))
 
 
 API_AUTH = [TokenAuth(), StaffSessionAuth()]

@@ -14,6 +14,7 @@ sync view's (the request's own thread; in tests, the test's thread).
 import asyncio
 import contextvars
 import functools
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
@@ -46,3 +47,15 @@ async def run(fn, *args, **kwargs):
     context = contextvars.copy_context()
     call = functools.partial(context.run, _call, fn, args, kwargs)
     return await asyncio.get_running_loop().run_in_executor(executor(), call)
+
+
+def submit(fn, *args, **kwargs) -> None:
+    """`fn(*args, **kwargs)` on a database thread, not waited for (bookkeeping
+    off a request's path); a failure is logged."""
+    future = executor().submit(_call, fn, args, kwargs)
+    future.add_done_callback(_log_failure)
+
+
+def _log_failure(future) -> None:
+    if future.exception() is not None:
+        logging.getLogger(__name__).error("database work failed", exc_info=future.exception())

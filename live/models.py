@@ -97,6 +97,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    LAST_USED_EVERY = 60  # seconds between writes of last_used_at
+
     class Meta:
         app_label = "sessions_app"
         verbose_name = "API token"
@@ -115,17 +117,29 @@ class ApiToken(models.Model):
 
     @classmethod
     def authenticate(cls, plain: str):
-        """The active user of a token, or None."""
+        """The active user of a token, or None, read from the database (the
+        API's requests go through live.tokens, which keeps what this reads)."""
+        token = cls.find(hash_token(plain))
+        return None if token is None else token.user
+
+    @classmethod
+    def find(cls, digest: str) -> "ApiToken | None":
+        """The token of `digest` with its user, if that user is active;
+        last_used_at written at most once a minute."""
         try:
-            token = cls.objects.select_related("user").get(digest=hash_token(plain))
+            token = cls.objects.select_related("user").get(digest=digest)
         except cls.DoesNotExist:
             return None
         if not token.user.is_active:
             return None
         now = timezone.now()
-        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        if (
+            token.last_used_at is None
+            or (now - token.last_used_at).total_seconds() > cls.LAST_USED_EVERY
+        ):
             cls.objects.filter(pk=token.pk).update(last_used_at=now)
-        return token.user
+            token.last_used_at = now
+        return token
 
 
 class ServerProcess(models.Model):

@@ -2,9 +2,12 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+# Django's handler, with each request's sync work on a long-lived thread
+# (project/handler.py).
+from project.handler import get_asgi_application  # noqa: E402
+
 django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up.

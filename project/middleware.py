@@ -1,4 +1,6 @@
-"""Middleware of our own: JSON errors under the API, static files without a thread.
+"""Middleware of our own: JSON errors under the API, static files without a
+thread, Django's own hooks on the event loop, and a short way through for
+bearer-token API requests.
 
 Every answer under `/api/` is JSON, errors included.
 
@@ -18,6 +20,17 @@ from django.middleware import clickjacking, common, csrf, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 PREFIX = "/api/"
+
+
+def bearer_api(request) -> bool:
+    """A request under /api/ that carries `Authorization: Bearer`: judged by
+    its token alone (live.auth), so it needs no session, no CSRF check (there
+    is no cookie identity to forge) and no messages. Worked out once."""
+    known = getattr(request, "_bearer_api", None)
+    if known is None:
+        scheme = request.META.get("HTTP_AUTHORIZATION", "")[:7].lower()
+        known = request._bearer_api = scheme == "bearer " and request.path.startswith(PREFIX)
+    return known
 
 
 def _json(request, response):
@@ -86,13 +99,24 @@ class OnTheLoop:
     `process_response` through a thread and back: about ten thread hops a
     request for the stock middleware. These do no I/O of their own (cookies,
     headers, lazy objects), so they run in place; `in_thread` says when one
-    must still go to a thread (a session or messages to save).
+    must still go to a thread (a session or messages to save). Those that only
+    serve cookie identities (`cookie_only`) step aside for a bearer API
+    request.
     """
+
+    cookie_only = False
 
     def in_thread(self, request) -> bool:
         return False
 
+    def __call__(self, request):
+        if self.cookie_only and not self.async_mode and bearer_api(request):
+            return self.get_response(request)
+        return super().__call__(request)
+
     async def __acall__(self, request):
+        if self.cookie_only and bearer_api(request):
+            return await self.get_response(request)
         response = None
         if hasattr(self, "process_request"):
             response = self.process_request(request)
@@ -110,6 +134,8 @@ class SecurityMiddleware(OnTheLoop, security.SecurityMiddleware):
 
 
 class SessionMiddleware(OnTheLoop, sessions.SessionMiddleware):
+    cookie_only = True
+
     def in_thread(self, request) -> bool:
         return request.session.accessed  # it may be saved
 
@@ -119,15 +145,22 @@ class CommonMiddleware(OnTheLoop, common.CommonMiddleware):
 
 
 class CsrfViewMiddleware(OnTheLoop, csrf.CsrfViewMiddleware):
+    cookie_only = True
+
     async def process_view(self, request, callback, callback_args, callback_kwargs):
+        if bearer_api(request):
+            return None
         return super().process_view(request, callback, callback_args, callback_kwargs)
 
 
 class AuthenticationMiddleware(OnTheLoop, auth.AuthenticationMiddleware):
-    pass
+    # request.user of a bearer request is its token's user (live.auth).
+    cookie_only = True
 
 
 class MessageMiddleware(OnTheLoop, message.MessageMiddleware):
+    cookie_only = True
+
     def in_thread(self, request) -> bool:
         storage = getattr(request, "_messages", None)
         return bool(storage is not None and (storage.used or storage.added_new))

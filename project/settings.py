@@ -112,6 +112,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: in-memory (one process) unless REDIS_URL is set.
 REDIS_URL = env_str("REDIS_URL")
+REDIS_PREFIX = env_str("SWITCHBOARD_REDIS_PREFIX", "switchboard")
 LAYER_CAPACITY = env_int("SWITCHBOARD_LAYER_CAPACITY", 5000, minimum=100)
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -123,7 +124,7 @@ if REDIS_URL:
                 "capacity": LAYER_CAPACITY,
                 "expiry": 60,
                 "group_expiry": 86400,
-                "prefix": env_str("SWITCHBOARD_REDIS_PREFIX", "switchboard"),
+                "prefix": REDIS_PREFIX,
             },
         }
     }
@@ -131,7 +132,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env_str("SWITCHBOARD_REDIS_PREFIX", "switchboard"),
+            "KEY_PREFIX": REDIS_PREFIX,
         }
     }
 else:
@@ -212,6 +213,12 @@ SWITCHBOARD = {
     # Threads (each with its database connection) that run the async
     # endpoints' database work: progress reports, output chunks, log lines.
     "DB_THREADS": env_int("SWITCHBOARD_DB_THREADS", 4, minimum=0),
+    # Seconds a server process keeps an API token's user and permissions
+    # (live/tokens.py); a revocation reaches every process at once whatever
+    # this is. The bound is for changes no signal reports.
+    "TOKEN_CACHE_SECONDS": env_float("SWITCHBOARD_TOKEN_CACHE_SECONDS", 60.0, minimum=0),
+    # Where Redis keys of the server's own live (the token version).
+    "REDIS_PREFIX": REDIS_PREFIX,
     # Seconds without any frame from a client before the server drops it.
     "IDLE_TIMEOUT": env_int("SWITCHBOARD_IDLE_TIMEOUT", 300, minimum=1),
     # Largest WebSocket frame accepted, in bytes.
