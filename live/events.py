@@ -21,7 +21,8 @@ from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from live import ordering, stats
+from live import eventstore, ordering, stats
+from live.eventstore import Item
 from live.models import Event, EventChannel, Retention
 from live.ordering import is_wide, readable_until
 from live.publisher import publisher
@@ -76,25 +77,6 @@ def channel_head(channel: str) -> int:
         placed = placed.filter(event_id__lte=until)
     head = placed.order_by("-event_id").values_list("event_id", flat=True).first()
     return head or 0
-
-
-def channel_heads(channels: list[str]) -> dict[str, int]:
-    """The newest committed seq of several channels, in one round trip.
-
-    One index probe each, as scalar subqueries of one SELECT: a GROUP BY with
-    MAX would read every event of a busy channel on PostgreSQL, which has no
-    loose index scan."""
-    if not channels:
-        return {}
-    quote = connection.ops.quote_name
-    probe = (
-        f"(SELECT {quote('event_id')} FROM {quote(EventChannel._meta.db_table)}"
-        f" WHERE {quote('channel')} = %s ORDER BY {quote('event_id')} DESC LIMIT 1)"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join([probe] * len(channels)), channels)
-        row = cursor.fetchone()
-    return {channel: head or 0 for channel, head in zip(channels, row, strict=True)}
 
 
 def heads_after(cursors: dict[str, int]) -> dict[str, int]:
@@ -166,14 +148,6 @@ def record(
     return event
 
 
-@dataclass
-class _Item:
-    event: Event
-    channels: list[str]
-    payload: Callable[[Event], dict] | None
-    extras: dict | None
-
-
 class Pending:
     """Events recorded together: stored, in the order they were added, in one
     statement (PostgreSQL; two on SQLite) however many they are, and
@@ -181,7 +155,7 @@ class Pending:
     and a replay write through one of these (sessions_app.reports)."""
 
     def __init__(self) -> None:
-        self._items: list[_Item] = []
+        self._items: list[Item] = []
 
     def __len__(self) -> int:
         return len(self._items)
@@ -195,7 +169,7 @@ class Pending:
         owner_id = extras.get("owner_id") if extras else None
         # Positional: a model built from keywords costs several times more.
         event = Event(None, kind, session_id, task_id, owner_id, ts or timezone.now(), data)
-        self._items.append(_Item(event, channels, payload, extras))
+        self._items.append(Item(event, channels, payload, extras))
         return event
 
     def store(self) -> list[Event]:
@@ -206,7 +180,7 @@ class Pending:
             return []
         for session_id in dict.fromkeys(item.event.session_id for item in items):
             ordering.lock(session_id)
-        store = _store if connection.vendor == "postgresql" else _store_plain
+        store = eventstore.store if connection.vendor == "postgresql" else eventstore.store_plain
         prevs = store(items)
         messages = []
         for item, prev in zip(items, prevs, strict=True):
@@ -255,129 +229,6 @@ def pack(messages: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
         (EVENTS_GROUP, one[0] if len(one) == 1 else {"type": "sb.events", "events": one})
         for one in packs
     ]
-
-
-def _rows(items: list[_Item]) -> list[tuple]:
-    """The event rows: kind, session_id, task_id, owner_id, ts, data."""
-    ts = Event._meta.get_field("ts")
-    return [
-        (
-            e.kind,
-            e.session_id,
-            e.task_id,
-            e.owner_id,
-            ts.get_db_prep_save(e.ts, connection),
-            json.dumps(e.data),
-        )
-        for e in (item.event for item in items)
-    ]
-
-
-def _stored(event: Event, seq: int) -> None:
-    event.id = seq
-    event._state.adding = False
-    event._state.db = connection.alias
-
-
-def _store_plain(items: list[_Item]) -> list[dict[str, int]]:
-    """Insert the events, read their channels' heads, insert their placements
-    (SQLite, one writer at a time): the first event takes the next id and,
-    with it, the write lock; the others follow it, one id each."""
-    table, placements = Event._meta.db_table, EventChannel._meta.db_table
-    insert = f"INSERT INTO {table} (kind, session_id, task_id, owner_id, ts, data"
-    rows = _rows(items)
-    with connection.cursor() as cursor:
-        cursor.execute(insert + ") VALUES (%s, %s, %s, %s, %s, %s)", rows[0])
-        first = cursor.lastrowid
-        if len(rows) > 1:
-            cursor.executemany(
-                insert + ", id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [(*row, first + n) for n, row in enumerate(rows[1:], start=1)],
-            )
-    for n, item in enumerate(items):
-        _stored(item.event, first + n)
-    wanted = list(dict.fromkeys(c for item in items for c in item.channels))
-    heads = {}
-    for start in range(0, len(wanted), 500):  # a SELECT has at most 2,000 columns
-        heads.update(channel_heads(wanted[start : start + 500]))
-    prevs = []
-    for item in items:
-        prevs.append({channel: heads[channel] for channel in item.channels})
-        heads.update(dict.fromkeys(item.channels, item.event.id))
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {placements} (event_id, channel, prev) VALUES (%s, %s, %s)",
-            [
-                (item.event.id, channel, prev[channel])
-                for item, prev in zip(items, prevs, strict=True)
-                for channel in item.channels
-            ],
-        )
-    return prevs
-
-
-def _store(items: list[_Item]) -> list[dict[str, int]]:
-    """Insert the events and their placements, reading each channel's head, in
-    one statement (PostgreSQL) with two parameters however many events (the
-    rows and the places as JSON: a statement with thousands of values costs
-    more to send than to run). Ids are taken from the sequence, sorted and
-    given in order; each placement's prev is the event before it in this
-    statement on its channel, or the channel's head. The statement's
-    snapshot is taken after the sessions' locks, so the heads of their
-    channels are current; a wide channel's head may miss an event in flight
-    (the hub orders wide channels itself: live.order)."""
-    table, placements = Event._meta.db_table, EventChannel._meta.db_table
-    sql = f"""
-        WITH ids AS (
-            SELECT row_number() OVER (ORDER BY id)::int AS n, id FROM (
-                SELECT nextval(pg_get_serial_sequence('{table}', 'id')) AS id
-                FROM generate_series(1, %s)) AS taken
-        ), event AS (
-            INSERT INTO {table} (id, kind, session_id, task_id, owner_id, ts, data)
-            SELECT ids.id, r.kind, r.session_id, r.task_id, r.owner_id, r.ts, r.data
-            FROM jsonb_to_recordset(%s::jsonb) AS r(
-                n int, kind varchar, session_id bigint, task_id bigint, owner_id bigint,
-                ts timestamptz, data jsonb) JOIN ids USING (n)
-            RETURNING id
-        ), placed AS (
-            INSERT INTO {placements} (event_id, channel, prev)
-            SELECT p.event_id, p.channel, COALESCE(p.before, (
-                SELECT e.event_id FROM {placements} e WHERE e.channel = p.channel
-                ORDER BY e.event_id DESC LIMIT 1), 0)
-            FROM (
-                SELECT ids.id AS event_id, c.channel,
-                       lag(ids.id) OVER (PARTITION BY c.channel ORDER BY c.n) AS before
-                FROM jsonb_to_recordset(%s::jsonb) AS c(n int, channel varchar) JOIN ids USING (n)
-            ) AS p
-            RETURNING event_id, channel, prev
-        )
-        SELECT event_id, channel, prev FROM placed
-    """
-    rows = [
-        {
-            "n": n,
-            "kind": e.kind,
-            "session_id": e.session_id,
-            "task_id": e.task_id,
-            "owner_id": e.owner_id,
-            "ts": e.ts.isoformat(),
-            "data": e.data,
-        }
-        for n, e in enumerate((item.event for item in items), start=1)
-    ]
-    places = [
-        {"n": n, "channel": channel}
-        for n, item in enumerate(items, start=1)
-        for channel in item.channels
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [len(items), json.dumps(rows), json.dumps(places)])
-        found = cursor.fetchall()
-    ids = sorted({event_id for event_id, _, _ in found})
-    for item, seq in zip(items, ids, strict=True):
-        _stored(item.event, seq)
-    prev = {(event_id, channel): before for event_id, channel, before in found}
-    return [{c: prev[(item.event.id, c)] for c in item.channels} for item in items]
 
 
 def committed(kinds: list[str], messages: list[tuple[str, dict]]) -> None:

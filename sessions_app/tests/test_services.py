@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection, transaction
 
-from live import events
+from live import events, eventstore
 from live.errors import Refused
 from live.models import Event, EventChannel
 from logs_app import services as log_services
@@ -256,7 +256,7 @@ def test_a_progress_report_takes_eight_statements_seven_on_postgresql(
     statement."""
     session, _ = services.create_session(name="counted")
     task, _ = services.create_task(session.pk, name="t", status="running")
-    before = events.channel_heads([f"session:{session.pk}", f"task:{task.pk}", "tasks"])
+    before = eventstore.channel_heads([f"session:{session.pk}", f"task:{task.pk}", "tasks"])
     expected = 7 if connection.vendor == "postgresql" else 8
     with django_assert_num_queries(expected):
         services.update_task(task.pk, progress=42.0)
@@ -265,7 +265,7 @@ def test_a_progress_report_takes_eight_statements_seven_on_postgresql(
     assert set(heads) == {f"session:{session.pk}", f"task:{task.pk}", "tasks"}
     assert all(prev < event.pk for prev in heads.values())
     assert heads == {channel: before[channel] for channel in heads}
-    assert events.channel_heads([f"task:{task.pk}", "nowhere"]) == {
+    assert eventstore.channel_heads([f"task:{task.pk}", "nowhere"]) == {
         f"task:{task.pk}": event.pk,
         "nowhere": 0,
     }
