@@ -10,7 +10,7 @@ line kept.
 """
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from live.models import Event, EventChannel
 from logs_app.models import LogEntry
@@ -67,19 +67,20 @@ def trim(session_id: int, through: int, *, batch: int, out=None, total: int = 0)
     gone, its channel's oldest kept placement names it in `prev`, and a
     reader resuming from before it resets."""
     name = channel(session_id)
-    lines = (
-        LogEntry.objects.filter(session_id=session_id, seq__lte=through)
-        .order_by("seq", "id")
-        .values_list("id", "seq")
-    )
+    lines = LogEntry.objects.filter(session_id=session_id, seq__lte=through).order_by("seq", "id")
     bar = ProgressBar(out, f"trimming session {session_id}") if out and total > batch else None
     done = 0
-    while rows := list(lines[:batch]):
-        upto = rows[-1][1]
+    after, gone = Q(), 0  # where the last batch ended (keyset: never past its dead rows again)
+    while rows := list(lines.filter(after).values_list("id", "seq")[:batch]):
+        last, upto = rows[-1]
         with transaction.atomic():
-            EventChannel.objects.filter(channel=name, event_id__lte=upto).delete()
-            Event.objects.filter(session_id=session_id, kind="log.append", id__lte=upto).delete()
+            placed = EventChannel.objects.filter(channel=name, event_id__gt=gone)
+            placed.filter(event_id__lte=upto).delete()
+            Event.objects.filter(
+                session_id=session_id, kind="log.append", id__gt=gone, id__lte=upto
+            ).delete()
             LogEntry.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+        after, gone = Q(seq__gt=upto) | Q(seq=upto, id__gt=last), upto
         done += len(rows)
         if bar:
             bar(min(done, total), total)

@@ -108,10 +108,14 @@ class Command(BaseCommand):
         if last_event:
             total = events.count()
             bar = ProgressBar(self.stdout, "pruning events") if total > self.batch else None
+            after = 0
             while True:
-                ids = list(events.order_by("id").values_list("id", flat=True)[: self.batch])
+                # From the last batch on (keyset), not past its dead rows again.
+                batch = events.filter(id__gt=after).order_by("id")
+                ids = list(batch.values_list("id", flat=True)[: self.batch])
                 if not ids:
                     break
+                after = ids[-1]
                 with transaction.atomic():
                     # Mark first: a client resuming from here on is told to reset.
                     mark, _ = Retention.objects.select_for_update().get_or_create(pk=1)
@@ -139,9 +143,10 @@ class Command(BaseCommand):
             if total > self.batch
             else None
         )
-        done = 0
-        while ids := list(lines[: self.batch]):
+        done = after = 0
+        while ids := list(lines.filter(id__gt=after)[: self.batch]):
             session.log_entries.filter(pk__in=ids).delete()
             done += len(ids)
+            after = ids[-1]
             if bar:
                 bar(done, total)
