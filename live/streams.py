@@ -224,11 +224,34 @@ def open_channel(user, ref: ChannelRef, since: int | None, narrowing=None) -> Op
     obj = stream.check_access(user, ref)
     reset = False
     if since is not None:
-        reset = events.must_reset(since)
+        reset = must_reset(ref, since)
         if not reset:
             return Opened(since, None, False)
     cursor = events.channel_head(ref.name)
     return Opened(cursor, stream.snapshot(user, ref, obj, narrowing), reset)
+
+
+def kept_after(channel: str) -> int:
+    """The newest seq of a channel whose event was deleted (0: none was).
+
+    Old events go oldest first (`prune`, and `prune --keep-lines` for a log
+    still being written), so what a channel keeps is the end of it, and its
+    oldest kept placement's `prev` names the last event it lost: one index
+    probe, with no bookkeeping of its own."""
+    prev = (
+        EventChannel.objects.filter(channel=channel)
+        .order_by("event_id")
+        .values_list("prev", flat=True)
+        .first()
+    )
+    return prev or 0
+
+
+def must_reset(ref: ChannelRef, since: int) -> bool:
+    """Whether a reader of this channel at `since` must start again from a
+    snapshot: events.must_reset (older than what is kept anywhere, or newer
+    than anything stored), or an event of this channel after `since` is gone."""
+    return events.must_reset(since) or since < kept_after(ref.name)
 
 
 def read_visible(user, ref: ChannelRef, since: int, limit: int) -> tuple[list[dict], int]:

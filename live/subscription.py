@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 
-from live import events, streams
+from live import events, protocol, streams
 
 log = logging.getLogger("switchboard.consumers")
 
@@ -220,6 +220,9 @@ class Subscription:
             frames, texts, cursor, joined = await shared_reads.read(
                 socket.user, self.ref, reader, self.cursor, limit, need
             )
+            if cursor is None:
+                await self.start_again()
+                return
             if cursor == self.cursor and joined and self.inbox:
                 # Messages wait, and a read that began before they came found
                 # nothing: read again, or a gap before them would be taken as
@@ -246,6 +249,27 @@ class Subscription:
             if frames:
                 fits = CATCH_UP_BYTES * len(frames) // max(size, 1)
                 limit = max(stream.backlog_page, min(fits, CATCH_UP_PAGE_MAX))
+
+    async def start_again(self) -> None:
+        """Events after the cursor were deleted while the subscription was
+        behind (`prune` ran while its socket did not read): it starts again
+        from a fresh snapshot, with a `subscribed` frame that says `reset`,
+        as a client resuming from there would."""
+        socket, ref = self.socket, self.ref
+        opened = await database_sync_to_async(streams.open_channel)(
+            socket.user, ref, self.cursor, self.narrowing
+        )
+        if not self.current:
+            return
+        if not opened.reset:
+            # Its session is gone: no snapshot to start from; read on past the loss.
+            kept_after = await database_sync_to_async(streams.kept_after)(ref.name)
+            self.cursor = max(self.cursor, kept_after)
+            return
+        self.cursor = opened.cursor
+        described = ref.stream.describe_filter(self.narrowing)
+        frame = protocol.subscribed(ref.name, opened.cursor, opened.snapshot, True, described)
+        await socket.send_frame(events.dumps(frame))
 
 
 class SharedReads:
@@ -287,6 +311,10 @@ class SharedReads:
     async def _read(user, ref, since: int, limit: int):
         def read():
             frames, cursor = streams.read_visible(user, ref, since, limit)
+            # Asked after the read: had events after `since` gone before it
+            # (or between its statements), this sees it. None: start again.
+            if since < streams.kept_after(ref.name):
+                return [], [], None
             return frames, [events.dumps(frame) for frame in frames], cursor
 
         return await database_sync_to_async(read)()

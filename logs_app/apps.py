@@ -13,11 +13,14 @@ class LogsAppConfig(AppConfig):
         # One case rule for keyword search, in SQL as in Python (services.fold).
         connection_created.connect(use_fold_on_sqlite)
         # Plug the logs:<session_id> channel and log.append events into the core.
-        from logs_app import eventfiles, streams
+        from logs_app import eventfiles, retention, streams
         from operations import stale
+        from sessions_app.retention import register_trimmer
 
         streams.register()
         eventfiles.register()
+        # prune --keep-lines: a running session's log kept within a size.
+        register_trimmer(retention.trim_sessions)
         # A task's log lines are reports too: a task that logs is not lost.
         stale.register_source(newest_line)
 

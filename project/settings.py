@@ -228,6 +228,9 @@ SWITCHBOARD = {
     "RATE_BURST": env_int("SWITCHBOARD_RATE_BURST", 400, minimum=1),
     # Log lines in a logs:<id> snapshot and in a default HTTP page.
     "LOG_SNAPSHOT_LINES": env_int("SWITCHBOARD_LOG_SNAPSHOT_LINES", 100, minimum=1),
+    # Log lines `prune` keeps of each session, running ones included: the
+    # newest this many (0: all; `prune --keep-lines` overrides it).
+    "LOG_LINES_PER_SESSION": env_int("SWITCHBOARD_LOG_LINES_PER_SESSION", 0, minimum=0),
     # Log entries in one log.append frame at most.
     "LOG_FRAME_ENTRIES": env_int("SWITCHBOARD_LOG_FRAME_ENTRIES", 1000, minimum=1),
     # Live log lines a second one subscription is sent, and the burst; lines

@@ -302,6 +302,8 @@ def list_events(request, query: Query[EventsQuery]):
         ref, narrowing = _channel(user, query)
         stream = ref.stream
         frames, cursor = streams.read_visible(user, ref, query.since, query.limit)
+        # After the read: events deleted before it, or between its statements, show here.
+        reset = streams.must_reset(ref, query.since)
         frames = [f for f in (stream.narrow(f, narrowing) for f in frames) if f is not None]
         has_more = events.channel_head(ref.name) > cursor
     return {"results": frames, "seq": cursor, "has_more": has_more, "reset": reset}
