@@ -23,6 +23,8 @@ class Item:
     channels: list[str]
     payload: Callable[[Event], dict] | None
     extras: dict | None
+    # The data as JSON text (set by live.events before it is stored).
+    text: str = ""
 
 
 def channel_heads(channels: list[str]) -> dict[str, int]:
@@ -49,14 +51,14 @@ def _rows(items: list[Item]) -> list[tuple]:
     ts = Event._meta.get_field("ts")
     return [
         (
-            e.kind,
-            e.session_id,
-            e.task_id,
-            e.owner_id,
-            ts.get_db_prep_save(e.ts, connection),
-            json.dumps(e.data),
+            item.event.kind,
+            item.event.session_id,
+            item.event.task_id,
+            item.event.owner_id,
+            ts.get_db_prep_save(item.event.ts, connection),
+            item.text,
         )
-        for e in (item.event for item in items)
+        for item in items
     ]
 
 
@@ -140,28 +142,31 @@ def store(items: list[Item]) -> list[dict[str, int]]:
         )
         SELECT event_id, channel, prev FROM placed
     """
-    rows = [
-        {
-            "n": n,
-            "kind": e.kind,
-            "session_id": e.session_id,
-            "task_id": e.task_id,
-            "owner_id": e.owner_id,
-            "ts": e.ts.isoformat(),
-            "data": e.data,
-        }
-        for n, e in enumerate((item.event for item in items), start=1)
-    ]
+    # The rows as JSON text around each event's data, encoded once already.
+    rows = (
+        "["
+        + ",".join(
+            f'{{"n":{n},"kind":"{e.kind}","session_id":{_number(e.session_id)},'
+            f'"task_id":{_number(e.task_id)},"owner_id":{_number(e.owner_id)},'
+            f'"ts":"{e.ts.isoformat()}","data":{item.text}}}'
+            for n, (e, item) in enumerate(((item.event, item) for item in items), start=1)
+        )
+        + "]"
+    )
     places = [
         {"n": n, "channel": channel}
         for n, item in enumerate(items, start=1)
         for channel in item.channels
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [len(items), json.dumps(rows), json.dumps(places)])
+        cursor.execute(sql, [len(items), rows, json.dumps(places)])
         found = cursor.fetchall()
     ids = sorted({event_id for event_id, _, _ in found})
     for item, seq in zip(items, ids, strict=True):
         _stored(item.event, seq)
     prev = {(event_id, channel): before for event_id, channel, before in found}
     return [{c: prev[(item.event.id, c)] for c in item.channels} for item in items]
+
+
+def _number(value: int | None) -> str:
+    return "null" if value is None else str(int(value))

@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from ninja import Router, Schema
 from pydantic import Field
 
-from live import dbthreads, events
+from live import dbthreads
 from live.auth import ASYNC_AUTH
 from live.errors import Refused
 from live.validation import Input
 from logs_app import services as log_services
 from logs_app.schemas import LogEntryIn
 from sessions_app import access, output, recording
-from sessions_app.api import ERRORS, changeable_session, report_fields
+from sessions_app.api import ERRORS, may_change, report_fields
+from sessions_app.locks import Check
 from sessions_app.reports import Reports
 from sessions_app.schemas import OutputIn, TaskPatch
 
@@ -63,14 +64,14 @@ def named(prefix: str):
         ) from None
 
 
-def _apply(session_id: int, batch: BatchIn) -> dict:
+def _apply(session_id: int, batch: BatchIn, check: Check | None = None) -> dict:
     wanted = {item.id for item in batch.tasks} | {item.task_id for item in batch.output}
     wanted |= {entry.task_id for entry in batch.logs if entry.task_id is not None}
     with recording.service_write():
         # The reports and the output: the session and its tasks locked (one
         # lock order: the session, its tasks by id, the event lock), changed
         # in memory, written in a few statements (sessions_app.reports).
-        with Reports.of_session(session_id, wanted) as reports:
+        with Reports.of_session(session_id, wanted, check) as reports:
             for part, items, key in (
                 ("tasks", batch.tasks, "id"),
                 ("output", batch.output, "task_id"),
@@ -92,12 +93,12 @@ def _apply(session_id: int, batch: BatchIn) -> dict:
                     else:
                         fields = {"chunk": item.chunk, "final": bool(item.final)}
                     reports.output(item.task_id, fields)
-            written = len(reports.events)
         stored = []
         if batch.logs:
             entries = [entry.model_dump() for entry in batch.logs]
             stored = log_services.append_entries(session_id, entries)
-        seq = events.newest_seq() if (written or stored) else None
+        # The seq of the batch's newest event.
+        seq = max([reports.last_seq, *(entry.seq for entry in stored)]) or None
     return {
         "tasks": len(batch.tasks),
         "output": len(batch.output),
@@ -115,7 +116,6 @@ async def post_batch(request, session_id: int, payload: BatchIn):
     all applied, in that order, or none (a 400 naming the refused item)."""
 
     def apply() -> dict:
-        changeable_session(request, session_id)
-        return _apply(session_id, payload)
+        return _apply(session_id, payload, may_change(request, "session"))
 
     return await dbthreads.run(apply)

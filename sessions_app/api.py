@@ -84,17 +84,17 @@ def changeable_session(request, session_id: int) -> Session:
     return session
 
 
-def may_change(request) -> locks.Check:
-    """For a service that reads or locks a task's session: refuse a task the
-    caller cannot see (404) or may not change (403), in the service's own
-    query rather than one of its own."""
+def may_change(request, what: str = "task") -> locks.Check:
+    """For a service that reads or locks a task's (or a session's) session:
+    refuse one the caller cannot see (404) or may not change (403), in the
+    service's own query rather than one of its own."""
     user = request.auth
 
     def check(session: Session) -> None:
         if not access.can_see(user, session):
-            raise Http404("No Task matches the given query.")
+            raise Http404(f"No {what.title()} matches the given query.")
         if not access.can_change(user, session):
-            raise Refused("you may not change this task", code="forbidden")
+            raise Refused(f"you may not change this {what}", code="forbidden")
 
     return check
 

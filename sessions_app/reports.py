@@ -91,6 +91,8 @@ class Reports:
         self._changed: dict[int, set[str]] = {}
         self._session_changed = False
         self._counted = False
+        # The seq of the newest event written here (0: none yet).
+        self.last_seq = 0
 
     @classmethod
     def of_task(cls, task_id: int, check: Check | None = None) -> "Reports":
@@ -101,9 +103,12 @@ class Reports:
         return reports
 
     @classmethod
-    def of_session(cls, session_id: int, task_ids=()) -> "Reports":
-        """For tasks of one session: the session locked, then the tasks, by id."""
+    def of_session(cls, session_id: int, task_ids=(), check: Check | None = None) -> "Reports":
+        """For tasks of one session: the session locked, then the tasks, by
+        id; `check(session)` may refuse once the session is locked."""
         session = Session.objects.select_for_update(no_key=True).get(pk=session_id)
+        if check is not None:
+            check(session)
         reports = cls(session)
         reports.lock(task_ids)
         return reports
@@ -240,7 +245,9 @@ class Reports:
             _update(changed, fields)
         if self._session_changed:
             self.session.save()
-        self.events.store()
+        stored = self.events.store()
+        if stored:
+            self.last_seq = stored[-1].id
         self._changed.clear()
         self._session_changed = False
 
