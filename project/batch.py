@@ -31,6 +31,9 @@ router = Router(tags=["batch"])
 ID = Field(ge=1, le=2**62)
 
 
+PROGRESS = {"id", "progress", "message", "details"}
+
+
 class TaskReport(TaskPatch):
     id: int = ID
 
@@ -71,7 +74,9 @@ def _apply(session_id: int, batch: BatchIn, check: Check | None = None) -> dict:
         # The reports and the output: the session and its tasks locked (one
         # lock order: the session, its tasks by id, the event lock), changed
         # in memory, written in a few statements (sessions_app.reports).
-        with Reports.of_session(session_id, wanted, check) as reports:
+        # Progress alone (the common batch) reads and writes a few columns.
+        light = all(set(report.model_fields_set) <= PROGRESS for report in batch.tasks)
+        with Reports.of_session(session_id, wanted, check, light) as reports:
             for part, items, key in (
                 ("tasks", batch.tasks, "id"),
                 ("output", batch.output, "task_id"),

@@ -103,14 +103,17 @@ class Reports:
         return reports
 
     @classmethod
-    def of_session(cls, session_id: int, task_ids=(), check: Check | None = None) -> "Reports":
+    def of_session(
+        cls, session_id: int, task_ids=(), check: Check | None = None, light: bool = False
+    ) -> "Reports":
         """For tasks of one session: the session locked, then the tasks, by
-        id; `check(session)` may refuse once the session is locked."""
+        id; `check(session)` may refuse once the session is locked; `light`:
+        as for lock()."""
         session = Session.objects.select_for_update(no_key=True).get(pk=session_id)
         if check is not None:
             check(session)
         reports = cls(session)
-        reports.lock(task_ids)
+        reports.lock(task_ids, light)
         return reports
 
     def __enter__(self) -> "Reports":
@@ -120,8 +123,10 @@ class Reports:
         if kind is None:
             self.write()
 
-    def lock(self, task_ids) -> None:
-        """Lock and load those of these tasks of the session not held yet (one query)."""
+    def lock(self, task_ids, light: bool = False) -> None:
+        """Lock and load those of these tasks of the session not held yet (one
+        query); `light`: only what a progress report reads (the rest is
+        loaded, in one query, for a report that needs it)."""
         wanted = set(task_ids) - set(self.tasks)
         if wanted:
             found = (
@@ -129,6 +134,8 @@ class Reports:
                 .filter(session_id=self.session.pk, pk__in=wanted)
                 .order_by("id")
             )
+            if light:
+                found = found.only(*LIGHT)
             for task in found:
                 self._hold(task)
 
@@ -172,6 +179,9 @@ class Reports:
         refuse_if_lost(task)
         if new_status is not UNSET and new_status != task.status:
             check_transition(task.status, new_status, "task")
+        more = (status, result, error, name, stale_after)
+        if task.status == Status.PENDING or any(value is not UNSET for value in more):
+            _whole(task)  # it may change more than progress: all of it is written
         session = self.session
         now = ts or timezone.now()
         was = task.status
@@ -250,6 +260,19 @@ class Reports:
             self.last_seq = stored[-1].id
         self._changed.clear()
         self._session_changed = False
+
+
+# What a progress report on a running task reads and writes.
+LIGHT = (
+    "id", "session_id", "status", "lost", "error", "finished_at", "attempt", *REPORTED,
+)  # fmt: skip
+
+
+def _whole(task: Task) -> None:
+    """Load what a light lock left out (one query; the row is locked)."""
+    deferred = task.get_deferred_fields()
+    if deferred:
+        task.refresh_from_db(fields=list(deferred))
 
 
 def _update(tasks: list[Task], names: list[str]) -> None:

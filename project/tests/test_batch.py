@@ -297,3 +297,27 @@ async def test_a_large_batch_reaches_watchers_whole_and_in_order_in_a_few_messag
         )
     )()
     assert [f["seq"] for f in by_channel["tasks"]] == stored[-800:]
+
+
+def test_a_progress_batch_reads_few_columns_and_still_starts_a_pending_task_whole():
+    session, _ = services.create_session(name="light")
+    running = [
+        services.create_task(session.pk, name=f"r{n}", status="running")[0] for n in range(3)
+    ]
+    waiting = services.create_task(session.pk, name="waiting", external_id="w-1")[0]
+
+    def queries(tasks) -> int:
+        batch = BatchIn(tasks=[{"id": t.pk, "progress": 10, "message": "m"} for t in tasks])
+        with CaptureQueriesContext(connection) as captured:
+            _apply(session.pk, batch)
+        return len(captured)
+
+    assert queries(running) == queries(running[:1])
+    queries([waiting, *running])
+    started = Event.objects.filter(kind="task.update", task_id=waiting.pk).latest("id").data
+    assert started["status"] == "running" and started["name"] == "waiting"
+    assert started["external_id"] == "w-1" and started["started_at"] is not None
+    waiting = Task.objects.get(pk=waiting.pk)
+    assert (waiting.name, waiting.status, waiting.progress) == ("waiting", "running", 10.0)
+    assert waiting.created_at < waiting.started_at
+    assert Task.objects.get(pk=running[2].pk).name == "r2"
