@@ -312,7 +312,7 @@ def test_a_progress_batch_reads_few_columns_and_still_starts_a_pending_task_whol
             _apply(session.pk, batch)
         return len(captured)
 
-    assert queries(running) == queries(running[:1])
+    assert queries(running) == queries(running[:2])
     queries([waiting, *running])
     started = Event.objects.filter(kind="task.update", task_id=waiting.pk).latest("id").data
     assert started["status"] == "running" and started["name"] == "waiting"
