@@ -22,7 +22,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from live import eventstore, ordering, stats
-from live.eventstore import Item
+from live.eventstore import Item, Recorded
 from live.models import Event, EventChannel, Retention
 from live.ordering import is_wide, readable_until
 from live.publisher import publisher
@@ -127,11 +127,11 @@ def record(
     session_id: int | None,
     task_id: int | None = None,
     data: dict,
-    payload: Callable[[Event], dict] | None = None,
+    payload: Callable[[Recorded], dict] | None = None,
     extras: dict | None = None,
     ts: datetime | None = None,
     into: "Pending | None" = None,
-) -> Event:
+) -> Recorded:
     """Store one event on `channels` and publish it when the transaction commits.
 
     `data` is stored; `payload(event)`, when given, builds what the frame
@@ -160,19 +160,18 @@ class Pending:
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, kind, channels, session_id, task_id, data, payload, extras, ts) -> Event:
+    def add(self, kind, channels, session_id, task_id, data, payload, extras, ts) -> Recorded:
         channels = list(dict.fromkeys(channels))
         if not channels:
             raise RuntimeError(f"an event ({kind}) must be on a channel")
         if session_id is None and not all(is_wide(channel) for channel in channels):
             raise RuntimeError(f"an event on {channels} must name its session")
         owner_id = extras.get("owner_id") if extras else None
-        # Positional: a model built from keywords costs several times more.
-        event = Event(None, kind, session_id, task_id, owner_id, ts or timezone.now(), data)
+        event = Recorded(kind, session_id, task_id, owner_id, ts or timezone.now(), data)
         self._items.append(Item(event, channels, payload, extras))
         return event
 
-    def store(self) -> list[Event]:
+    def store(self) -> list[Recorded]:
         """Store what waits here (taking each session's event lock first) and
         publish it on commit."""
         items, self._items = self._items, []

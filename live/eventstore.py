@@ -9,19 +9,39 @@ reports, few statements" in docs/ARCHITECTURE.md.
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connection
 
 from live.models import Event, EventChannel
 
 
+@dataclass(slots=True)
+class Recorded:
+    """An event as recorded: its row's values, and its id once stored. Not a
+    model instance: a batch records thousands, and building a model each
+    cost more than storing it."""
+
+    kind: str
+    session_id: int | None
+    task_id: int | None
+    owner_id: int | None
+    ts: datetime
+    data: dict
+    id: int | None = None
+
+    @property
+    def pk(self) -> int | None:
+        return self.id
+
+
 @dataclass
 class Item:
     """An event waiting to be stored, with its channels and what builds its frame."""
 
-    event: Event
+    event: Recorded
     channels: list[str]
-    payload: Callable[[Event], dict] | None
+    payload: Callable[[Recorded], dict] | None
     extras: dict | None
     # The data as JSON text (set by live.events before it is stored).
     text: str = ""
@@ -62,12 +82,6 @@ def _rows(items: list[Item]) -> list[tuple]:
     ]
 
 
-def _stored(event: Event, seq: int) -> None:
-    event.id = seq
-    event._state.adding = False
-    event._state.db = connection.alias
-
-
 def store_plain(items: list[Item]) -> list[dict[str, int]]:
     """Insert the events, read their channels' heads, insert their placements
     (SQLite, one writer at a time): the first event takes the next id and,
@@ -84,7 +98,7 @@ def store_plain(items: list[Item]) -> list[dict[str, int]]:
                 [(*row, first + n) for n, row in enumerate(rows[1:], start=1)],
             )
     for n, item in enumerate(items):
-        _stored(item.event, first + n)
+        item.event.id = first + n
     wanted = list(dict.fromkeys(c for item in items for c in item.channels))
     heads = {}
     for start in range(0, len(wanted), 500):  # a SELECT has at most 2,000 columns
@@ -163,7 +177,7 @@ def store(items: list[Item]) -> list[dict[str, int]]:
         found = cursor.fetchall()
     ids = sorted({event_id for event_id, _, _ in found})
     for item, seq in zip(items, ids, strict=True):
-        _stored(item.event, seq)
+        item.event.id = seq
     prev = {(event_id, channel): before for event_id, channel, before in found}
     return [{c: prev[(item.event.id, c)] for c in item.channels} for item in items]
 

@@ -112,7 +112,7 @@ def record_progress(task: Task, session: Session, ts: datetime | None = None, in
 
 def record_output(
     task: Task, owner_id: int | None, fields: dict, ts: datetime | None = None, into=None
-) -> events.Event:
+) -> events.Recorded:
     """A chunk of a task's output or a step (sessions_app.output) as task.output."""
     places = [channels.task(task.pk)]
     if "status" in fields:

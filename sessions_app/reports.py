@@ -220,13 +220,13 @@ class Reports:
             if self._recount(was, task.status) or session.status != before:
                 session.updated_at = now
                 self._session_changed = True
-                record_session(session, ts=ts, into=self.events)
-            record_task(task, ts=ts, owner_id=session.owner_id, into=self.events)
+                record_session(session, ts=now, into=self.events)
+            record_task(task, ts=now, owner_id=session.owner_id, into=self.events)
         if reported:
-            record_progress(task, session, ts=ts, into=self.events)
+            record_progress(task, session, ts=now, into=self.events)
         return task
 
-    def output(self, task_id: int, fields: dict, ts: datetime | None = None) -> events.Event:
+    def output(self, task_id: int, fields: dict, ts: datetime | None = None) -> events.Recorded:
         """A chunk of the task's output, or a step (sessions_app.output)."""
         task = self.task(task_id)
         refuse_if_lost(task)
