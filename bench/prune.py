@@ -192,20 +192,7 @@ def load(lines: int, ended: bool) -> int:
 
 
 def sample(stop: threading.Event, seen: Counter) -> None:
-    """The writers' busy backends by (wait_event_type, wait_event) every 5 ms."""
-    with psycopg.connect(URL, autocommit=True) as conn:
-        while not stop.is_set():
-            rows = conn.execute(
-                "SELECT coalesce(wait_event_type, ''), coalesce(wait_event, ''), count(*)"
-                " FROM pg_stat_activity WHERE datname = %s AND application_name = %s"
-                " AND state = 'active' GROUP BY 1, 2",
-                [SCRATCH.name, APP],
-            ).fetchall()
-            for wait_type, event, count in rows:
-                seen[wait_type, event] += count
-                seen["busy", ""] += count
-            seen["samples", ""] += 1
-            time.sleep(0.005)
+    SCRATCH.sample_waits(APP, stop, seen)
 
 
 def pruning(args: list[str], seen: Counter):

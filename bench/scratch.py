@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -36,6 +37,24 @@ class Scratch:
             conn.execute(f"CREATE DATABASE {self.name}")
         command = [sys.executable, "manage.py", "migrate", "-v", "0"]
         subprocess.run(command, cwd=ROOT, env=self.environment(), check=True)
+
+    def sample_waits(self, app: str, stop, seen) -> None:
+        """Count the busy backends of `app` (their application_name) by
+        (wait_event_type, wait_event) every 5 ms until `stop` is set; ("", "")
+        is one busy on CPU, ("busy", "") all of them, ("samples", "") the count."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not stop.is_set():
+                rows = conn.execute(
+                    "SELECT coalesce(wait_event_type, ''), coalesce(wait_event, ''), count(*)"
+                    " FROM pg_stat_activity WHERE datname = %s AND application_name = %s"
+                    " AND state = 'active' GROUP BY 1, 2",
+                    [self.name, app],
+                ).fetchall()
+                for wait_type, event, count in rows:
+                    seen[wait_type, event] += count
+                    seen["busy", ""] += count
+                seen["samples", ""] += 1
+                time.sleep(0.005)
 
     def drop(self) -> None:
         with psycopg.connect(ADMIN, autocommit=True) as conn:

@@ -183,36 +183,13 @@ def create_task(
     return task, True
 
 
-def update_task(
-    task_id: int,
-    *,
-    status: str = UNSET,
-    progress: float = UNSET,
-    message: str = UNSET,
-    details: dict = UNSET,
-    result: Any = UNSET,
-    error: str = UNSET,
-    name: str = UNSET,
-    stale_after: int | None = UNSET,
-    ts: datetime | None = None,
-    check: Check | None = None,
-) -> Task:
-    """Apply a worker's report (sessions_app.reports): one progress.update
-    when it carries progress, message or details, a task.update when
-    anything else changed. `check`: as for lock_task."""
+def update_task(task_id: int, *, check: Check | None = None, **report: Any) -> Task:
+    """Apply a worker's report: `report` as for Reports.report (status,
+    progress, message, details, result, error, name, stale_after, ts); one
+    progress.update when it carries progress, message or details, a
+    task.update when anything else changed. `check`: as for lock_task."""
     with service_write(), Reports.of_task(task_id, check) as reports:
-        return reports.report(
-            task_id,
-            status=status,
-            progress=progress,
-            message=message,
-            details=details,
-            result=result,
-            error=error,
-            name=name,
-            stale_after=stale_after,
-            ts=ts,
-        )
+        return reports.report(task_id, **report)
 
 
 def fail_lost(task_id: int, last_report: Callable[[Task], datetime], default: int) -> bool:
