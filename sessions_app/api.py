@@ -60,6 +60,15 @@ def _statuses(raw: str | None, allowed: list[str]) -> list[str] | None:
     return wanted
 
 
+def known_parameters(request, query: ListQuery) -> None:
+    """Refuse a query parameter the list does not take, by name: a typo
+    (`session_id` for `session`) would otherwise list everything, unfiltered."""
+    unknown = sorted(set(request.GET) - set(type(query).model_fields))
+    if unknown:
+        taken = ", ".join(sorted(type(query).model_fields))
+        raise Refused(f"unknown parameter; this list takes {taken}", field=unknown[0])
+
+
 def _page(queryset: QuerySet, query: ListQuery) -> dict:
     count = queryset.count()
     rows = queryset[query.offset : query.offset + query.limit]
@@ -124,6 +133,7 @@ def create_session(request, payload: SessionIn):
 
 @router.get("/sessions", response={200: SessionPage, **ERRORS}, tags=["sessions"])
 def list_sessions(request, query: Query[ListQuery]):
+    known_parameters(request, query)
     sessions = access.visible_sessions(request.auth).order_by("-id")
     statuses = _statuses(query.status, list(Status.values))
     if statuses:
@@ -181,6 +191,7 @@ def create_task(request, session_id: int, payload: TaskIn):
 
 @router.get("/tasks", response={200: TaskPage, **ERRORS}, tags=["tasks"])
 def list_tasks(request, query: Query[TaskListQuery]):
+    known_parameters(request, query)
     tasks = access.visible_tasks(request.auth).order_by("-id")
     if query.session is not None:
         tasks = tasks.filter(session_id=query.session)

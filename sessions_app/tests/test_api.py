@@ -248,6 +248,11 @@ def test_task_list_filters_by_session_and_status(api):
     assert [t["name"] for t in api.call("GET", "tasks", session=one["id"])[1]["results"]] == ["a"]
     assert [t["name"] for t in api.call("GET", "tasks", status="running")[1]["results"]] == ["b"]
     assert api.call("GET", "tasks/424242")[0] == 404
+    # A parameter the list does not take is refused by name, not ignored.
+    status, answer = api.call("GET", "tasks", session_id=one["id"])
+    assert status == 400 and "session_id" in answer["errors"], answer
+    status, answer = api.call("GET", "sessions", state="running")
+    assert status == 400 and "state" in answer["errors"], answer
 
 
 def test_events_endpoint_pages_a_channel_for_polling_clients(api):
