@@ -96,7 +96,7 @@ def _apply(session_id: int, batch: BatchIn, check: Check | None = None) -> dict:
                     if item.status is not None:
                         fields = output.step_fields(item.status, item.message, item.data)
                     else:
-                        fields = {"chunk": item.chunk, "final": bool(item.final)}
+                        fields = output.chunk_fields(item.chunk, item.final)
                     reports.output(item.task_id, fields)
         stored = []
         if batch.logs:

@@ -189,7 +189,7 @@ class Replay:
                 fields = output.step_fields(data["status"], data.get("message"), data.get("data"))
                 reports.output(task_id, fields)
             elif line.kind == "task.output":
-                reports.output(task_id, {"chunk": data["chunk"], "final": bool(data.get("final"))})
+                reports.output(task_id, output.chunk_fields(data["chunk"], data.get("final")))
             elif line.kind == "progress.update":
                 # An exported task.update already carried these values; do not repeat them.
                 fields = _changed(reports.task(task_id), data, ("progress", "message", "details"))

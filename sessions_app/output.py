@@ -26,7 +26,7 @@ def append_output(
 ):
     """Record one chunk of a task's streamed output (tokens, stdout).
     `check(session)`, when given, may refuse it first."""
-    return _output(task_id, {"chunk": chunk, "final": bool(final)}, ts, check)
+    return _output(task_id, chunk_fields(chunk, final), ts, check)
 
 
 def append_step(
@@ -41,6 +41,11 @@ def append_step(
     and its end), in order with the chunks; nothing is overwritten.
     `check`: as for append_output."""
     return _output(task_id, step_fields(status, message, data), ts, check)
+
+
+def chunk_fields(chunk: str, final: bool = False) -> dict:
+    """An output chunk's fields."""
+    return {"chunk": chunk, "final": bool(final)}
 
 
 def step_fields(status: str, message: str | None = None, data: dict | None = None) -> dict:
