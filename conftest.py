@@ -47,6 +47,24 @@ def _close_the_sync_thread_connections():
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def _one_process_per_test():
+    """After each test, end what an in-process server started and what its
+    event loop kept. A test that calls the ASGI application starts the
+    outbox deliverer as a server would (publisher.on_serve); left running it
+    reads the database across the next tests' flushes. And the channel layer
+    keeps per-channel locks on the loop that used them (channels-redis names
+    every hub's channel after the layer, not the loop), so each test's loop
+    gets a layer of its own."""
+    yield
+    from channels.layers import channel_layers
+
+    from operations.outbox import deliverer
+
+    deliverer.stop()
+    channel_layers.backends.clear()
+
+
 def pytest_report_header(config):
     layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
     return f"switchboard: database {settings.DATABASES['default']['ENGINE']}, layer {layer}"

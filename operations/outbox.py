@@ -34,6 +34,7 @@ import logging
 import random
 import secrets
 import threading
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -255,6 +256,7 @@ class Deliverer:
         self.serving = False
         self.thread: threading.Thread | None = None
         self.lanes: set[Key] = set()
+        self.stopping = False
 
     def serve(self) -> None:
         """Deliver for as long as the process runs (started with the server)."""
@@ -264,8 +266,26 @@ class Deliverer:
             self.serving = True
         self.nudge()
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop delivering from this process, once the deliveries under way end
+        (what is still pending waits in the outbox for the next server)."""
+        with self.lock:
+            self.serving = False
+            self.stopping = True
+            self.wake.notify()
+            thread = self.thread
+        if thread is not None:
+            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.lanes and time.monotonic() < deadline:
+                self.wake.wait(0.05)
+            self.stopping = False
+
     def nudge(self) -> None:
         with self.lock:
+            if self.stopping:
+                return
             self.nudged = True
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.run, name="outbox", daemon=True)
@@ -276,9 +296,12 @@ class Deliverer:
         pause = 0.0
         while True:
             with self.lock:
-                if not self.nudged and pause > 0:
+                if not self.nudged and pause > 0 and not self.stopping:
                     self.wake.wait(pause)
                 self.nudged = False
+                if self.stopping:
+                    self.thread = None
+                    return
             try:
                 due, soonest, pending = self.scan()
             except Exception:
@@ -289,6 +312,8 @@ class Deliverer:
             poll = settings.SWITCHBOARD["OUTBOX_POLL_SECONDS"]
             with self.lock:
                 for key in due:
+                    if self.stopping:
+                        break
                     if key not in self.lanes and len(self.lanes) < self.max_lanes:
                         self.lanes.add(key)
                         threading.Thread(
@@ -314,7 +339,7 @@ class Deliverer:
     def deliver(self, key: Key) -> None:
         """Try one receiver's due deliveries, one at a time, until none is due."""
         try:
-            while rows := claim(key):
+            while not self.stopping and (rows := claim(key)):
                 attempt(rows[0])
         except Exception:
             log.exception("webhook deliveries stopped; the next look resumes them")

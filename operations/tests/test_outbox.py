@@ -204,6 +204,23 @@ def test_a_deliverer_outside_a_server_stops_once_nothing_is_pending(hook_url, mo
     assert not deliverer.lanes and not deliverer.serving
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_serving_deliverer_stops_when_told_and_leaves_what_is_pending(monkeypatch):
+    deliverer = outbox.Deliverer()
+    monkeypatch.setattr(outbox, "deliverer", deliverer)
+    waiting = row(next_attempt_at=timezone.now() + timedelta(seconds=60))
+    deliverer.serve()
+    assert wait_for(lambda: deliverer.thread is not None and deliverer.thread.is_alive(), 5)
+    thread = deliverer.thread
+    deliverer.stop()
+    assert not thread.is_alive() and deliverer.thread is None and not deliverer.serving
+    assert fresh(waiting).status == waiting.status and fresh(waiting).attempts == 0
+    waiting.delete()
+    deliverer.nudge()  # a later commit starts it again; not serving, it ends
+    assert deliverer.thread is not None
+    assert wait_for(lambda: deliverer.thread is None, 10)
+
+
 # --- the admin --------------------------------------------------------------------
 
 
