@@ -70,4 +70,6 @@ def too_large(request, exc: RequestDataTooBig):
 
 @api.exception_handler(ObjectDoesNotExist)
 def gone(request, exc: ObjectDoesNotExist):
+    """A row deleted between the caller's check and the service's lock (a
+    session deleted meanwhile): not found, as a refusal would say."""
     return api.create_response(request, {"detail": "not found"}, status=404)

@@ -42,6 +42,22 @@ def can_change(user, session: Session) -> bool:
     return changes_all(user) or (user.is_active and session.owner_id == user.pk)
 
 
+def visible_session(user, session_id: int) -> Session:
+    """The session, if the user may see it; Refused (not_found) if not."""
+    session = visible_sessions(user).filter(pk=session_id).first()
+    if session is None:
+        raise Refused(f"no session {session_id} that you can see", code="not_found")
+    return session
+
+
+def visible_task(user, task_id: int) -> Task:
+    """The task, if the user may see it; Refused (not_found) if not."""
+    task = visible_tasks(user).filter(pk=task_id).first()
+    if task is None:
+        raise Refused(f"no task {task_id} that you can see", code="not_found")
+    return task
+
+
 def changeable_task(user, task_id: int) -> Task:
     """The task, if the user may see it and change its session; Refused naming
     `task_id` if not (not_found when it cannot see it, forbidden when it may

@@ -165,7 +165,16 @@ class SessionAdmin(admin.ModelAdmin):
                         entry["task_id"] = f"{entry['task_id']}-{suffix}"
                     if entry.get("uid"):
                         entry["uid"] = f"{entry['uid']}-{suffix}"
-            eventfiles.Replay(lines, speed=0).run()
+            try:
+                eventfiles.Replay(lines, speed=0).run()
+            except eventfiles.ReplayError as error:
+                done = f"the {error.replayed} lines before it were" if error.replayed else "nothing"
+                self.message_user(
+                    request,
+                    f"Session {session.pk} stopped at {error}; {done} replayed.",
+                    messages.ERROR,
+                )
+                continue
             copies += 1
         self.message_user(request, f"Replayed {copies} session(s) as new copies.", messages.SUCCESS)
 

@@ -3,8 +3,6 @@
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.http import Http404
-from django.shortcuts import get_object_or_404
 from ninja import Query, Router
 from ninja import Status as Answer
 from pydantic import Field
@@ -83,7 +81,7 @@ def _page(queryset: QuerySet, query: ListQuery) -> dict:
 
 
 def visible_session(request, session_id: int) -> Session:
-    return get_object_or_404(access.visible_sessions(request.auth), pk=session_id)
+    return access.visible_session(request.auth, session_id)
 
 
 def changeable_session(request, session_id: int) -> Session:
@@ -101,7 +99,7 @@ def may_change(request, what: str = "task") -> locks.Check:
 
     def check(session: Session) -> None:
         if not access.can_see(user, session):
-            raise Http404(f"No {what.title()} matches the given query.")
+            raise Refused(f"no {what} that you can see", code="not_found")
         if not access.can_change(user, session):
             raise Refused(f"you may not change this {what}", code="forbidden")
 
@@ -205,7 +203,7 @@ def list_tasks(request, query: Query[TaskListQuery]):
 
 @router.get("/tasks/{int:task_id}", response={200: TaskOut, **ERRORS}, tags=["tasks"])
 def get_task(request, task_id: int):
-    return get_object_or_404(access.visible_tasks(request.auth), pk=task_id).as_json()
+    return access.visible_task(request.auth, task_id).as_json()
 
 
 def report_fields(payload: TaskPatch, prefix: str = "") -> dict:
@@ -273,7 +271,7 @@ async def post_output(request, task_id: int, payload: OutputIn):
 @router.get("/tasks/{int:task_id}/output", response={200: TaskOutputOut, **ERRORS}, tags=["tasks"])
 def get_output(request, task_id: int):
     """The streamed output of the current attempt (its last 64 KiB)."""
-    task = get_object_or_404(access.visible_tasks(request.auth), pk=task_id)
+    task = access.visible_task(request.auth, task_id)
     return output.task_output(task)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from live.errors import Refused
 from live.validation import as_utc, problem, timestamp_problem
 from sessions_app.schemas import OutputIn, SessionPatch, TaskPatch
 
@@ -53,13 +54,17 @@ def known_kinds() -> set[str]:
     return CORE_KINDS | DERIVED_KINDS | set(_kinds)
 
 
-class ReplayError(Exception):
-    """A line that cannot be replayed; `replayed`: how many lines before it were."""
+class ReplayError(Refused):
+    """A line that cannot be replayed (a `Refused` naming the field `line`);
+    `line`: its number, `replayed`: how many lines before it were."""
 
     def __init__(self, line: int, message: str, replayed: int = 0) -> None:
-        super().__init__(f"line {line}: {message}")
+        super().__init__(f"line {line}: {message}", field="line")
         self.line = line
         self.replayed = replayed
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass

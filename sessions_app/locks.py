@@ -5,6 +5,7 @@ from collections.abc import Callable
 from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 
+from live.errors import Refused
 from sessions_app.models import Session, Task
 
 # --- locks ------------------------------------------------------------------------
@@ -36,13 +37,13 @@ def lock_task(task_id: int, check: Check | None = None) -> tuple[Session, Task]:
         )
     )
     if not found:
-        raise Task.DoesNotExist("no such task")
+        raise Refused("no such task", code="not_found")
     session = found[0]
     if check is not None:
         check(session)
     found = list(Task.objects.raw(f"SELECT * FROM {tasks} WHERE id = %s" + lock, [task_id]))
     if not found:  # deleted with its session, which we now hold: cannot happen
-        raise Task.DoesNotExist("no such task")
+        raise Refused("no such task", code="not_found")
     return session, found[0]
 
 

@@ -144,13 +144,15 @@ class Reports:
         self.tasks[task.pk] = task
 
     def task(self, task_id: int) -> Task:
-        """A task of the session, locked (DoesNotExist if the session has no such task)."""
+        """A task of the session, locked (Refused if the session has no such task)."""
         if task_id not in self.tasks:
             self.lock([task_id])
         try:
             return self.tasks[task_id]
         except KeyError:
-            raise Task.DoesNotExist(f"session {self.session.pk} has no task {task_id}") from None
+            raise Refused(
+                f"session {self.session.pk} has no task {task_id}", code="not_found"
+            ) from None
 
     def report(
         self,

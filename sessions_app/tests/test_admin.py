@@ -177,3 +177,25 @@ def test_the_replay_action_copies_a_session_with_its_tasks_and_log_lines(admin_c
     assert lines[0].uid.startswith("line-1-replay-")
     # The original is untouched.
     assert LogEntry.objects.filter(session=session).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replay_that_is_refused_says_where_it_stopped(admin_client, monkeypatch):
+    from live.errors import Refused
+    from sessions_app import eventfiles
+
+    session = services.create_session(name="nightly")[0]
+
+    def refuse(self, line):
+        raise Refused("cannot become running", field="status")
+
+    monkeypatch.setattr(eventfiles.Replay, "apply", refuse)
+    answer = admin_client.post(
+        "/admin/sessions_app/session/",
+        {"action": "replay", "_selected_action": [session.pk]},
+        follow=True,
+    )
+    assert answer.status_code == 200
+    page = answer.content.decode()
+    assert f"Session {session.pk} stopped at line 1: status: cannot become running" in page
+    assert "nothing replayed" in page and "Replayed 1" not in page

@@ -247,7 +247,10 @@ def test_task_list_filters_by_session_and_status(api):
     api.call("PATCH", f"tasks/{b['id']}", {"status": "running"})
     assert [t["name"] for t in api.call("GET", "tasks", session=one["id"])[1]["results"]] == ["a"]
     assert [t["name"] for t in api.call("GET", "tasks", status="running")[1]["results"]] == ["b"]
-    assert api.call("GET", "tasks/424242")[0] == 404
+    status, answer = api.call("GET", "tasks/424242")
+    assert (status, answer) == (404, {"detail": "no task 424242 that you can see"})
+    status, answer = api.call("GET", "sessions/424242")
+    assert (status, answer) == (404, {"detail": "no session 424242 that you can see"})
     # A parameter the list does not take is refused by name, not ignored.
     status, answer = api.call("GET", "tasks", session_id=one["id"])
     assert status == 400 and "session_id" in answer["errors"], answer
