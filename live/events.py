@@ -22,7 +22,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from live import eventstore, ordering, stats
-from live.eventstore import Item, Recorded
+from live.eventstore import Item, Recorded, newest_seq
 from live.models import Event, EventChannel, Retention
 from live.ordering import is_wide, readable_until
 from live.publisher import publisher
@@ -103,10 +103,6 @@ def heads_after(cursors: dict[str, int]) -> dict[str, int]:
         )
         heads.update(rows)
     return heads
-
-
-def newest_seq() -> int:
-    return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
 def pruned_through() -> int:

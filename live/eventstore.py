@@ -184,3 +184,9 @@ def store(items: list[Item]) -> list[dict[str, int]]:
 
 def _number(value: int | None) -> str:
     return "null" if value is None else str(int(value))
+
+
+def newest_seq(owner_id: int | None = None) -> int:
+    """The newest stored seq (0 when none), of every session or of one owner's."""
+    events = Event.objects.all() if owner_id is None else Event.objects.filter(owner_id=owner_id)
+    return events.order_by("-id").values_list("id", flat=True).first() or 0

@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from live import metrics
+from live.eventstore import newest_seq
 from live.models import Event, ServerProcess
 
 log = logging.getLogger("switchboard.stats")
@@ -250,5 +251,7 @@ def event_figures(owner_id: int | None = None, window_seconds: int = 10) -> dict
     events = Event.objects.all() if owner_id is None else Event.objects.filter(owner_id=owner_id)
     since = timezone.now() - timedelta(seconds=window_seconds)
     recent = events.filter(ts__gte=since).count()
-    newest = events.order_by("-id").values_list("id", flat=True).first() or 0
-    return {"events_per_second": round(recent / window_seconds, 2), "last_seq": newest}
+    return {
+        "events_per_second": round(recent / window_seconds, 2),
+        "last_seq": newest_seq(owner_id),
+    }
