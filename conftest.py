@@ -119,20 +119,38 @@ def other_token(other_user) -> str:
 # --- a real server --------------------------------------------------------------------
 
 
+_given: set[int] = set()
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1: any, or one of SWITCHBOARD_TEST_PORTS ("19000-19099")
-    on a machine where tests may listen only on some."""
+    on a machine where tests may listen only on some. A port given before in
+    this run is given again only when no other is free: a stopped server may
+    come back on its own port, and must not find another there."""
     first, _, last = os.environ.get("SWITCHBOARD_TEST_PORTS", "0").partition("-")
     ports = list(range(int(first), int(last or first) + 1))
     start = int.from_bytes(os.urandom(2), "big")  # spread the tries of parallel runs
-    for port in ports[start % len(ports) :] + ports[: start % len(ports)]:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
+    ports = ports[start % len(ports) :] + ports[: start % len(ports)]
+    for _ in range(100 if ports == [0] else 1):
+        for port in ports:
+            found = _bind(port)
+            if found is not None and found not in _given:
+                _given.add(found)
+                return found
+    for port in ports:
+        found = _bind(port)
+        if found is not None:
+            return found
     raise RuntimeError(f"no free port in {ports[0]}-{ports[-1]}")
+
+
+def _bind(port: int) -> int | None:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+        return sock.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float:
@@ -240,8 +258,8 @@ def fresh_server(django_db_setup, transactional_db):
     """A server of this test's own, for tests that stop or restart it."""
     servers: list[Server] = []
 
-    def start(**env) -> Server:
-        srv = Server(**env).start()
+    def start(port: int | None = None, **env) -> Server:
+        srv = Server(port=port, **env).start()
         servers.append(srv)
         return srv
 

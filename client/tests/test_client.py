@@ -6,9 +6,9 @@ import time
 import pytest
 from switchboard_client import Client, LogHandler, Reporter, SwitchboardError
 
+from conftest import free_port
 from live.models import Event
 from logs_app.models import LogEntry
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,10 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from switchboard_client import Client, SwitchboardError
 
+from conftest import free_port
 from live.models import Event
 from logs_app.models import LogEntry
 from sessions_app.models import Session, Task
-from tests.conftest import free_port
 from tests.proxy import Proxy
 
 pytestmark = pytest.mark.timeout(120)
