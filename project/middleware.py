@@ -9,6 +9,7 @@ of its own; under the API a client gets `{"detail": ...}` with the same status
 instead (the `Allow` header of a 405 is kept).
 """
 
+import os
 from http import HTTPStatus
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -81,6 +82,13 @@ class StaticFiles(WhiteNoiseMiddleware):
     def __init__(self, get_response) -> None:
         super().__init__(get_response)
         markcoroutinefunction(self)
+
+    def add_files(self, root, prefix=None) -> None:
+        # Before collectstatic there is no STATIC_ROOT; the finders serve the
+        # files then, so its absence is no cause for a warning.
+        if self.use_finders and str(root) == str(self.static_root) and not os.path.isdir(root):
+            return
+        super().add_files(root, prefix)
 
     async def __call__(self, request):
         if self.autorefresh:

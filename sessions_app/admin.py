@@ -7,7 +7,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from live.errors import Refused
 from live.models import ApiToken, Event
@@ -95,6 +97,28 @@ class SessionForm(LiveForm):
         fields = ("name", "external_id", "status", "metadata", "owner")
 
 
+def precise(value) -> str:
+    """A time to the millisecond, in the server's time zone: events and log
+    lines come many a second."""
+    if value is None:
+        return "–"
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+class NotLive:
+    """A list that shows its rows as they were when it loaded says so, and
+    links to the page that follows them live. Newest first."""
+
+    change_list_template = "admin/switchboard_change_list.html"
+    ordering = ("-id",)
+    live_page = ("sessions", "the sessions page")
+
+    def changelist_view(self, request, extra_context=None):
+        name, label = self.live_page
+        live = {"live_url": reverse(name), "live_label": label}
+        return super().changelist_view(request, {**(extra_context or {}), **live})
+
+
 class TaskInline(admin.TabularInline):
     model = Task
     form = TaskForm
@@ -102,6 +126,15 @@ class TaskInline(admin.TabularInline):
     fields = ("name", "status", "progress", "message", "cancel_requested", "attempt")
     readonly_fields = ("cancel_requested", "attempt")
     show_change_link = True
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # Within the page: a message is one line here (the task's own page has it whole).
+        kwargs["widgets"] = {
+            "name": forms.TextInput(attrs={"size": 24}),
+            "message": forms.TextInput(attrs={"size": 36}),
+            "progress": forms.NumberInput(attrs={"style": "width: 5em"}),
+        }
+        return super().get_formset(request, obj, **kwargs)
 
 
 def _export(queryset, filename: str) -> HttpResponse:
@@ -114,9 +147,11 @@ def _export(queryset, filename: str) -> HttpResponse:
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(NotLive, admin.ModelAdmin):
     form = SessionForm
-    list_display = ("id", "name", "status", "completed_tasks", "total_tasks", "owner", "created_at")
+    list_display = (
+        "id", "name", "status", "completed_tasks", "total_tasks", "owner", "created", "live",
+    )  # fmt: skip
     list_display_links = ("id", "name")
     list_filter = ("status", "created_at")
     search_fields = ("name", "external_id")
@@ -124,6 +159,14 @@ class SessionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = [TaskInline]
     actions = ["cancel", "export", "replay"]
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, session: Session) -> str:
+        return precise(session.created_at)
+
+    @admin.display(description="live page")
+    def live(self, session: Session):
+        return format_html('<a href="{}">watch</a>', session.get_absolute_url())
 
     def delete_model(self, request, obj):
         services.delete_sessions([obj.pk])
@@ -180,15 +223,30 @@ class SessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(NotLive, admin.ModelAdmin):
     form = TaskForm
-    list_display = ("id", "name", "session", "status", "progress", "cancel_requested", "updated_at")
+    live_page = ("tasks", "the tasks page")
+    list_display = (
+        "id", "name", "session", "status", "progress", "stop_asked", "updated", "live",
+    )  # fmt: skip
     list_filter = ("status", "cancel_requested")
     search_fields = ("name", "external_id", "session__name")
     list_select_related = ("session",)
     raw_id_fields = ("session",)
     readonly_fields = ("cancel_requested", "attempt", "started_at", "finished_at")
     actions = ["cancel", "retry"]
+
+    @admin.display(description="stop asked", boolean=True, ordering="cancel_requested")
+    def stop_asked(self, task: Task) -> bool:
+        return task.cancel_requested
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, task: Task) -> str:
+        return precise(task.updated_at)
+
+    @admin.display(description="live page")
+    def live(self, task: Task):
+        return format_html('<a href="{}">watch</a>', task.get_absolute_url())
 
     def delete_model(self, request, obj):
         services.delete_tasks([obj.pk])
@@ -212,10 +270,15 @@ class TaskAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "session_id", "task_id", "ts")
+class EventAdmin(NotLive, admin.ModelAdmin):
+    live_page = ("dashboard", "the dashboard")
+    list_display = ("id", "kind", "session_id", "task_id", "time")
     list_filter = ("kind",)
     search_fields = ("=session_id", "=task_id")
+
+    @admin.display(description="time", ordering="ts")
+    def time(self, event: Event) -> str:
+        return precise(event.ts)
 
     def has_add_permission(self, request):
         return False

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 
@@ -88,6 +89,10 @@ class Session(models.Model):
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
 
+    def get_absolute_url(self) -> str:
+        """Its live page (the admin's "View on site")."""
+        return reverse("workspace", args=[self.pk])
+
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
@@ -160,6 +165,10 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
+
+    def get_absolute_url(self) -> str:
+        """Its row on its session's live page."""
+        return reverse("workspace", args=[self.session_id]) + f"#task-{self.pk}"
 
     @property
     def is_terminal(self) -> bool:

@@ -96,6 +96,10 @@ def test_every_page_follows_api_changes_without_a_reload(live, browse, admin_tok
     api.update_task(task["id"], status="completed")
     api.update_session(session["id"], status="completed")
     expect(workspace.locator("#toasts")).to_contain_text("completed")
+    # A run of a second or two: the timeline's axis names each second once.
+    expect(workspace.locator("#gantt rect.t[data-status=completed]")).to_have_count(1)
+    ticks = workspace.locator("#gantt text.tick").all_inner_texts()
+    assert ticks and len(ticks) == len(set(ticks)), ticks
     expect(sessions.locator("#rows")).not_to_contain_text("nightly import")  # filter: running
     expect(dashboard.locator("#running-empty")).to_be_visible()
     for page in (dashboard, sessions, tasks, workspace):
@@ -248,6 +252,24 @@ def test_the_run_view_draws_a_terminal_its_steps_and_its_facts(live, browse, adm
     assert page.errors == []
 
 
+def test_a_session_of_one_task_shows_its_output_without_a_click(live, browse, admin_token):
+    api = live.client(admin_token)
+    session = api.create_session("one job")
+    task = api.create_task(session["id"], "the only step")
+    page = browse(live, f"/sessions/{session['id']}/")
+    expect(page.locator("#output-task")).to_contain_text("the only step")
+    api.output(task["id"], "hello from the only step\n")
+    expect(page.locator("#output")).to_contain_text("hello from the only step")
+    # With a second task, nothing is chosen for the user.
+    other = api.create_session("two jobs")
+    for name in ("first", "second"):
+        api.create_task(other["id"], name)
+    page.goto(f"{live.url}/sessions/{other['id']}/")
+    expect(page.locator("#tasks tr")).to_have_count(2)
+    expect(page.locator("#output-task")).not_to_contain_text("first")
+    expect(page.locator("#output-task")).not_to_contain_text("second")
+
+
 def test_the_output_pane_keeps_a_bounded_number_of_lines(live, browse, admin_token):
     api = live.client(admin_token)
     session = api.create_session("chatty")
@@ -342,6 +364,25 @@ def test_pages_keep_updating_by_polling_when_websockets_are_blocked(live, browse
     api.update_task(task["id"], status="running", progress=64)
     page.clock.run_for(5_000)
     expect(page.locator(f"#tasks tr[data-id='{task['id']}'] .bar b")).to_have_text("64%")
+
+
+def test_the_log_viewers_bar_says_offline_while_it_polls(live, browse, admin_token):
+    api = live.client(admin_token)
+    session = api.create_session("no sockets for the log")
+    api.log(session["id"], [{"message": "first line"}])
+    page = browse(live, f"/sessions/{session['id']}/logs/", block_sockets=True)
+    for _ in range(30):
+        page.clock.run_for(10_000)
+        if page.locator("#connection").get_attribute("data-state") == "offline":
+            break
+        page.wait_for_timeout(100)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    status = page.locator("#status")
+    expect(status).to_contain_text("offline · polling for new lines")
+    expect(status).not_to_contain_text(re.compile(r"· live\b"))
+    api.log(session["id"], [{"message": "a polled line"}])
+    page.clock.run_for(5_000)
+    expect(page.locator("#log")).to_contain_text("a polled line")
 
 
 def test_the_log_viewer_pauses_counts_jumps_and_pages_back(live, browse, admin_token):
@@ -465,6 +506,7 @@ def test_tabs_of_one_browser_stay_in_sync(live, chromium, admin_user, admin_toke
 def test_list_pages_page_past_the_first_200_and_the_login_page_names_the_product(
     live, browse, chromium
 ):
+    from sessions_app import services
     from sessions_app.models import Session, Task
 
     sessions = Session.objects.bulk_create(Session(name=f"batch {n}") for n in range(230))
@@ -475,6 +517,9 @@ def test_list_pages_page_past_the_first_200_and_the_login_page_names_the_product
     page.get_by_role("button", name="Show 200 more").click()
     expect(page.locator("#count")).to_have_text("230 shown of 230")
     expect(page.locator("#more")).to_be_hidden()
+    # A session made while the page is open is counted, not shown past the count.
+    services.create_session(name="made live")
+    expect(page.locator("#count")).to_have_text("231 shown of 231")
     page.goto(live.url + "/tasks/")
     expect(page.locator("#count")).to_have_text("200 shown of 205")
     page.locator("#more").click()
@@ -528,3 +573,47 @@ def test_everything_works_under_a_path_behind_nginx(fresh_server, browse, admin_
             assert Client(base, admin_token).request("GET", "sessions")["count"] >= 1, base
     finally:
         nginx.stop()
+
+
+def test_the_admin_lists_newest_first_to_the_millisecond_within_1400_px(live, browse, admin_token):
+    api = live.client(admin_token)
+    api.create_session("an older session with a name long enough to push columns " * 2)
+    newer = api.create_session("newer")
+    for n in range(8):
+        api.create_task(newer["id"], f"a task with a fairly long name, number {n}")
+    api.log(newer["id"], [{"message": "the line people look for " + "x" * 90,
+                           "logger": "a.very.long.logger.name.that.takes.room"}])  # fmt: skip
+    page = browse(live, "/admin/sessions_app/session/")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    rows = page.locator("#result_list tbody tr")
+    expect(rows.first).to_contain_text("newer")
+    note = page.locator(".switchboard-not-live")
+    expect(note).to_contain_text("does not follow changes")
+    expect(note.locator("a")).to_have_attribute("href", re.compile(r"/sessions/$"))
+    created = rows.first.locator("td.field-created").inner_text()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", created), created
+    expect(rows.first.locator("td.field-live a")).to_have_attribute(
+        "href", re.compile(rf"/sessions/{newer['id']}/$")
+    )
+    # The change page, with its task inline, fits the window; it links to the live page.
+    page.goto(f"{live.url}/admin/sessions_app/session/{newer['id']}/change/")
+    expect(page.locator("#tasks-group")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+    page.locator("a.viewsitelink").click()
+    expect(page).to_have_url(re.compile(rf"/sessions/{newer['id']}/$"))
+    # Every list's columns in view: its table scrolls neither the page nor itself.
+    for path in ("sessions_app/session", "sessions_app/task", "logs_app/logentry"):
+        page.goto(f"{live.url}/admin/{path}/")
+        wide = page.evaluate(
+            "[document.documentElement.scrollWidth,"
+            " document.querySelector('#changelist .results').scrollWidth,"
+            " document.querySelector('#changelist .results').clientWidth]"
+        )
+        assert wide[0] <= 1400 and wide[1] <= wide[2], (path, wide)
+    # The log lines: newest first, the message in view.
+    page.goto(f"{live.url}/admin/logs_app/logentry/")
+    message = page.locator("#result_list td.field-short_message").first
+    expect(message).to_contain_text("the line people look for")
+    box = message.bounding_box()
+    assert box is not None and box["x"] + 200 <= 1400, box
+    assert page.errors == []

@@ -54,3 +54,19 @@ def test_https_hardening_follows_its_own_switch_not_debug():
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         assert result.stdout.strip() == expected
+
+
+def test_static_files_start_without_a_warning_before_collectstatic(settings, tmp_path):
+    import warnings
+
+    from project.middleware import StaticFiles
+
+    settings.STATIC_ROOT = tmp_path / "not-collected-yet"
+
+    async def inner(request):
+        return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        files = StaticFiles(inner)
+    assert "/static/switchboard/js/ui.js" in files.files or files.autorefresh

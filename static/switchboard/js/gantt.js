@@ -3,6 +3,9 @@
 import { CLOCK } from "./ui.js";
 
 const SVG = "http://www.w3.org/2000/svg";
+// The steps between the timeline's grid lines, in ms.
+const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400]
+  .map((seconds) => seconds * 1000);
 
 function node(name, attrs = {}, text = null) {
   const el = document.createElementNS(SVG, name);
@@ -25,12 +28,15 @@ export function drawGantt(svg, tasks, now = Date.now()) {
   const t0 = Math.min(...starts, now);
   const t1 = Math.max(...ends, t0 + 1000);
   const x = (t) => label + ((t - t0) / (t1 - t0)) * (width - label - 8);
-  const ticks = width < 560 ? 2 : 4;
-  for (let i = 0; i <= ticks; i++) {
-    const t = t0 + ((t1 - t0) * i) / ticks;
+  // Grid lines at whole steps of the clock (1 s, 2 s, 5 s … a day), as many
+  // as fit: each label names a different second, however short the run.
+  const most = width < 560 ? 3 : 5;
+  const step = STEPS.find((s) => (t1 - t0) / s <= most) ?? STEPS[STEPS.length - 1];
+  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
     const gx = x(t);
+    const anchor = gx < label + 30 ? "start" : gx > width - 38 ? "end" : "middle";
     parts.push(node("line", { x1: gx, x2: gx, y1: top - 4, y2: height, stroke: "currentColor", "stroke-opacity": 0.12 }));
-    parts.push(node("text", { x: gx, y: 11, "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle" },
+    parts.push(node("text", { class: "tick", x: gx, y: 11, "text-anchor": anchor },
       new Date(t).toLocaleTimeString([], CLOCK)));
   }
   tasks.forEach((task, i) => {

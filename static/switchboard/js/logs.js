@@ -75,12 +75,22 @@ async function page(extra) {
   return response.json();
 }
 
+// What following means while the socket is away: the lines still come, by polling.
+function liveWord() {
+  if (client.state === "connected") return "live";
+  if (client.state === "offline") return "offline · polling for new lines";
+  if (client.state === "signed_out") return "signed out · not following";
+  return "reconnecting…";
+}
+
+document.addEventListener("switchboard:state", () => showStatus());
+
 function showStatus() {
   const f = filters();
   const lines = view.entries.filter((e) => !e.skipped).length;
   const parts = [`${lines.toLocaleString()} lines loaded`];
   if (view.atStart) parts.push("from the first line");
-  parts.push(live ? "live" : f.until ? "time range (not live)" : "not following");
+  parts.push(live ? liveWord() : f.until ? "time range (not live)" : "not following");
   $("#status").textContent = parts.join(" · ");
 }
 

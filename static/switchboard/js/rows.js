@@ -99,8 +99,16 @@ export class Pages {
     }
   }
 
-  // "40 shown of 1,234".
+  // A row that arrived live after the count was taken (`by` 1), or went (-1).
+  counted(by) {
+    if (this.total !== null) this.total = Math.max(0, this.total + by);
+  }
+
+  // "40 shown of 1,234": never fewer in all than shown (rows that came live
+  // between the count and the socket's snapshot are not in the count).
   describe(shown) {
-    return this.total === null ? `${shown} shown` : `${shown.toLocaleString()} shown of ${this.total.toLocaleString()}`;
+    if (this.total === null) return `${shown} shown`;
+    const total = Math.max(this.total, shown);
+    return `${shown.toLocaleString()} shown of ${total.toLocaleString()}`;
   }
 }

@@ -35,8 +35,15 @@ watchSessions(client, {
     draw();
   },
   onEvent(frame) {
-    if (frame.event === "session.update") sessions.set(frame.data.id, frame.data);
-    if (frame.event === "session.deleted") sessions.delete(frame.data.id);
+    const known = sessions.get(frame.data.id);
+    if (frame.event === "session.update") {
+      if (!known && matches(frame.data)) pages.counted(1);
+      sessions.set(frame.data.id, frame.data);
+    }
+    if (frame.event === "session.deleted" && known) {
+      if (matches(known)) pages.counted(-1);
+      sessions.delete(frame.data.id);
+    }
     draw();
   },
 });

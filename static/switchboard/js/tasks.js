@@ -63,12 +63,15 @@ client.subscribe("tasks", {
   },
   onEvent(frame) {
     if (frame.event === "task.update") {
+      if (!tasks.has(frame.data.id) && matches(frame.data)) pages.counted(1);
       tasks.set(frame.data.id, frame.data);
       watcher.see(frame.data, link(`/sessions/${frame.data.session_id}/`));
     } else if (frame.event === "progress.update") {
       const task = tasks.get(frame.data.task_id);
       if (task) Object.assign(task, { progress: frame.data.progress, message: frame.data.message });
     } else if (frame.event === "task.deleted") {
+      const known = tasks.get(frame.data.id);
+      if (known && matches(known)) pages.counted(-1);
       tasks.delete(frame.data.id);
     } else if (frame.event === "session.deleted") {
       for (const [id, task] of tasks) if (task.session_id === frame.data.id) tasks.delete(id);

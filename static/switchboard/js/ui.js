@@ -123,6 +123,8 @@ export function startSocket() {
   const words = { connecting: "connecting…", connected: "live", offline: "offline · polling" };
   const draw = (state, client) => {
     box.dataset.state = state;
+    // Parts of the page that say whether they are live listen for this.
+    document.dispatchEvent(new CustomEvent("switchboard:state", { detail: state }));
     if (state === "signed_out") {
       // Polling would only be refused again: say so, and where to log in.
       const login = document.createElement("a");

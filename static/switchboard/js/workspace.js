@@ -105,6 +105,7 @@ client.subscribe(`session:${sessionId}`, {
     messageSeq.clear();
     watcher.seed(snapshot.tasks);
     if (!selected && location.hash.startsWith("#task-")) select(location.hash.slice(6));
+    selectTheOnlyTask();
     draw();
   },
   onEvent(frame) {
@@ -117,6 +118,7 @@ client.subscribe(`session:${sessionId}`, {
       if (data.message !== tasks.get(data.id)?.message) messageSeq.set(data.id, frame.seq);
       tasks.set(data.id, data);
       watcher.see(data, `#task-${data.id}`);
+      selectTheOnlyTask();
     } else if (frame.event === "task.deleted") tasks.delete(data.id);
     else if (frame.event === "progress.update") {
       const task = tasks.get(data.task_id);
@@ -140,6 +142,11 @@ $("#output-filter").addEventListener("input", (event) => {
   const found = output.filter(event.target.value);
   $("#output-found").textContent = event.target.value.trim() ? `${found} of ${output.steps} steps` : "";
 });
+
+// A session of one task: its output is what there is to watch.
+function selectTheOnlyTask() {
+  if (!selected && tasks.size === 1) select(tasks.keys().next().value);
+}
 
 function select(taskId) {
   if (selected === taskId || !tasks.has(taskId)) return;
