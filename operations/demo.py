@@ -29,6 +29,15 @@ LINES = [
     (logging.WARNING, "slow query took {ms} ms"),
     (logging.ERROR, "retrying after timeout talking to upstream (attempt {attempt})"),
 ]
+# What an agent's steps log (the triage inbox run), not a data job's lines.
+AGENT_STEPS = {"read mail", "classify", "draft replies", "summarize"}
+AGENT_LINES = [
+    (logging.INFO, "read message {n} of the inbox ({rows} characters)"),
+    (logging.DEBUG, "classifier confidence {ratio:.2f}"),
+    (logging.INFO, "model call returned in {ms} ms"),
+    (logging.WARNING, "message {n} is long; summarizing it first"),
+    (logging.ERROR, "model rate limited; retrying (attempt {attempt})"),
+]
 TOKENS = [
     "Reading",
     "the",
@@ -239,7 +248,7 @@ class DemoJobs:
             reply = self.client.progress(
                 task_id, progress, message=f"{progress:.1f}% done", details={"step": int(progress)}
             )
-            level, text = random.choice(LINES)
+            level, text = random.choice(AGENT_LINES if task["name"] in AGENT_STEPS else LINES)
             logger.log(
                 level,
                 text.format(
