@@ -15,7 +15,11 @@ from sessions_app.api import router as sessions_router
 api = NinjaAPI(
     title="Switchboard API",
     version="1",
-    description="Sessions, tasks, progress and logs of long-running work. See PROTOCOL.md.",
+    # The link is relative to these docs (/api/v1/docs), so it holds under a sub-path too.
+    description=(
+        "Sessions, tasks, progress and logs of long-running work. The whole contract "
+        "(socket frames, this API, event files, settings): [PROTOCOL.md](protocol.md)."
+    ),
     auth=API_AUTH,
     throttle=throttles.from_settings(),
     urls_namespace="api",

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 
 from logs_app import views as log_views
 from operations import health
+from project import docs
 from project.api import api
 from sessions_app import views
 
@@ -20,6 +21,7 @@ urlpatterns = [
     path("sessions/<int:session_id>/logs/download", log_views.download, name="logs-download"),
     path("tasks/", views.tasks, name="tasks"),
     path("admin/", admin.site.urls),
+    path("api/v1/protocol.md", docs.protocol, name="protocol"),
     path("api/v1/", api.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

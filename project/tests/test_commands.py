@@ -522,3 +522,16 @@ def test_a_refused_first_line_says_nothing_was_replayed(tmp_path):
     ])  # fmt: skip
     with pytest.raises(CommandError, match=r"line 1: status: .*; nothing was replayed"):
         run("replay_events", path, "--speed", "0")
+
+
+def test_demo_help_shows_every_default():
+    from operations.management.commands.demo import Command
+
+    text = " ".join(Command().create_parser("manage.py", "demo").format_help().split())
+    for default in (
+        "(default: 127.0.0.1:8000)",
+        "(default: 3)",
+        "(default: 1.0)",
+        "(default: demo)",
+    ):
+        assert default in text, text

@@ -70,3 +70,12 @@ def test_static_files_start_without_a_warning_before_collectstatic(settings, tmp
         warnings.simplefilter("error")
         files = StaticFiles(inner)
     assert "/static/switchboard/js/ui.js" in files.files or files.autorefresh
+
+
+def test_the_api_docs_link_to_the_protocol_which_is_served_beside_them(client):
+    schema = client.get("/api/v1/openapi.json").json()
+    assert "[PROTOCOL.md](protocol.md)" in schema["info"]["description"]
+    answer = client.get("/api/v1/protocol.md")  # relative to /api/v1/docs
+    assert answer.status_code == 200 and answer["Content-Type"].startswith("text/markdown")
+    assert "WebSocket" in answer.content.decode() and answer.content.decode().startswith("#")
+    assert client.post("/api/v1/protocol.md").status_code == 405

@@ -69,10 +69,27 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("addr", nargs="?", default="127.0.0.1:8000", help="host:port to serve")
-        parser.add_argument("--jobs", type=int, default=3, help="demo sessions running at once")
-        parser.add_argument("--pace", type=float, default=1.0, help="speed of the demo jobs")
-        parser.add_argument("--username", default="demo", help="the staff login to create")
+        parser.add_argument(
+            "addr",
+            nargs="?",
+            default="127.0.0.1:8000",
+            help="host:port to serve (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=3,
+            help="demo sessions running at once (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--pace",
+            type=float,
+            default=1.0,
+            help="speed of the demo jobs: 2 is twice as fast (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--username", default="demo", help="the staff login to create (default: %(default)s)"
+        )
 
     def handle(self, *args, addr: str, jobs: int, pace: float, username: str, **options):
         if jobs < 0 or pace <= 0:
