@@ -535,3 +535,21 @@ def test_demo_help_shows_every_default():
         "(default: demo)",
     ):
         assert default in text, text
+
+
+def test_manage_py_outside_the_virtual_environment_uses_the_projects_own(tmp_path):
+    """`python3 manage.py …` with a Python that lacks Django (as the README's
+    commands may be typed): the command still runs, with .venv's Python."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    bare = tmp_path / "bare"
+    subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip", bare], check=True)
+    answer = subprocess.run(
+        [bare / "bin" / "python", root / "manage.py", "help", "create_token"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    assert "usage: manage.py create_token" in answer.stdout
