@@ -197,13 +197,15 @@ def test_an_agent_runs_steps_show_in_order_with_its_output(live, browse, admin_t
     expect(output.locator(".step")).to_have_count(3)
     expect(output.locator(".step").nth(1)).to_contain_text("tool calling search")
     expect(output.locator(".step.failed")).to_contain_text("error: timed out")
+    expect(output.locator(".step.failed")).to_contain_text("tool failed search")
+    expect(output.locator(".step.failed")).not_to_contain_text("completed")
     expect(output).to_contain_text("Done.")
     # Reloaded, the steps stand where they came between the chunks.
     page.reload()
     expect(output.locator(".step")).to_have_count(3)
     text = output.inner_text().lower()
     assert text.index("thinking") < text.index("looking it up.") < text.index("tool calling")
-    assert text.index("tool completed") < text.index("done.")
+    assert text.index("tool failed") < text.index("done.")
     assert page.errors == []
 
 

@@ -13,6 +13,12 @@ function words(status) {
   return status.replaceAll("_", " ");
 }
 
+// A step's name as read: a tool call that ended in an error "failed", not "completed".
+function stepName(step) {
+  if (step.status === "tool_completed" && step.data?.error) return "tool failed";
+  return words(step.status);
+}
+
 function shown(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
@@ -20,7 +26,7 @@ function shown(value) {
 // One line of text for a step: the status line, the task row, search.
 export function stepText(step) {
   const data = step.data || {};
-  let line = words(step.status);
+  let line = stepName(step);
   if (data.tool) line += ` ${shown(data.tool)}`;
   if (step.message) line += ` — ${step.message}`;
   if (data.error) line += ` — error: ${shown(data.error)}`;
@@ -206,7 +212,7 @@ export class OutputView {
     icon.textContent = failed ? "✖" : STEP_ICONS[step.status] || "•";
     const label = document.createElement("span");
     label.className = "label";
-    label.textContent = words(step.status);
+    label.textContent = stepName(step);
     node.append(icon, label);
     if (data.tool) {
       const tool = document.createElement("b");
