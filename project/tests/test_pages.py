@@ -619,3 +619,34 @@ def test_the_admin_lists_newest_first_to_the_millisecond_within_1400_px(live, br
     box = message.bounding_box()
     assert box is not None and box["x"] + 200 <= 1400, box
     assert page.errors == []
+
+
+CONTRAST = """(bar) => {
+  const canvas = document.createElement("canvas");
+  const ctx = canvas.getContext("2d");
+  const rgb = (css) => { ctx.clearRect(0, 0, 1, 1); ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, 1, 1);
+                         ctx.fillStyle = css; ctx.fillRect(0, 0, 1, 1); return ctx.getImageData(0, 0, 1, 1).data; };
+  const lum = (c) => { const [r, g, b] = [c[0], c[1], c[2]].map((v) => { v /= 255;
+                       return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                       return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const ratio = (a, b) => { const [x, y] = [lum(rgb(a)), lum(rgb(b))].sort((p, q) => q - p);
+                            return (x + 0.05) / (y + 0.05); };
+  const text = getComputedStyle(bar.querySelector("b")).color;
+  return [ratio(text, getComputedStyle(bar.querySelector("span")).backgroundColor),
+          ratio(text, getComputedStyle(bar).backgroundColor)];
+}"""
+
+
+def test_a_progress_bars_percentage_is_readable_over_its_fill(live, browse, admin_token):
+    api = live.client(admin_token)
+    session = api.create_session("contrast")
+    for name, status in (("running", "running"), ("done", "completed"), ("broke", "failed")):
+        task = api.create_task(session["id"], name)
+        api.update_task(task["id"], status=status, progress=60)
+    page = browse(live, f"/sessions/{session['id']}/")
+    bars = page.locator("#tasks .bar")
+    expect(bars).to_have_count(3)
+    for index in range(3):
+        over_fill, over_track = bars.nth(index).evaluate(CONTRAST)
+        # WCAG AA for small text: 4.5 to 1, over the fill and the empty track alike.
+        assert over_fill >= 4.5 and over_track >= 4.5, (index, over_fill, over_track)
