@@ -91,13 +91,23 @@ def _apply(session_id: int, batch: BatchIn, check: Check | None = None) -> dict:
                 fields.pop("id")
                 with named(f"tasks.{index}."):
                     reports.report(report.id, **fields)
+            # Output a retry brings again (a uid stored before) is not stored twice.
+            seen = output.keys_seen(batch.output)
+            keys = []
             for index, item in enumerate(batch.output):
+                if item.uid is not None:
+                    if (item.task_id, item.uid) in seen:
+                        continue
+                    seen.add((item.task_id, item.uid))
                 with named(f"output.{index}."):
                     if item.status is not None:
                         fields = output.step_fields(item.status, item.message, item.data)
                     else:
                         fields = output.chunk_fields(item.chunk, item.final)
-                    reports.output(item.task_id, fields)
+                    event = reports.output(item.task_id, fields)
+                if item.uid is not None:
+                    keys.append((item.task_id, item.uid, event))
+        output.keep_keys(keys)
         stored = []
         if batch.logs:
             entries = [entry.model_dump() for entry in batch.logs]

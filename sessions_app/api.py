@@ -257,13 +257,14 @@ async def post_output(request, task_id: int, payload: OutputIn):
 
     def append() -> dict:
         check = may_change(request)
+        uid = payload.uid
         if payload.status is not None:
-            event = output.append_step(
-                task_id, payload.status, payload.message, payload.data, check=check
+            seq = output.append_step(
+                task_id, payload.status, payload.message, payload.data, check=check, uid=uid
             )
         else:
-            event = output.append_output(task_id, payload.chunk, payload.final, check=check)
-        return {"seq": event.id, "task": Task.objects.get(pk=task_id).as_json()}
+            seq = output.append_output(task_id, payload.chunk, payload.final, check=check, uid=uid)
+        return {"seq": seq, "task": Task.objects.get(pk=task_id).as_json()}
 
     return Answer(201, await dbthreads.run(append))
 

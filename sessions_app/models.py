@@ -197,6 +197,22 @@ class Task(models.Model):
         }
 
 
+class OutputKey(models.Model):
+    """The `uid` a worker gave an output chunk or step, and the seq it was
+    stored as: a retry with the same uid stores nothing twice and is answered
+    that seq. Deleted with its task."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="+")
+    uid = models.CharField(max_length=64)
+    seq = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "uid"], name="output_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.uid} of task {self.task_id}: seq {self.seq}"
+
+
 class Webhook(models.Model):
     """A URL that gets every alert (system.alert) as a JSON POST, besides those
     of SWITCHBOARD_WEBHOOKS; its last outcome shows here."""

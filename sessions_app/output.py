@@ -6,7 +6,7 @@ from live.errors import Refused
 from live.validation import json_size
 from sessions_app import channels, rules
 from sessions_app.locks import Check
-from sessions_app.models import Session, Status, Task
+from sessions_app.models import OutputKey, Session, Status, Task
 from sessions_app.recording import record_output, service_write
 from sessions_app.reports import refuse_if_lost
 
@@ -23,10 +23,12 @@ def append_output(
     final: bool = False,
     ts: datetime | None = None,
     check: Check | None = None,
-):
-    """Record one chunk of a task's streamed output (tokens, stdout).
-    `check(session)`, when given, may refuse it first."""
-    return _output(task_id, chunk_fields(chunk, final), ts, check)
+    uid: str | None = None,
+) -> int:
+    """Record one chunk of a task's streamed output (tokens, stdout); its seq.
+    `check(session)`, when given, may refuse it first. With a `uid` seen
+    before on this task, nothing is stored and the first one's seq is answered."""
+    return _output(task_id, chunk_fields(chunk, final), ts, check, uid)
 
 
 def append_step(
@@ -36,11 +38,12 @@ def append_step(
     data: dict | None = None,
     ts: datetime | None = None,
     check: Check | None = None,
-):
+    uid: str | None = None,
+) -> int:
     """Record a status step in a task's output stream (thinking, a tool call
-    and its end), in order with the chunks; nothing is overwritten.
-    `check`: as for append_output."""
-    return _output(task_id, step_fields(status, message, data), ts, check)
+    and its end), in order with the chunks; nothing is overwritten; its seq.
+    `check`, `uid`: as for append_output."""
+    return _output(task_id, step_fields(status, message, data), ts, check, uid)
 
 
 def chunk_fields(chunk: str, final: bool = False) -> dict:
@@ -59,7 +62,9 @@ def step_fields(status: str, message: str | None = None, data: dict | None = Non
     return {"status": status, "message": message or "", "data": data or {}}
 
 
-def _output(task_id: int, fields: dict, ts: datetime | None, check: Check | None):
+def _output(
+    task_id: int, fields: dict, ts: datetime | None, check: Check | None, uid: str | None
+) -> int:
     with service_write():
         task = (
             Task.objects.select_related("session")
@@ -77,8 +82,47 @@ def _output(task_id: int, fields: dict, ts: datetime | None, check: Check | None
         )
         if check is not None:
             check(task.session)
+        if uid is not None:
+            # The session's row lock, as a batch takes it: two tries of one uid
+            # take turns, and the second finds the first's key.
+            lock_session(task.session_id)
+            seen = stored_keys(task.pk, [uid])
+            if uid in seen:
+                return seen[uid]
         refuse_if_lost(task)
-        return record_output(task, task.session.owner_id, fields, ts=ts)
+        event = record_output(task, task.session.owner_id, fields, ts=ts)
+        if uid is not None:
+            OutputKey.objects.create(task_id=task.pk, uid=uid, seq=event.id)
+        return event.id
+
+
+def lock_session(session_id: int) -> None:
+    Session.objects.select_for_update(no_key=True).filter(pk=session_id).values_list("pk").first()
+
+
+def keys_seen(items) -> set[tuple[int, str]]:
+    """Of a batch's output items, the (task, uid) pairs stored before (one query)."""
+    wanted = [(item.task_id, item.uid) for item in items if item.uid is not None]
+    if not wanted:
+        return set()
+    tasks = {task_id for task_id, _ in wanted}
+    uids = {uid for _, uid in wanted}
+    found = OutputKey.objects.filter(task_id__in=tasks, uid__in=uids).values_list("task_id", "uid")
+    return set(found) & set(wanted)
+
+
+def keep_keys(keys: list) -> None:
+    """Store the uids of output just recorded: (task id, uid, its event, stored)."""
+    if keys:
+        OutputKey.objects.bulk_create(
+            OutputKey(task_id=task_id, uid=uid, seq=event.id) for task_id, uid, event in keys
+        )
+
+
+def stored_keys(task_id: int, uids: list[str]) -> dict[str, int]:
+    """Of these uids of a task's output, those stored before, with their seqs."""
+    found = OutputKey.objects.filter(task_id=task_id, uid__in=uids).values_list("uid", "seq")
+    return dict(found)
 
 
 def latest_steps(session: Session, scan: int = 500) -> dict:

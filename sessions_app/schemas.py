@@ -102,6 +102,12 @@ class OutputIn(Input):
     )
     message: Text() | None = None
     data: JsonObject() | None = None
+    uid: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="the writer's id for this chunk or step: a retry with it stores nothing twice",
+    )
 
     @model_validator(mode="after")
     def chunk_or_step(self):

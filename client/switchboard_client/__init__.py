@@ -319,7 +319,8 @@ class Client:
         self, task_id, chunk: str, final: bool = False, *, retry_for: float | None = None
     ) -> dict:
         """Stream a chunk of the task's output (tokens, stdout); final=True ends it."""
-        body = {"chunk": chunk, "final": final}
+        # A uid of its own: a retry after a lost answer stores the chunk once.
+        body = {"chunk": chunk, "final": final, "uid": uuid.uuid4().hex}
         return self.request("POST", f"tasks/{task_id}/output", body, retry_for=retry_for)
 
     def status(self, task_id, status: str, message: str | None = None, **data) -> dict:
@@ -327,7 +328,7 @@ class Client:
         `tool_completed`, `completed` or another lowercase word; `data` is any
         JSON (for a tool: tool=, args=; at its end: result= or error=). Every
         keyword is data, so this call keeps trying for the client's `retry_for`."""
-        body: dict[str, Any] = {"status": status, "data": data}
+        body: dict[str, Any] = {"status": status, "data": data, "uid": uuid.uuid4().hex}
         if message is not None:
             body["message"] = message
         return self.request("POST", f"tasks/{task_id}/output", body)
@@ -408,8 +409,8 @@ class Reporter:
     first, then output chunks and steps in the order given (consecutive chunks
     of a task joined), then log lines. It never blocks or raises into the job:
     when the server is down it keeps what came (bounded) and tries again; log
-    lines carry uids, so a retry stores none twice (an output chunk may repeat
-    if an answer is lost after the server stored it). `close()` sends the rest
+    lines, output chunks and steps carry uids, so a retry stores none twice
+    (a chunk sent once is not added to afterwards). `close()` sends the rest
     and returns within `timeout` seconds.
 
     A request body stays under `max_body` bytes (4 MiB), and under less after
@@ -446,6 +447,9 @@ class Reporter:
         self._lock = threading.Lock()
         self._reports: dict[str, dict] = {}
         self._output: list[dict] = []
+        # Output items sent once and kept for another try: their text stays as
+        # sent (a retry with the same uid that the server stored adds nothing).
+        self._tried: set[int] = set()
         self._logs: list[dict] = []
         self._sending = False
         self._closed = threading.Event()
@@ -480,17 +484,20 @@ class Reporter:
                 and "chunk" in last
                 and not last["final"]
                 and len(last["chunk"]) + len(chunk) <= self.MAX_CHUNK
+                and id(last) not in self._tried
             ):
                 last["chunk"] += chunk
                 last["final"] = bool(final)
             else:
-                self._add(self._output, {"task_id": str(task_id), "chunk": chunk, "final": final})
+                item = {"task_id": str(task_id), "chunk": chunk, "final": final}
+                self._add(self._output, {**item, "uid": uuid.uuid4().hex})
 
     def status(self, task_id, status: str, message: str | None = None, **data) -> None:
         step: dict[str, Any] = {"task_id": str(task_id), "status": status, "data": data}
         if message is not None:
             step["message"] = message
         step = storable(step)
+        step["uid"] = uuid.uuid4().hex
         with self._lock:
             self._add(self._output, step)
 
@@ -634,6 +641,7 @@ class Reporter:
             fields = {k: v for k, v in report.items() if k != "id"}
             self._reports[report["id"]] = {**fields, **self._reports.get(report["id"], {})}
         self._output[:0] = batch["output"]
+        self._tried.update(id(item) for item in batch["output"])
         self._logs[:0] = batch["logs"]
 
     def _send(self) -> int:
@@ -657,6 +665,8 @@ class Reporter:
                 with self._lock:
                     return self._failed(batch, size, error)
             self.limit.fits()
+            with self._lock:
+                self._tried.difference_update(id(item) for item in batch["output"])
             self.sent += 1
             return _MORE if self._left else _SENT
         finally:

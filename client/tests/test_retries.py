@@ -4,7 +4,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from switchboard_client import Client, SwitchboardError
+from switchboard_client import Client, Reporter, SwitchboardError
 
 from conftest import free_port
 from live.models import Event
@@ -70,8 +70,26 @@ def test_a_retry_after_a_lost_answer_writes_nothing_twice(proxy, admin_token):
     api.log(session["id"], [{"message": "one"}, {"message": "two", "level": "ERROR"}])
     messages = LogEntry.objects.filter(session_id=session["id"]).order_by("id")
     assert list(messages.values_list("message", flat=True)) == ["one", "two"]
+    # Output chunks and steps carry a uid: stored once, answered the first seq.
+    proxy.plan = ["lose"]
+    first = api.output(task["id"], "a chunk ")
+    proxy.plan = ["lose"]
+    api.status(task["id"], "thinking", "hm")
+    outputs = Event.objects.filter(task_id=task["id"], kind="task.output").order_by("id")
+    assert [e.data.get("chunk", e.data.get("status")) for e in outputs] == ["a chunk ", "thinking"]
+    assert first["seq"] == outputs[0].pk
+    # And a Reporter's batch, tried again after a lost answer, adds none twice.
+    reporter = Reporter(api, session["id"], interval=0.05)
+    proxy.plan = ["lose"]
+    reporter.output(task["id"], "batched ")
+    reporter.status(task["id"], "tool_calling", tool="search")
+    assert reporter.flush(timeout=20)
+    reporter.close()
+    outputs = Event.objects.filter(task_id=task["id"], kind="task.output").order_by("id")
+    texts = [e.data.get("chunk", e.data.get("status")) for e in outputs]
+    assert texts == ["a chunk ", "thinking", "batched ", "tool_calling"], texts
     posts = [line for line in proxy.seen if line.startswith("POST")]
-    assert len(posts) == 6, proxy.seen  # each asked twice
+    assert len(posts) == 12, proxy.seen  # each asked twice
 
 
 def test_throttled_and_unavailable_answers_are_waited_out_and_retry_after_honoured(

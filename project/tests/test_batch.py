@@ -321,3 +321,32 @@ def test_a_progress_batch_reads_few_columns_and_still_starts_a_pending_task_whol
     assert (waiting.name, waiting.status, waiting.progress) == ("waiting", "running", 10.0)
     assert waiting.created_at < waiting.started_at
     assert Task.objects.get(pk=running[2].pk).name == "r2"
+
+
+def test_output_with_a_uid_is_stored_once_however_often_it_comes(http):
+    session = post(http, "sessions", {"name": "retried"})[1]
+    task = post(http, f"sessions/{session['id']}/tasks", {"name": "t"})[1]
+    task_id = int(task["id"])
+    items = [
+        {"task_id": task_id, "chunk": "one ", "uid": "c1"},
+        {"task_id": task_id, "status": "thinking", "uid": "s1"},
+        {"task_id": task_id, "chunk": "one ", "uid": "c1"},  # twice in one batch
+        {"task_id": task_id, "chunk": "no uid "},
+    ]
+    status, first = post(http, f"sessions/{session['id']}/batch", {"output": items})
+    assert status == 200, first
+    status, again = post(http, f"sessions/{session['id']}/batch", {"output": items})
+    assert status == 200, again
+    texts = [
+        e.data.get("chunk", e.data.get("status"))
+        for e in Event.objects.filter(task_id=task_id, kind="task.output").order_by("id")
+    ]
+    assert texts == ["one ", "thinking", "no uid ", "no uid "], texts
+    # The single call: the same uid is answered the first seq, and stores nothing.
+    status, single = post(http, f"tasks/{task_id}/output", {"chunk": "x", "uid": "c1"})
+    assert status == 201 and single["seq"] == Event.objects.filter(kind="task.output").first().pk
+    status, fresh = post(http, f"tasks/{task_id}/output", {"chunk": "x", "uid": "c2"})
+    assert status == 201 and fresh["seq"] > single["seq"]
+    assert Event.objects.filter(task_id=task_id, kind="task.output").count() == 5
+    status, bad = post(http, f"tasks/{task_id}/output", {"chunk": "x", "uid": ""})
+    assert status == 400 and "uid" in bad["errors"], bad

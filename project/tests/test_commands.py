@@ -546,7 +546,9 @@ def test_manage_py_outside_the_virtual_environment_uses_the_projects_own(tmp_pat
 
     root = Path(__file__).resolve().parents[2]
     bare = tmp_path / "bare"
-    subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip", bare], check=True)
+    subprocess.run(
+        [sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip", bare], check=True
+    )
     answer = subprocess.run(
         [bare / "bin" / "python", root / "manage.py", "help", "create_token"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
