@@ -118,6 +118,10 @@ class NotLive:
         live = {"live_url": reverse(name), "live_label": label}
         return super().changelist_view(request, {**(extra_context or {}), **live})
 
+    @admin.display(description="live page")
+    def live(self, obj):
+        return format_html('<a href="{}">watch</a>', obj.get_absolute_url())
+
 
 class TaskInline(admin.TabularInline):
     model = Task
@@ -163,10 +167,6 @@ class SessionAdmin(NotLive, admin.ModelAdmin):
     @admin.display(description="created", ordering="created_at")
     def created(self, session: Session) -> str:
         return precise(session.created_at)
-
-    @admin.display(description="live page")
-    def live(self, session: Session):
-        return format_html('<a href="{}">watch</a>', session.get_absolute_url())
 
     def delete_model(self, request, obj):
         services.delete_sessions([obj.pk])
@@ -243,10 +243,6 @@ class TaskAdmin(NotLive, admin.ModelAdmin):
     @admin.display(description="updated", ordering="updated_at")
     def updated(self, task: Task) -> str:
         return precise(task.updated_at)
-
-    @admin.display(description="live page")
-    def live(self, task: Task):
-        return format_html('<a href="{}">watch</a>', task.get_absolute_url())
 
     def delete_model(self, request, obj):
         services.delete_tasks([obj.pk])

@@ -348,19 +348,23 @@ def test_the_page_shows_a_lost_connection_and_catches_up(fresh_server, browse, a
     expect(page.locator(f"#tasks tr[data-id='{task['id']}']")).to_contain_text("two")
 
 
-def test_pages_keep_updating_by_polling_when_websockets_are_blocked(live, browse, admin_token):
-    api = live.client(admin_token)
-    session = api.create_session("no sockets here")
-    task = api.create_task(session["id"], "polled")
-    page = browse(live, f"/sessions/{session['id']}/", block_sockets=True)
-    # The five backoff waits (10 s at most each), then the fallback. Each failed
-    # try ends in real time, not in the page's clock, so run it until it falls back.
+def wait_until_offline(page) -> None:
+    """The five backoff waits (10 s at most each), then the fallback. Each failed
+    try ends in real time, not in the page's clock, so run it until it falls back."""
     for _ in range(30):
         page.clock.run_for(10_000)
         if page.locator("#connection").get_attribute("data-state") == "offline":
             break
         page.wait_for_timeout(100)
     expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+
+
+def test_pages_keep_updating_by_polling_when_websockets_are_blocked(live, browse, admin_token):
+    api = live.client(admin_token)
+    session = api.create_session("no sockets here")
+    task = api.create_task(session["id"], "polled")
+    page = browse(live, f"/sessions/{session['id']}/", block_sockets=True)
+    wait_until_offline(page)
     expect(page.locator("#connection .label")).to_have_text("offline · polling")
     expect(page.locator("#tasks")).to_contain_text("polled")
     api.update_task(task["id"], status="running", progress=64)
@@ -373,12 +377,7 @@ def test_the_log_viewers_bar_says_offline_while_it_polls(live, browse, admin_tok
     session = api.create_session("no sockets for the log")
     api.log(session["id"], [{"message": "first line"}])
     page = browse(live, f"/sessions/{session['id']}/logs/", block_sockets=True)
-    for _ in range(30):
-        page.clock.run_for(10_000)
-        if page.locator("#connection").get_attribute("data-state") == "offline":
-            break
-        page.wait_for_timeout(100)
-    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    wait_until_offline(page)
     status = page.locator("#status")
     expect(status).to_contain_text("offline · polling for new lines")
     expect(status).not_to_contain_text(re.compile(r"· live\b"))
