@@ -277,9 +277,16 @@ def drain_on_shutdown(seconds: Callable[[], float]) -> None:
     http_protocol.WebRequest = DrainingRequest
 
 
+# Seconds a kept-alive HTTP connection must have been idle before a drain closes
+# it. nginx reuses its most recently used connection first, so one idle this
+# long is unlikely to be taken at the moment it closes; one in use is answered
+# with `Connection: close` instead, and nginx does not reuse it.
+QUIET = 0.5
+
+
 def drain(daphne_server, limit: float) -> defer.Deferred:
-    """Stop listening, close what is idle, let what is in flight finish; fires
-    when nothing is left or after `limit` seconds."""
+    """Stop listening, close sockets (1012) and idle HTTP connections, let what
+    is in flight finish; fires when nothing is left or after `limit` seconds."""
     Drain.active = True
     deadline = reactor.seconds() + limit
     for port in getattr(daphne_server, "switchboard_ports", []):
@@ -292,35 +299,47 @@ def drain(daphne_server, limit: float) -> defer.Deferred:
         if is_socket and protocol.state == protocol.STATE_OPEN:
             protocol.sendCloseFrame(code=1012)
     factory = getattr(daphne_server, "http_factory", None)
-    for built in list(getattr(factory, "switchboard_channels", ())):
-        # Twisted's HTTPFactory wraps each HTTPChannel (to choose HTTP/2 or 1.1).
-        channel = getattr(built, "_channel", built)
-        transport = getattr(channel, "transport", None)
-        # A connection upgraded to a socket is the socket's now (closed above).
-        if transport is None or getattr(transport, "protocol", built) is not built:
-            continue
-        if channel.requests:
-            channel.persistent = False
-            for request in channel.requests:
-                if not request._response_started:
-                    request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-        else:
-            transport.loseConnection()
+    idle_since: dict = {}
 
-    def busy() -> bool:
-        for protocol, details in list(daphne_server.connections.items()):
-            if "disconnected" in details:
+    def open_channels():
+        for built in list(getattr(factory, "switchboard_channels", ())):
+            # Twisted's HTTPFactory wraps each HTTPChannel (to choose HTTP/2 or 1.1).
+            channel = getattr(built, "_channel", built)
+            transport = getattr(channel, "transport", None)
+            # A connection upgraded to a socket is the socket's now (closed above).
+            if transport is None or getattr(transport, "protocol", built) is not built:
                 continue
-            if isinstance(protocol, ws_protocol.WebSocketProtocol):
-                return True
-            if not getattr(protocol, "finished", True):
-                return True
-        return False
+            if getattr(transport, "connected", False) and not transport.disconnecting:
+                yield channel, transport
+
+    def close_idle(now: float) -> bool:
+        """Mark connections in use to close after their answer, close those
+        idle for QUIET seconds; whether any HTTP connection is left."""
+        left = False
+        for channel, transport in open_channels():
+            left = True
+            if channel.requests:
+                idle_since.pop(channel, None)
+                channel.persistent = False
+                for request in channel.requests:
+                    if not request._response_started:
+                        request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+            elif now - idle_since.setdefault(channel, now) >= QUIET:
+                transport.loseConnection()
+        return left
+
+    def sockets_left() -> bool:
+        return any(
+            isinstance(protocol, ws_protocol.WebSocketProtocol) and "disconnected" not in details
+            for protocol, details in list(daphne_server.connections.items())
+        )
 
     done = defer.Deferred()
 
     def poll():
-        if not busy() or reactor.seconds() >= deadline:
+        now = reactor.seconds()
+        left = close_idle(now)
+        if not (left or sockets_left()) or now >= deadline:
             done.callback(None)
         else:
             reactor.callLater(0.05, poll)
