@@ -2,7 +2,7 @@
 
 - `/healthz`: 200 while the process serves (no identity, no database).
 - `/readyz`: 200 when the database and the channel layer answer, 503 with
-  the reason when one does not.
+  the reason when one does not or the process drains (live.daphne_hooks).
 - `/metrics`: the Prometheus text format for a staff bearer token (or anyone
   with SWITCHBOARD_METRICS_PUBLIC=1), covering every live server process: the
   prometheus_client metrics each one counts and reports every few seconds
@@ -21,7 +21,7 @@ from django.views.decorators.http import require_safe
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from live import stats
+from live import daphne_hooks, stats
 from live.auth import bearer_token
 from live.metrics import Relay
 from live.models import ApiToken
@@ -80,6 +80,8 @@ def layer_answers() -> str | None:
 @never_cache
 @require_safe
 def readyz(request):
+    if daphne_hooks.draining():
+        return JsonResponse({"status": "unavailable", "reasons": ["draining"]}, status=503)
     problems = [p for p in (database_answers(), layer_answers()) if p]
     if problems:
         return JsonResponse({"status": "unavailable", "reasons": problems}, status=503)

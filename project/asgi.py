@@ -30,6 +30,7 @@ daphne_hooks.install(
     answer=bodylimit.answer,
     compression=settings.SWITCHBOARD["WS_COMPRESSION"],
     accept=accept_deflate,
+    drain_seconds=lambda: settings.SWITCHBOARD["DRAIN_SECONDS"],
 )
 application = BindPublisher(
     RootPath(

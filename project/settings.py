@@ -219,6 +219,9 @@ SWITCHBOARD = {
     "TOKEN_CACHE_SECONDS": env_float("SWITCHBOARD_TOKEN_CACHE_SECONDS", 60.0, minimum=0),
     # Where Redis keys of the server's own live (the token version).
     "REDIS_PREFIX": REDIS_PREFIX,
+    # Seconds a server process drains after SIGTERM before it exits (requests
+    # in flight finish, sockets close with 1012; 0: stop at once).
+    "DRAIN_SECONDS": env_float("SWITCHBOARD_DRAIN_SECONDS", 5.0, minimum=0),
     # Seconds without any frame from a client before the server drops it.
     "IDLE_TIMEOUT": env_int("SWITCHBOARD_IDLE_TIMEOUT", 300, minimum=1),
     # Largest WebSocket frame accepted, in bytes.

@@ -42,14 +42,18 @@ def nginx_binary() -> str:
 
 def render_site(upstreams: list[int], listen: int, path: Path = SITE) -> str:
     """deploy/nginx/switchboard.conf (or `path`) as shipped, with this test's
-    ports: its upstream servers become `upstreams`, its listen lines one on 127.0.0.1."""
+    ports: its upstream servers become `upstreams` (with the shipped parameters,
+    max_fails and the like), its listen lines one on 127.0.0.1."""
     site = path.read_text()
-    servers = re.findall(r"^[ \t]*server 127\.0\.0\.1:\d+;\n", site, re.M)
+    servers = re.findall(r"^[ \t]*server 127\.0\.0\.1:\d+([^;]*);\n", site, re.M)
+    lines = re.findall(r"^[ \t]*server 127\.0\.0\.1:\d+[^;]*;\n", site, re.M)
     listens = re.findall(r"^[ \t]*listen [^;]+;\n", site, re.M)
     assert servers and listens, "the site lists its processes and where it listens"
+    assert len(set(servers)) == 1, "every process has the same upstream parameters"
     site = site.replace(
-        servers[0], "".join(f"    server 127.0.0.1:{port};\n" for port in upstreams), 1
+        lines[0], "".join(f"    server 127.0.0.1:{port}{servers[0]};\n" for port in upstreams), 1
     )
+    servers = lines
     site = site.replace(listens[0], f"    listen 127.0.0.1:{listen};\n", 1)
     for line in servers[1:] + listens[1:]:
         site = site.replace(line, "", 1)
