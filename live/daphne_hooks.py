@@ -45,6 +45,7 @@ try:
     import daphne
     from daphne import http_protocol, server, ws_protocol
     from twisted.internet import defer, reactor
+    from twisted.web import http as twisted_http
 except ImportError:  # pragma: no cover - daphne is a requirement
     daphne = None
 
@@ -85,6 +86,22 @@ def problems(compression: bool = False) -> list[str]:
         found.append("Server.run no longer listens with HTTPFactory and listen_success")
     if not callable(getattr(ws_protocol.WebSocketProtocol, "sendCloseFrame", None)):
         found.append("the WebSocket protocol has no sendCloseFrame()")
+    found.extend(_drain_problems())
+    return found
+
+
+def _drain_problems() -> list[str]:
+    """What `drain` reads of Twisted's and daphne's connection state."""
+    found = []
+    wrapper = getattr(twisted_http, "_GenericHTTPChannelProtocol", None)
+    factory = getattr(wrapper, "factory", None)
+    if not isinstance(factory, property) or not _uses(factory.fget, "_channel"):
+        found.append("Twisted's HTTPFactory no longer wraps each HTTPChannel as _channel")
+    channel = twisted_http.HTTPChannel
+    if not (_uses(channel.__init__, "requests") and hasattr(channel, "persistent")):
+        found.append("HTTPChannel no longer keeps requests and persistent")
+    if not _uses(http_protocol.WebRequest.__init__, "_response_started"):
+        found.append("daphne's WebRequest no longer keeps _response_started")
     return found
 
 

@@ -7,6 +7,7 @@ import functools
 import pytest
 from daphne import http_protocol, server, ws_protocol
 from django.core.exceptions import ImproperlyConfigured
+from twisted.web import http as twisted_http
 
 from live import daphne_hooks
 from project import bodylimit
@@ -63,6 +64,10 @@ def test_a_send_that_is_not_daphnes_has_no_protocol_behind_it():
         (ws_protocol.WebSocketProtocol, "registerProducer", None, "registerProducer"),
         (server.Server, "run", lambda self: None, "kill_all_applications"),
         (ws_protocol.WebSocketProtocol, "sendCloseFrame", None, "sendCloseFrame"),
+        # What the drain reads of each HTTP connection.
+        (twisted_http._GenericHTTPChannelProtocol, "factory", None, "_channel"),
+        (twisted_http.HTTPChannel, "__init__", lambda self: None, "requests"),
+        (http_protocol.WebRequest, "__init__", lambda self, *args: None, "_response_started"),
     ],
 )
 def test_a_daphne_that_changed_refuses_to_start_and_fails_the_deploy_check(
