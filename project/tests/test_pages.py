@@ -254,6 +254,22 @@ def test_the_run_view_draws_a_terminal_its_steps_and_its_facts(live, browse, adm
     assert page.errors == []
 
 
+def test_the_run_view_sums_an_agent_runs_tokens_in_one_line(live, browse, admin_token):
+    api = live.client(admin_token)
+    session = api.create_session("support bot")
+    task = api.create_task(session["id"], "tides")
+    api.update_task(task["id"], status="running", details={"total_tokens": 10, "input_tokens": 8})
+    page = browse(live, f"/sessions/{session['id']}/#task-{task['id']}")
+    facts = page.locator("#task-facts")
+    expect(facts).to_contain_text("10 (8 in, ? out)")
+    tokens = {"input_tokens": 4500, "output_tokens": 55, "total_tokens": 4555, "model_calls": 3}
+    api.update_task(task["id"], details={**tokens, "host": "w-1"})
+    expect(facts).to_contain_text("4,555 (4,500 in, 55 out) · 3 model calls")
+    details = facts.locator("dt", has_text="Details").locator("xpath=following-sibling::dd[1]")
+    expect(details).to_have_text('{"host":"w-1"}')
+    assert page.errors == []
+
+
 def test_a_session_of_one_task_shows_its_output_without_a_click(live, browse, admin_token):
     api = live.client(admin_token)
     session = api.create_session("one job")

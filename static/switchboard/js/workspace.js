@@ -66,9 +66,22 @@ const draw = coalesce(() => {
   const facts = [];
   if (task?.error) facts.push(["Error", task.error, "error"]);
   if (task && task.result != null) facts.push(["Result", task.result]);
-  if (task && Object.keys(task.details || {}).length) facts.push(["Details", task.details]);
+  const [tokens, details] = tokenTotals(task?.details || {});
+  if (tokens) facts.push(["Tokens", tokens]);
+  if (Object.keys(details).length) facts.push(["Details", details]);
   drawFacts($("#task-facts"), facts);
 });
+
+// An agent run's token totals (details input_tokens, output_tokens,
+// total_tokens, model_calls) as one line; the other details as they are.
+const TOKEN_KEYS = ["input_tokens", "output_tokens", "total_tokens", "model_calls"];
+function tokenTotals(details) {
+  if (typeof details.total_tokens !== "number") return [null, details];
+  const rest = Object.fromEntries(Object.entries(details).filter(([key]) => !TOKEN_KEYS.includes(key)));
+  const count = (name) => (typeof details[name] === "number" ? details[name].toLocaleString("en") : "?");
+  const calls = typeof details.model_calls === "number" ? ` · ${count("model_calls")} model calls` : "";
+  return [`${count("total_tokens")} (${count("input_tokens")} in, ${count("output_tokens")} out)${calls}`, rest];
+}
 
 // Key/value facts (a session's metadata; a task's error, result and details), as text.
 function drawFacts(list, facts) {
