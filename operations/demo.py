@@ -1,5 +1,6 @@
 """Demo jobs that report to a running server over the HTTP API, as real workers do."""
 
+import asyncio
 import logging
 import random
 import sys
@@ -13,10 +14,15 @@ from switchboard_client import Client, LogHandler, SwitchboardError  # noqa: E40
 
 log = logging.getLogger("switchboard.demo")
 
+SDK_RUN: list[str] = []
+
 # The first jobs run in this order, so a newcomer sees an agent run and
 # terminal output at once; then they are picked at random.
 JOBS = [
     ("agent run: answer a question", ["answer"]),
+    # The real OpenAI Agents SDK with a scripted model (operations/agent_demo.py):
+    # its one task is the run, made by the SDK's trace processor.
+    ("agent run: support bot (Agents SDK)", SDK_RUN),
     ("model evaluation", ["load checkpoint", "eval: reasoning", "eval: coding", "report"]),
     ("nightly ETL", ["extract orders", "extract customers", "transform", "load warehouse"]),
     ("agent run: triage inbox", ["read mail", "classify", "draft replies", "summarize"]),
@@ -126,7 +132,7 @@ class DemoJobs:
         self.sessions.append(session["id"])
         self.client.update_session(session["id"], status="running")
         handler = LogHandler(self.base_url, self.token, session["id"], interval=0.3)
-        failed = False
+        failed = steps is SDK_RUN and self.run_sdk(session["id"]) == "failed"
         for step in steps:
             if self.stop.is_set():
                 break
@@ -138,6 +144,16 @@ class DemoJobs:
         status = "failed" if failed else "completed"
         self.client.update_session(session["id"], status=status)
         self.sleep(3.0)
+
+    def run_sdk(self, session_id) -> str:
+        from operations import agent_demo
+
+        async def pause(seconds: float) -> None:
+            if self.stop.is_set():
+                raise Cancelled
+            await asyncio.sleep(seconds / self.pace)
+
+        return agent_demo.run(self.base_url, self.token, session_id, pause)
 
     def run_task(self, task: dict, handler: LogHandler) -> str:
         task_id = task["id"]

@@ -7,8 +7,10 @@
 
 (`set_trace_processors` also turns the SDK's hosted exporter off;
 `add_trace_processor` keeps it.) Each trace, one `Runner.run`, is a task:
-in the session named by `session=` (or the one of `session_id=`), else in a
-session per trace `group_id` (a conversation), else in a session of its own.
+in the session whose id the trace's metadata names (`RunConfig(trace_metadata=
+{"switchboard_session_id": 42})`), else the one of `session_id=`, else the
+session named by `session=`, else a session per trace `group_id` (a
+conversation), else a session of its own.
 As the run goes:
 
 - a model call is a `thinking` step when it ends, with the agent, the model
@@ -158,7 +160,14 @@ class SwitchboardTracingProcessor(TracingProcessor):
 
     # The SDK's callbacks: they only queue.
     def on_trace_start(self, trace) -> None:
-        self._put(self._trace_started, trace.trace_id, trace.name, getattr(trace, "group_id", None))
+        metadata = getattr(trace, "metadata", None) or {}
+        self._put(
+            self._trace_started,
+            trace.trace_id,
+            trace.name,
+            getattr(trace, "group_id", None),
+            metadata.get("switchboard_session_id"),
+        )
 
     def on_trace_end(self, trace) -> None:
         self._put(self._trace_ended, trace.trace_id)
@@ -211,7 +220,9 @@ class SwitchboardTracingProcessor(TracingProcessor):
                 self._done()
 
     # The thread's side.
-    def _session_for(self, trace_id: str, name: str, group_id: str | None) -> tuple[str, bool]:
+    def _session_for(self, trace_id: str, name: str, group_id, chosen) -> tuple[str, bool]:
+        if chosen is not None:
+            return str(chosen), False
         if self.session_id is not None:
             return self.session_id, False
         if self.session is not None:
@@ -230,9 +241,9 @@ class SwitchboardTracingProcessor(TracingProcessor):
             self._reporters[session_id] = Reporter(self.client, session_id)
         return self._reporters[session_id]
 
-    def _trace_started(self, trace_id: str, name: str, group_id: str | None) -> None:
+    def _trace_started(self, trace_id: str, name: str, group_id, chosen) -> None:
         try:
-            session_id, own = self._session_for(trace_id, name or "agent run", group_id)
+            session_id, own = self._session_for(trace_id, name or "agent run", group_id, chosen)
             task = self.client.create_task(
                 session_id, name or "agent run", external_id=trace_id, stale_after=self.stale_after
             )
@@ -267,7 +278,6 @@ class SwitchboardTracingProcessor(TracingProcessor):
             report.status(
                 run.task_id,
                 "tool_calling",
-                f"calling {data.name}",
                 tool=data.name,
                 args=_cut(data.input),
             )

@@ -7,45 +7,13 @@ import asyncio
 
 import pytest
 from agents import Agent, RunConfig, Runner, function_tool, set_trace_processors
-from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
-from agents.tracing import response_span
-from agents.usage import Usage
-from openai.types.responses import Response, ResponseUsage
-from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
+from agents.testing import ModelStep, assistant_message, function_call
 from switchboard_client import Client
 from switchboard_client.agents import SwitchboardTracingProcessor
 
 from conftest import free_port
 from live.tests import wsclient as wc
-
-
-class ResponsesModel(ScriptedModel):
-    """A scripted model traced as the SDK's OpenAI Responses model is: each
-    call in a `response` span that carries the response (model, usage, output)."""
-
-    async def get_response(self, *args, **kwargs):
-        with response_span() as span:
-            answer = await super().get_response(*args, **kwargs)
-            usage = answer.usage
-            span.span_data.response = Response(
-                id="scripted",
-                created_at=0,
-                model="scripted-model-1",
-                object="response",
-                output=answer.output,
-                tool_choice="auto",
-                tools=[],
-                parallel_tool_calls=False,
-                status="completed",
-                usage=ResponseUsage(
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    total_tokens=usage.total_tokens,
-                    input_tokens_details=InputTokensDetails(cached_tokens=0, cache_write_tokens=0),
-                    output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
-                ),
-            )
-            return answer
+from operations.agent_demo import TracedScriptedModel, usage
 
 
 @function_tool
@@ -60,12 +28,8 @@ def fetch(url: str) -> str:
     raise RuntimeError(f"404 for {url}")
 
 
-def usage(given: int, taken: int) -> Usage:
-    return Usage(requests=1, input_tokens=given, output_tokens=taken, total_tokens=given + taken)
-
-
-def scripted_run() -> tuple[Agent, ResponsesModel]:
-    model = ResponsesModel(
+def scripted_run() -> tuple[Agent, TracedScriptedModel]:
+    model = TracedScriptedModel(
         [
             ModelStep(
                 output=[
@@ -187,12 +151,12 @@ async def test_a_run_in_a_trace_group_gets_the_groups_session_and_a_failure_fail
     processor = SwitchboardTracingProcessor(client)
     set_trace_processors([processor])
     try:
-        model = ResponsesModel([RuntimeError("the model is down")])
+        model = TracedScriptedModel([RuntimeError("the model is down")])
         agent = Agent(name="helper", instructions="Help.", model=model)
         config = RunConfig(workflow_name="ask", group_id="conversation-7")
         with pytest.raises(RuntimeError):
             await Runner.run(agent, "hello", run_config=config)
-        model = ResponsesModel([[assistant_message("Hi.")]])
+        model = TracedScriptedModel([[assistant_message("Hi.")]])
         await Runner.run(
             Agent(name="helper", instructions="Help.", model=model), "hi", run_config=config
         )

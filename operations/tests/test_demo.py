@@ -5,7 +5,7 @@ import random
 from switchboard_client import LogHandler
 
 from logs_app.models import LogEntry
-from operations import demo
+from operations import agent_demo, demo
 
 
 def test_an_agents_steps_log_agent_lines_and_a_data_jobs_steps_data_lines(live, admin_token):
@@ -34,3 +34,19 @@ def test_an_agents_steps_log_agent_lines_and_a_data_jobs_steps_data_lines(live, 
         lines = [m for m in messages if not m.startswith("step failed")]
         kinds = {next((p for p in own | other if m.startswith(p)), m) for m in lines}
         assert kinds and kinds <= own, (step, kinds)
+
+
+def test_the_agents_sdk_demo_run_shows_its_steps_and_tokens(live, admin_token):
+    jobs = demo.DemoJobs(live.url, admin_token, pace=200)
+    session = jobs.client.create_session("agent run: support bot (Agents SDK)", status="running")
+    assert jobs.run_sdk(session["id"]) == "completed"
+    (task,) = jobs.client.request("GET", "tasks", params={"session": session["id"]})["results"]
+    assert task["status"] == "completed" and task["result"] == agent_demo.ANSWER
+    assert task["details"]["model_calls"] == 5 and task["details"]["total_tokens"] == 2905
+    output = jobs.client.request("GET", f"tasks/{task['id']}/output")
+    steps = [(s["status"], s["data"].get("tool")) for s in output["steps"]]
+    assert steps.count(("tool_completed", "refund_policy")) == 2
+    failed = [s for s in output["steps"] if "error" in s["data"]]
+    assert len(failed) == 1 and failed[0]["data"]["tool"] == "refund_policy"
+    assert ("handoff", None) in steps and steps[-1] == ("completed", None)
+    assert agent_demo.ANSWER in output["text"]
