@@ -360,8 +360,11 @@ class SwitchboardTracingProcessor(TracingProcessor):
             report.flush()
             report.report(run.task_id, status="completed", result=run.answer, message="completed")
         report.report(run.task_id, details=self._details(run))
+        if not any(other and other.session_id == run.session_id for other in self._runs.values()):
+            # No run of the session is under way: its reporter's thread ends.
+            self._reporters.pop(run.session_id, None)
+            report.close()
         if run.own_session:
-            report.flush()
             try:
                 self.client.update_session(
                     run.session_id, status="failed" if run.failure else "completed"

@@ -161,6 +161,8 @@ async def test_a_run_in_a_trace_group_gets_the_groups_session_and_a_failure_fail
             Agent(name="helper", instructions="Help.", model=model), "hi", run_config=config
         )
         assert await asyncio.to_thread(processor.force_flush)
+        # No run is under way: no reporter thread is left behind.
+        assert processor._reporters == {}
     finally:
         set_trace_processors([])
         processor.shutdown()
