@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels."""
 
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -46,3 +47,11 @@ application = BindPublisher(
         settings.ROOT_PATH,
     )
 )
+
+# What start-up made (modules, settings, URL patterns, the app) lives as long
+# as the process: out of the collector's generations, a full collection no
+# longer walks it. With this app loaded a full collection took 30-85 ms, a
+# pause that landed on whichever write was being fanned out (the p99 of
+# bench/fanout.py); frozen, it takes well under 1 ms.
+gc.collect()
+gc.freeze()
