@@ -1,12 +1,15 @@
 """Identities, the same for the socket and the API.
 
-Browsers: the Django session cookie of a staff user; a socket handshake must
+Browsers: the Django session cookie of a staff user, or of a user a feature
+admits to the pages (`admit_browsers`: sessions_app lets in those who see
+every session, viewers and operators); a socket handshake must
 carry the server's own Origin (scheme, host and port), or one listed in
 CSRF_TRUSTED_ORIGINS. Workers and scripts: `Authorization:
 Bearer <token>`, with no Origin needed (an Origin that is present must still
 be allowed). Anything else is refused at the handshake (HTTP 403).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -14,11 +17,34 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from django.conf import settings
+from django.contrib.auth.decorators import user_passes_test
 from django.utils.http import is_same_domain
 from ninja.security import HttpBearer, SessionAuth
 
 from live import tokens
 from live.models import ApiToken, hash_token
+
+# Who, besides staff, may use the pages with a cookie; features add rules at start-up.
+_browser_rules: list[Callable] = []
+
+
+def admit_browsers(rule: Callable) -> None:
+    """Let users for whom `rule(user)` is true use the pages, their socket
+    and the API with a cookie, as staff do (the admin stays staff-only)."""
+    if rule not in _browser_rules:
+        _browser_rules.append(rule)
+
+
+def browser_user(user) -> bool:
+    """An active user who may use the pages: staff, or admitted by a feature's rule."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    return user.is_staff or any(rule(user) for rule in _browser_rules)
+
+
+def browser_required(view):
+    """For the pages: a browser user, else the login page (as staff_member_required)."""
+    return user_passes_test(browser_user)(view)
 
 
 def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -139,7 +165,8 @@ def identity_of(scope) -> Identity | None:
 def still_valid(identities: list[Identity]) -> set[Identity]:
     """The identities that would still be let in now: the token exists (or the
     browser session is still logged in as that user), and the user is active
-    (and staff, for a browser). A few queries for any number of sockets."""
+    (and a browser_user, for a browser). A few queries for any number of
+    sockets, and two more per non-staff browser user (its permissions)."""
     from django.contrib.auth import SESSION_KEY, get_user_model
     from django.contrib.sessions.models import Session as BrowserSession
     from django.utils import timezone
@@ -160,6 +187,11 @@ def still_valid(identities: list[Identity]) -> set[Identity]:
         user_id = session.get_decoded().get(SESSION_KEY)
         if user_id is not None:
             logged_in.add((session.session_key, str(user_id)))
+    # Non-staff browsers are let in by a rule on their permissions: read them.
+    browsing = {i.user_id for i in identities if i.auth == "cookie"}
+    admitted = {
+        user.pk for user in get_user_model().objects.filter(pk__in=browsing) if browser_user(user)
+    }
     valid = set()
     for identity in identities:
         user = users.get(identity.user_id)
@@ -170,7 +202,7 @@ def still_valid(identities: list[Identity]) -> set[Identity]:
             and (identity.key, identity.user_id) in tokens
             or (
                 identity.auth == "cookie"
-                and user["is_staff"]
+                and identity.user_id in admitted
                 and (identity.key, str(identity.user_id)) in logged_in
             )
         ):
@@ -179,10 +211,11 @@ def still_valid(identities: list[Identity]) -> set[Identity]:
 
 
 def allowed_user(user, auth: str) -> bool:
-    """Cookie identities must be active staff; token identities active users."""
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    return auth == "token" or user.is_staff
+    """Cookie identities must be browser users (staff, viewers, operators);
+    token identities active users."""
+    if auth == "token":
+        return user is not None and user.is_authenticated and user.is_active
+    return browser_user(user)
 
 
 def _admit(request, token: str, user):
@@ -202,14 +235,15 @@ class TokenAuth(HttpBearer):
 
 
 class StaffSessionAuth(SessionAuth):
-    """The Django session of a staff user, with the CSRF check on writes."""
+    """The Django session of a browser user (staff, or admitted by a feature),
+    with the CSRF check on writes."""
 
     def __call__(self, request):
         # A request that names a bearer token is judged by it alone: a bad
         # token is 401, not a CSRF failure of the cookie path.
         if request.headers.get("Authorization"):
             return None
-        # No signed-in staff user: no identity at all, which is 401; the CSRF
+        # No signed-in browser user: no identity at all, which is 401; the CSRF
         # check only matters for a cookie that would be accepted.
         if not allowed_user(getattr(request, "user", None), "cookie"):
             return None

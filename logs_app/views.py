@@ -1,9 +1,9 @@
 from asgiref.sync import sync_to_async
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from live.auth import browser_required
 from live.errors import Refused
 from live.validation import parse_instant, problem
 from logs_app import services
@@ -11,7 +11,7 @@ from logs_app.models import LEVELS, LogEntry, level_name
 from sessions_app import access
 
 
-@staff_member_required
+@browser_required
 @ensure_csrf_cookie
 def viewer(request, session_id: int):
     session = get_object_or_404(access.visible_sessions(request.user), pk=session_id)
@@ -40,7 +40,7 @@ def _filter(request) -> tuple[services.LogFilter, dict]:
     return log_filter, times
 
 
-@staff_member_required
+@browser_required
 def download(request, session_id: int):
     """Exactly the viewer's current query, oldest first, streamed as plain text."""
     session = get_object_or_404(access.visible_sessions(request.user), pk=session_id)

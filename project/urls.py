@@ -7,11 +7,13 @@ from logs_app import views as log_views
 from operations import health
 from project import docs
 from project.api import api
+from project.login import BrowserLoginForm
 from sessions_app import views
 
 admin.site.site_header = "Switchboard administration"
 admin.site.site_title = "Switchboard"
 admin.site.index_title = "Sessions, tasks, tokens and webhooks"
+admin.site.login_form = BrowserLoginForm
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from live.errors import Refused
 from live.models import ApiToken, Event
-from sessions_app import eventfiles, exporting, rules, services
+from sessions_app import access, eventfiles, exporting, rules, services
 from sessions_app.models import Session, Task, Webhook
 
 
@@ -123,6 +123,15 @@ class NotLive:
         return format_html('<a href="{}">watch</a>', obj.get_absolute_url())
 
 
+class Acts:
+    """Admin actions that act on sessions (cancel, retry, replay) are offered,
+    and accepted, only to those who may act on every session
+    (access.acts_on_all); a viewer's admin is read-only."""
+
+    def has_act_permission(self, request) -> bool:
+        return access.acts_on_all(request.user)
+
+
 class TaskInline(admin.TabularInline):
     model = Task
     form = TaskForm
@@ -151,7 +160,7 @@ def _export(queryset, filename: str) -> HttpResponse:
 
 
 @admin.register(Session)
-class SessionAdmin(NotLive, admin.ModelAdmin):
+class SessionAdmin(Acts, NotLive, admin.ModelAdmin):
     form = SessionForm
     list_display = (
         "id", "name", "status", "completed_tasks", "total_tasks", "owner", "created", "live",
@@ -174,17 +183,23 @@ class SessionAdmin(NotLive, admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         services.delete_sessions(list(queryset.values_list("pk", flat=True)))
 
-    @admin.action(description="Cancel the selected sessions and their unfinished tasks")
+    @admin.action(
+        description="Cancel the selected sessions and their unfinished tasks", permissions=["act"]
+    )
     def cancel(self, request, queryset):
         for session in queryset:
             services.cancel_session(session.pk)
         self.message_user(request, f"Cancelled {queryset.count()} session(s).", messages.SUCCESS)
 
-    @admin.action(description="Export the events of the selected sessions (JSON Lines)")
+    @admin.action(
+        description="Export the events of the selected sessions (JSON Lines)", permissions=["view"]
+    )
     def export(self, request, queryset):
         return _export(queryset, f"switchboard-{timezone.now():%Y%m%d-%H%M%S}.jsonl")
 
-    @admin.action(description="Replay the selected sessions as new copies, live")
+    @admin.action(
+        description="Replay the selected sessions as new copies, live", permissions=["act"]
+    )
     def replay(self, request, queryset):
         """Re-run each recorded session as a new session (external_id '<old>-replay-N')."""
         copies = 0
@@ -223,7 +238,7 @@ class SessionAdmin(NotLive, admin.ModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(NotLive, admin.ModelAdmin):
+class TaskAdmin(Acts, NotLive, admin.ModelAdmin):
     form = TaskForm
     live_page = ("tasks", "the tasks page")
     list_display = (
@@ -250,12 +265,12 @@ class TaskAdmin(NotLive, admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         services.delete_tasks(list(queryset.values_list("pk", flat=True)))
 
-    @admin.action(description="Cancel the selected tasks")
+    @admin.action(description="Cancel the selected tasks", permissions=["act"])
     def cancel(self, request, queryset):
         changed = sum(services.cancel_task(task.pk)[1] for task in queryset)
         self.message_user(request, f"Cancelled or asked to stop {changed} task(s).")
 
-    @admin.action(description="Retry the selected ended tasks (new attempt)")
+    @admin.action(description="Retry the selected ended tasks (new attempt)", permissions=["act"])
     def retry(self, request, queryset):
         retried = 0
         for task in queryset:

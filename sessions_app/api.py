@@ -161,8 +161,9 @@ def patch_session(request, session_id: int, payload: SessionPatch):
     "/sessions/{int:session_id}/cancel", response={200: SessionOut, **ERRORS}, tags=["sessions"]
 )
 def cancel_session(request, session_id: int):
-    """Cancel the session and every task of it that has not ended."""
-    changeable_session(request, session_id)
+    """Cancel the session and every task of it that has not ended (an act:
+    operators, owners and those who change every session; 403 for a viewer)."""
+    access.actable_session(request.auth, session_id)
     return services.cancel_session(session_id).as_json()
 
 

@@ -4,6 +4,11 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+# Acting on any session as a person does (cancel, pause, resume, retry,
+# answer), as opposed to seeing it (view_session) or changing it as its
+# worker does (change_session); sessions_app.access.can_act.
+ACT_PERMISSION = "act_on_session"
+
 
 class Status(models.TextChoices):
     PENDING = "pending"
@@ -68,6 +73,7 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [(ACT_PERMISSION, "Can cancel, pause, retry and answer on any session")]
         # An external_id is unique per owner: each user (and the ownerless
         # sessions that commands and replays make) has a namespace of its own,
         # so nobody can claim, or learn of, another user's ids. NULLs are

@@ -27,7 +27,9 @@ async function cancel(id, button) {
   }
 }
 
-const options = { sessionName: (id) => names.get(id) || `session ${id}`, onCancel: cancel };
+// Controls only for those who may act on the tasks listed (not viewers).
+const canChange = $("#tasks-page").dataset.canChange === "true";
+const options = { sessionName: (id) => names.get(id) || `session ${id}`, onCancel: canChange ? cancel : null };
 
 const draw = coalesce(drawNow);
 
