@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from logs_app.patterns import compile_pattern
+
 LEVELS = {
     "DEBUG": logging.DEBUG,
     "INFO": logging.INFO,
@@ -160,12 +162,10 @@ class AlertRule(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from logs_app import rules
-
         super().clean()
         if self.pattern:
             try:
-                rules.compile_pattern(self.pattern)
+                compile_pattern(self.pattern)
             except ValueError as error:
                 raise ValidationError({"pattern": f"not a valid regular expression: {error}"})
         if self.task_id and self.session_id and self.task.session_id != self.session_id:

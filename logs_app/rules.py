@@ -1,9 +1,6 @@
 """Log alert rules as ingest sees them: loaded once per process, matched cheaply.
 
-A user's pattern is never run by Python's `re` (backtracking: `(a+)+$`
-against a long line of a's would hold the ingest transaction for ever): it is
-compiled by RE2 (google-re2), which matches in time linear in the line and
-refuses what it cannot do so (backreferences, lookaround).
+Patterns are RE2's (logs_app.patterns): linear time, whatever the pattern.
 
 The active rules are kept in the process (`cache`). A save or delete here
 drops them at once (signals, logs_app.apps); other processes notice through
@@ -25,23 +22,12 @@ from dataclasses import dataclass
 import re2
 from django.db.models import Count, Max
 
+from logs_app.models import AlertRule
+from logs_app.patterns import OPTIONS, compile_pattern
+
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
-
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # a refused pattern is reported to whoever wrote it
-
-
-def compile_pattern(pattern: str):
-    """The RE2 program of `pattern`; ValueError saying what is wrong."""
-    try:
-        return re2.compile(pattern, options=_OPTIONS)
-    except re2.error as error:
-        reason = error.args[0] if error.args else "refused"
-        if isinstance(reason, bytes):
-            reason = reason.decode(errors="replace")
-        raise ValueError(str(reason)) from None
 
 
 @dataclass(frozen=True)
@@ -85,7 +71,7 @@ class RuleSet:
         self.set = None
         if self.patterned:
             try:
-                found = re2.Set.SearchSet(_OPTIONS)
+                found = re2.Set.SearchSet(OPTIONS)
                 for rule in self.patterned:
                     found.Add(rule.pattern)
                 found.Compile()
@@ -143,8 +129,6 @@ class Cache:
             rules, checked = self.rules, self.checked
         if rules is not None and time.monotonic() - checked < CHECK_SECONDS:
             return rules
-        from logs_app.models import AlertRule
-
         version = tuple(AlertRule.objects.aggregate(n=Count("id"), at=Max("updated_at")).values())
         if rules is None or version != self.version:
             rules = RuleSet(load())
@@ -154,8 +138,6 @@ class Cache:
 
 
 def load() -> list[Rule]:
-    from logs_app.models import AlertRule
-
     rows = AlertRule.objects.filter(active=True).prefetch_related("webhooks").order_by("id")
     found = []
     for row in rows:

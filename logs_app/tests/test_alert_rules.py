@@ -3,9 +3,11 @@ under a flood, webhooks through the outbox, patterns that cannot stall."""
 
 import asyncio
 import threading
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from live.models import Event
 from live.tests import wsclient as wc
@@ -51,7 +53,7 @@ def test_a_log_rule_fires_once_per_quiet_period_under_a_flood_and_its_webhook_ar
         Webhook.objects.create(url="http://127.0.0.1:9/not-this-one", name="other")
         rule = AlertRule.objects.create(
             name="disk <full>", pattern=r"disk full", level=30, logger="app.db",
-            threshold=5, window_seconds=60, quiet_seconds=2,
+            threshold=5, window_seconds=60, quiet_seconds=30,
         )  # fmt: skip
         rule.webhooks.add(hook)
         session, _ = services.create_session(name="nightly")
@@ -74,7 +76,8 @@ def test_a_log_rule_fires_once_per_quiet_period_under_a_flood_and_its_webhook_ar
         # The other 180 were counted during the quiet period; its end tells them.
         assert AlertState.objects.get(rule=rule).pending == 180
         assert alerting.sweep() == 0  # still quiet
-        assert wait_for(lambda: alerting.sweep() == 1, 10)
+        after_quiet = timezone.now() + timedelta(seconds=31)
+        assert alerting.sweep(now=after_quiet) == 1
         [_, grouped] = alerts()
         assert grouped.data["count"] == 180
         assert "180 matches in " in grouped.data["text"]
@@ -82,7 +85,9 @@ def test_a_log_rule_fires_once_per_quiet_period_under_a_flood_and_its_webhook_ar
         assert wait_for(lambda: len(receiver.bodies) == 2, 15)
         assert receiver.bodies[1]["count"] == 180 and receiver.bodies[1]["seq"] == grouped.pk
         assert Delivery.objects.count() == 2  # never to the webhook the rule did not choose
-        assert alerting.sweep() == 0
+        assert alerting.sweep(now=after_quiet) == 0  # told once
+        state = AlertState.objects.get(rule=rule)
+        assert state.fired == 2 and state.quiet_until == after_quiet + timedelta(seconds=30)
     finally:
         receiver.close()
 
