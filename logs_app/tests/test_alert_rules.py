@@ -255,3 +255,24 @@ async def test_the_alert_is_on_the_socket_live_and_on_resume_from_two_processes(
         assert await asyncio.to_thread(Delivery.objects.count) == 1
     finally:
         receiver.close()
+
+
+def test_a_public_url_that_is_not_http_is_refused_at_start():
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'project.settings';"
+        "django.setup(); from django.conf import settings; print(settings.PUBLIC_URL)"
+    )
+    for value, ok in (("https://ops.example.com/sb/", True), ("ops.example.com", False)):
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**os.environ, "SWITCHBOARD_PUBLIC_URL": value},
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if ok:
+            assert result.returncode == 0 and result.stdout.strip() == "https://ops.example.com/sb"
+        else:
+            assert result.returncode != 0 and "SWITCHBOARD_PUBLIC_URL" in result.stderr
