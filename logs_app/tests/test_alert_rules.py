@@ -276,3 +276,28 @@ def test_a_public_url_that_is_not_http_is_refused_at_start():
             assert result.returncode == 0 and result.stdout.strip() == "https://ops.example.com/sb"
         else:
             assert result.returncode != 0 and "SWITCHBOARD_PUBLIC_URL" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_no_rules_ingest_reads_no_rule_and_a_change_elsewhere_is_noticed(monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from logs_app import rules
+
+    session, _ = services.create_session(name="s")
+    log_services.append_entries(session.pk, [{"message": "first"}])  # the version is read
+    monkeypatch.setattr(rules, "CHECK_SECONDS", 3600.0)
+    with CaptureQueriesContext(connection) as queries:
+        log_services.append_entries(session.pk, [{"message": f"line {n}"} for n in range(50)])
+    assert queries.captured_queries
+    assert not [q for q in queries.captured_queries if "alert" in q["sql"].lower()]
+    # A rule written by another process (no signal here) is seen once the
+    # version is read again.
+    AlertRule.objects.bulk_create([AlertRule(name="elsewhere", pattern="boom")])
+    log_services.append_entries(session.pk, [{"message": "boom"}])
+    assert alerts() == []  # not read yet: the version was read within CHECK_SECONDS
+    monkeypatch.setattr(rules, "CHECK_SECONDS", 0.0)
+    assert [rule.name for rule in cache.active().rules] == ["elsewhere"]
+    AlertRule.objects.update(active=False, updated_at=timezone.now())
+    assert not cache.active()
