@@ -1,11 +1,17 @@
 """Log ingest: lines a second posted in batches vs one line per request.
 
-    .venv/bin/python bench/ingest.py [--lines 5000] [--batch 500]
+    .venv/bin/python bench/ingest.py [--lines 5000] [--batch 500] [--rounds 5]
 
 Runs in-process through Django's test client (the full view, validation,
 transaction and event path; no network), on a fresh database: SQLite unless
 DATABASE_URL is set. The baseline, measured in the same run, is one line per
 request, which is what a naive worker does.
+
+Then the cost of log alert rules on the same batched ingest, in the same run,
+rounds taken in turn (the median of each): no rules, 10 rules that match no
+line (patterns, loggers, levels: the patterns run on every line), and the
+same 10 plus one that matches one line in 100 (it fires once, then counts
+during its quiet period: a locked state row written per batch).
 """
 
 import argparse
@@ -32,7 +38,7 @@ from django.test import Client  # noqa: E402
 from live.models import ApiToken, Event  # noqa: E402
 
 
-def main(lines: int, batch: int) -> None:
+def main(lines: int, batch: int, rounds: int) -> None:
     call_command("migrate", verbosity=0)
     from django.contrib.auth.models import User
 
@@ -74,11 +80,92 @@ def main(lines: int, batch: int) -> None:
         f"{batch} lines per request {batched:9.0f} lines/s  ({lines} lines, {events_batched} events)"
     )
     print(f"ratio to baseline      {batched / one_at_a_time:9.1f} x")
+    rules_bench(post, lines, batch, rounds)
+
+
+RULES = [
+    {"pattern": r"timeout after \d+ s"},
+    {"pattern": r"connection (refused|reset) by peer"},
+    {"pattern": r"(?i)out of memory"},
+    {"pattern": r"^Traceback \(most recent call last\)"},
+    {"pattern": r"disk (full|quota)", "level": 30},
+    {"level": 50},
+    {"logger": "app.db", "pattern": "deadlock"},
+    {"logger": "payments"},
+    {"pattern": r"\bpanic\b", "level": 40},
+    {"pattern": r"status=5\d\d"},
+]
+
+
+def rules_bench(post, lines: int, batch: int, rounds: int) -> None:
+    import statistics
+
+    from logs_app.models import AlertRule
+
+    quiet = [AlertRule.objects.create(name=f"quiet {n}", **rule) for n, rule in enumerate(RULES)]
+    hit = AlertRule.objects.create(name="hit", pattern=r"status=42\b", quiet_seconds=3600)
+    cases = {
+        "no rules": [],
+        "10 rules, none match": quiet,
+        "10 rules + 1 matching": [*quiet, hit],
+    }
+    taken: dict[str, list[float]] = {name: [] for name in cases}
+    serial = 0
+    for _ in range(rounds):
+        for name, active in cases.items():
+            AlertRule.objects.update(active=False)
+            AlertRule.objects.filter(pk__in=[rule.pk for rule in active]).update(active=True)
+            AlertRule.objects.first().save()  # the signal: this process reloads now
+            started = time.perf_counter()
+            for start in range(0, lines, batch):
+                post(
+                    [
+                        {
+                            "message": f"request {n} done status={42 if n % 100 == 0 else 200} "
+                            + "x" * 60,
+                            "level": "INFO",
+                            "logger": "app.web",
+                            "uid": f"r{serial}-{n}",
+                        }
+                        for n in range(start, min(lines, start + batch))
+                    ]
+                )
+            taken[name].append(lines / (time.perf_counter() - started))
+            serial += 1
+    alerts = Event.objects.filter(kind="system.alert", data__event="log.rule").count()
+    # The matching alone, on one batch of stored lines (what check() adds
+    # before any state is written): microseconds a line.
+    from logs_app.models import LogEntry
+    from logs_app.rules import RuleSet, load
+
+    AlertRule.objects.update(active=True)
+    entries = list(LogEntry.objects.order_by("-id")[:batch])
+    session_id = entries[0].session_id
+    matching = {}
+    for name, keep in (("10 rules, none match", quiet), ("10 rules + 1 matching", [*quiet, hit])):
+        ids = {rule.pk for rule in keep}
+        rules = RuleSet([rule for rule in load() if rule.id in ids])
+        started = time.perf_counter()
+        for _ in range(20):
+            found = rules.match(session_id, entries)
+        matching[name] = ((time.perf_counter() - started) / 20 / len(entries) * 1e6, found)
+    base = statistics.median(taken["no rules"])
+    print(f"alert rules, {rounds} rounds of {lines} lines in batches of {batch} (median):")
+    for name, rates in taken.items():
+        rate = statistics.median(rates)
+        cost = ""
+        if name in matching:
+            per_line, found = matching[name]
+            hits = sum(len(lines) for lines in found.values())
+            cost = f"; matching {per_line:.2f} µs a line, {hits} of {len(entries)} matched"
+        print(f"  {name:<22} {rate:9.0f} lines/s  ({rate / base:.3f}x no rules{cost})")
+    print(f"  alerts recorded        {alerts}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5)
     options = parser.parse_args()
-    main(options.lines, options.batch)
+    main(options.lines, options.batch, options.rounds)

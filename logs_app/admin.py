@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from logs_app.models import LEVELS, LogEntry, level_name
+from logs_app.models import LEVELS, AlertRule, LogEntry, level_name
 from sessions_app.admin import NotLive, precise
 
 
@@ -45,3 +45,43 @@ class LogEntryAdmin(NotLive, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    """Log alert rules (logs_app.alerting); the pattern is checked by RE2 on save."""
+
+    list_display = ("name", "active", "scope", "level", "logger", "pattern", "limits", "fired")
+    list_filter = ("active",)
+    search_fields = ("name", "pattern", "logger")
+    raw_id_fields = ("session", "task")
+    filter_horizontal = ("webhooks",)
+    readonly_fields = ("last_fired", "fired")
+    fieldsets = (
+        (None, {"fields": ("name", "active")}),
+        ("Lines it matches", {"fields": ("session", "level", "task", "logger", "pattern")}),
+        ("When it fires", {"fields": ("threshold", "window_seconds", "quiet_seconds")}),
+        ("Where it goes", {"fields": ("webhooks",)}),
+        ("So far", {"fields": ("last_fired", "fired")}),
+    )
+
+    @admin.display(description="where")
+    def scope(self, rule: AlertRule) -> str:
+        return f"session #{rule.session_id}" if rule.session_id else "every session"
+
+    @admin.display(description="fires at")
+    def limits(self, rule: AlertRule) -> str:
+        return f"{rule.threshold} in {rule.window_seconds} s, then quiet {rule.quiet_seconds} s"
+
+    @admin.display(description="alerts sent")
+    def fired(self, rule: AlertRule) -> int:
+        state = getattr(rule, "state", None)
+        return state.fired if state else 0
+
+    @admin.display(description="last alert")
+    def last_fired(self, rule: AlertRule) -> str:
+        state = getattr(rule, "state", None)
+        return precise(state.fired_at) if state and state.fired_at else "never"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("state")

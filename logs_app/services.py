@@ -18,6 +18,7 @@ from django.utils import timezone
 from live import events, ordering, stats
 from live.errors import Refused
 from live.validation import json_size, utf8_size, whole_number
+from logs_app import alerting
 from logs_app.models import COLUMNS, LEVELS, LogEntry, entry_json
 from sessions_app.models import Session
 from sessions_app.recording import service_write
@@ -166,6 +167,7 @@ def append_entries(session_id: int, entries: list[dict]) -> list[LogEntry]:
         owner_id = Session.objects.filter(pk=session_id).values_list("owner_id", flat=True).first()
         for batch in frame_batches(fresh, per_frame):
             stored.extend(_record_batch(session_id, owner_id, batch))
+        alerting.check(session_id, stored)  # the log alert rules, in this transaction
         transaction.on_commit(lambda: stats.live.stored_lines(len(stored)))
     return stored
 

@@ -196,8 +196,15 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 # when this says the proxy is the one that sets it.
 USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST")
 
+# Where people open Switchboard, root path included
+# (https://ops.example.com/switchboard): links in alerts are absolute with it.
+PUBLIC_URL = env_str("SWITCHBOARD_PUBLIC_URL").rstrip("/")
+if PUBLIC_URL and not PUBLIC_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("SWITCHBOARD_PUBLIC_URL must start with http:// or https://")
+
 # Switchboard's own knobs.
 SWITCHBOARD = {
+    "PUBLIC_URL": PUBLIC_URL,
     # URLs that get every alert as a JSON POST (more in the admin: Webhooks).
     "WEBHOOKS": env_list("SWITCHBOARD_WEBHOOKS", []),
     # Seconds between a server's looks at the webhook outbox, for deliveries
