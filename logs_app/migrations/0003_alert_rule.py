@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                 ('pattern', models.TextField(blank=True, default='', help_text='A regular expression (RE2 syntax) found anywhere in the message.')),
                 ('threshold', models.PositiveIntegerField(default=1, help_text='Matching lines needed within the window to fire.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(10000)])),
                 ('window_seconds', models.PositiveIntegerField(default=60, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(86400)])),
-                ('quiet_seconds', models.PositiveIntegerField(default=300, help_text='After an alert, matches are only counted for this long; then one alert tells them.', validators=[django.core.validators.MaxValueValidator(604800)])),
+                ('quiet_seconds', models.PositiveIntegerField(default=300, help_text='After an alert, matches are only counted for this long, then told in one alert.', validators=[django.core.validators.MaxValueValidator(604800)])),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
                 ('session', models.ForeignKey(blank=True, help_text="Only this session's lines; empty: every session.", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='alert_rules', to='sessions_app.session')),
