@@ -5,7 +5,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from sessions_app import access
+from sessions_app import access, activity
 from sessions_app.models import TASK_STATUSES, Status
 
 
@@ -48,5 +48,6 @@ def workspace(request, session_id: int):
         "page": "workspace",
         "session": session,
         "can_change": access.can_change(request.user, session),
+        "activity": activity.of_session(session.pk),
     }
     return render(request, "sessions_app/workspace.html", context)
