@@ -127,3 +127,23 @@ def test_the_activity_of_a_session_lists_who_did_what_oldest_first(api):
     assert [e["id"] for e in listed[:3]] == [task["id"]] * 3
     assert listed == sorted(listed, key=lambda e: e["seq"])
     assert activity.of_session(int(session["id"]), limit=1) == listed[-1:]
+
+
+def test_the_admins_pause_and_resume_actions_name_the_admin(admin_user):
+    from django.test import Client
+
+    session, _ = services.create_session(name="s")
+    task, _ = services.create_task(session.pk, name="t", status="running")
+    ended, _ = services.create_task(session.pk, name="done", status="completed")
+    web = Client()
+    web.force_login(admin_user)
+    url = "/admin/sessions_app/task/"
+    answer = web.post(url, {"action": "pause", "_selected_action": [task.pk, ended.pk]})
+    assert answer.status_code == 302
+    task.refresh_from_db()
+    ended.refresh_from_db()
+    assert task.pause_requested is True and ended.pause_requested is False
+    web.post(url, {"action": "resume", "_selected_action": [task.pk]})
+    task.refresh_from_db()
+    assert task.pause_requested is False
+    assert actions_of(task.pk) == [("pause", "admin"), ("resume", "admin")]
