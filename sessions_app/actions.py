@@ -1,5 +1,7 @@
-"""cancel_task, the socket action of sessions and tasks, plugged into the core's protocol."""
+"""cancel_task, pause_task and resume_task, the socket actions of sessions and
+tasks, plugged into the core's protocol."""
 
+from collections.abc import Callable
 from typing import Literal
 
 from live import events, protocol
@@ -13,11 +15,22 @@ class CancelTask(protocol.Frame):
     task_id: protocol.Id = None
 
 
-def cancel(user, task_id: int) -> tuple[dict, bool, str | None]:
-    """Cancel the task for the user: its JSON, whether it changed, and the
-    task.update frame it caused (None if none)."""
+class PauseTask(protocol.Frame):
+    action: Literal["pause_task"]
+    task_id: protocol.Id = None
+
+
+class ResumeTask(protocol.Frame):
+    action: Literal["resume_task"]
+    task_id: protocol.Id = None
+
+
+def act(service: Callable, user, task_id: int) -> tuple[dict, bool, str | None]:
+    """Do `service` (services.cancel_task, pause_task, resume_task) for the user:
+    the task's JSON, whether it changed, and the task.update frame it caused
+    (None if none)."""
     access.changeable_task(user, task_id)
-    task, changed = services.cancel_task(task_id)
+    task, changed = service(task_id, by=user.get_username())
     update = None
     if changed:
         event = Event.objects.filter(task_id=task_id, kind="task.update").order_by("-id").first()
@@ -25,17 +38,17 @@ def cancel(user, task_id: int) -> tuple[dict, bool, str | None]:
     return task.as_json(), changed, update
 
 
-async def cancel_task(consumer, frame: CancelTask, frame_id) -> None:
+async def _answer(consumer, name: str, frame, frame_id, service: Callable, shown: str) -> None:
     if not frame.task_id:
-        raise Refused("cancel_task needs a task_id", field="task_id")
+        raise Refused(f"{name} needs a task_id", field="task_id")
     # Live frames wait until the ack is out: "ack, then a task.update".
-    task, changed, update = await consumer.hold(cancel, consumer.user, frame.task_id)
+    task, changed, update = await consumer.hold(act, service, consumer.user, frame.task_id)
     ack = protocol.ack(
-        "cancel_task",
+        name,
         task_id=str(frame.task_id),
         changed=changed,
         status=task["status"],
-        cancel_requested=task["cancel_requested"],
+        **{shown: task[shown]},
     )
     await consumer.reply(frame_id, ack)
     mine = {channels.task(frame.task_id), channels.session(int(task["session_id"]))}
@@ -45,5 +58,21 @@ async def cancel_task(consumer, frame: CancelTask, frame_id) -> None:
         await consumer.send_frame(update)
 
 
+async def cancel_task(consumer, frame: CancelTask, frame_id) -> None:
+    await _answer(
+        consumer, "cancel_task", frame, frame_id, services.cancel_task, "cancel_requested"
+    )
+
+
+async def pause_task(consumer, frame: PauseTask, frame_id) -> None:
+    await _answer(consumer, "pause_task", frame, frame_id, services.pause_task, "pause_requested")
+
+
+async def resume_task(consumer, frame: ResumeTask, frame_id) -> None:
+    await _answer(consumer, "resume_task", frame, frame_id, services.resume_task, "pause_requested")
+
+
 def register_actions() -> None:
     protocol.register(CancelTask, cancel_task)
+    protocol.register(PauseTask, pause_task)
+    protocol.register(ResumeTask, resume_task)

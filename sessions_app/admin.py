@@ -188,7 +188,7 @@ class SessionAdmin(Acts, NotLive, admin.ModelAdmin):
     )
     def cancel(self, request, queryset):
         for session in queryset:
-            services.cancel_session(session.pk)
+            services.cancel_session(session.pk, by=request.user.get_username())
         self.message_user(request, f"Cancelled {queryset.count()} session(s).", messages.SUCCESS)
 
     @admin.action(
@@ -244,12 +244,14 @@ class TaskAdmin(Acts, NotLive, admin.ModelAdmin):
     list_display = (
         "id", "name", "session", "status", "progress", "stop_asked", "updated", "live",
     )  # fmt: skip
-    list_filter = ("status", "cancel_requested")
+    list_filter = ("status", "cancel_requested", "pause_requested")
     search_fields = ("name", "external_id", "session__name")
     list_select_related = ("session",)
     raw_id_fields = ("session",)
-    readonly_fields = ("cancel_requested", "attempt", "started_at", "finished_at")
-    actions = ["cancel", "retry"]
+    readonly_fields = (
+        "cancel_requested", "pause_requested", "attempt", "started_at", "finished_at",
+    )  # fmt: skip
+    actions = ["cancel", "pause", "resume", "retry"]
 
     @admin.display(description="stop asked", boolean=True, ordering="cancel_requested")
     def stop_asked(self, task: Task) -> bool:
@@ -267,15 +269,31 @@ class TaskAdmin(Acts, NotLive, admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected tasks", permissions=["act"])
     def cancel(self, request, queryset):
-        changed = sum(services.cancel_task(task.pk)[1] for task in queryset)
+        by = request.user.get_username()
+        changed = sum(services.cancel_task(task.pk, by=by)[1] for task in queryset)
         self.message_user(request, f"Cancelled or asked to stop {changed} task(s).")
+
+    @admin.action(description="Pause the selected tasks that have not ended", permissions=["act"])
+    def pause(self, request, queryset):
+        by = request.user.get_username()
+        paused = 0
+        for task in queryset:
+            if not (task.is_terminal or task.cancel_requested):
+                paused += services.pause_task(task.pk, by=by)[1]
+        self.message_user(request, f"Asked {paused} task(s) to pause.")
+
+    @admin.action(description="Resume the selected paused tasks", permissions=["act"])
+    def resume(self, request, queryset):
+        by = request.user.get_username()
+        resumed = sum(services.resume_task(task.pk, by=by)[1] for task in queryset)
+        self.message_user(request, f"Resumed {resumed} task(s).")
 
     @admin.action(description="Retry the selected ended tasks (new attempt)", permissions=["act"])
     def retry(self, request, queryset):
         retried = 0
         for task in queryset:
             if task.is_terminal:
-                services.retry_task(task.pk)
+                services.retry_task(task.pk, by=request.user.get_username())
                 retried += 1
         self.message_user(request, f"Retried {retried} task(s).")
 

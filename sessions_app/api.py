@@ -20,6 +20,7 @@ from sessions_app.schemas import (
     EventsOut,
     OutputIn,
     OutputOut,
+    PauseOut,
     SessionIn,
     SessionOut,
     SessionPage,
@@ -164,7 +165,7 @@ def cancel_session(request, session_id: int):
     """Cancel the session and every task of it that has not ended (an act:
     operators, owners and those who change every session; 403 for a viewer)."""
     access.actable_session(request.auth, session_id)
-    return services.cancel_session(session_id).as_json()
+    return services.cancel_session(session_id, by=request.auth.get_username()).as_json()
 
 
 # --- tasks --------------------------------------------------------------------------
@@ -235,7 +236,23 @@ async def patch_task(request, task_id: int, payload: TaskPatch):
 def cancel_task(request, task_id: int):
     """Pending: cancelled at once. Running: `cancel_requested`. Ended: left as it is."""
     changeable_task(request, task_id)
-    task, changed = services.cancel_task(task_id)
+    task, changed = services.cancel_task(task_id, by=request.auth.get_username())
+    return {"task": task.as_json(), "changed": changed}
+
+
+@router.post("/tasks/{int:task_id}/pause", response={200: PauseOut, **ERRORS}, tags=["tasks"])
+def pause_task(request, task_id: int):
+    """Ask the worker to hold (`pause_requested`). Ended: 409. Paused already: changed false."""
+    changeable_task(request, task_id)
+    task, changed = services.pause_task(task_id, by=request.auth.get_username())
+    return {"task": task.as_json(), "changed": changed}
+
+
+@router.post("/tasks/{int:task_id}/resume", response={200: PauseOut, **ERRORS}, tags=["tasks"])
+def resume_task(request, task_id: int):
+    """Let a paused task's worker go on. Not paused: changed false."""
+    changeable_task(request, task_id)
+    task, changed = services.resume_task(task_id, by=request.auth.get_username())
     return {"task": task.as_json(), "changed": changed}
 
 
@@ -243,7 +260,7 @@ def cancel_task(request, task_id: int):
 def retry_task(request, task_id: int):
     """Start a new attempt of an ended task (attempt + 1, pending, progress 0)."""
     changeable_task(request, task_id)
-    return services.retry_task(task_id).as_json()
+    return services.retry_task(task_id, by=request.auth.get_username()).as_json()
 
 
 @router.post(

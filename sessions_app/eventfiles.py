@@ -210,6 +210,11 @@ class Replay:
         )
         if rules.transition_problem(task.status, fields.get("status"), "task"):
             fields.pop("status", None)  # an ended task does not start again
+        pause = data.get("pause_requested")
+        pausable = not task.is_terminal and not (pause and task.cancel_requested)
+        if isinstance(pause, bool) and pause != task.pause_requested and pausable:
+            self.write()
+            (services.pause_task if pause else services.resume_task)(task_id)
         if data.get("cancel_requested") and not task.cancel_requested and not task.is_terminal:
             self.write()
             services.cancel_task(task_id)

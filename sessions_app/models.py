@@ -147,6 +147,9 @@ class Task(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
+    # Someone asked the worker to hold (services.pause_task); cleared on resume,
+    # cancel and when the task ends.
+    pause_requested = models.BooleanField(default=False)
     # Failed because its worker stopped reporting (services.fail_lost).
     lost = models.BooleanField(default=False)
     attempt = models.PositiveIntegerField(default=1)
@@ -193,6 +196,7 @@ class Task(models.Model):
             "result": self.result,
             "error": self.error,
             "cancel_requested": self.cancel_requested,
+            "pause_requested": self.pause_requested,
             "lost": self.lost,
             "attempt": self.attempt,
             "stale_after": self.stale_after,

@@ -54,12 +54,20 @@ def session_channels(session_id: int) -> list[str]:
     return channels.of_session(session_id)
 
 
-def record_session(session: Session, ts: datetime | None = None, into=None) -> None:
+def acted(action: str, by: str | None) -> dict:
+    """What an event caused by a person's (or the system's) action adds to its
+    data: the action, and the acting user's username (`by`; None: the system)."""
+    return {"action": action, "by": by}
+
+
+def record_session(
+    session: Session, ts: datetime | None = None, into=None, action: dict | None = None
+) -> None:
     events.record(
         "session.update",
         session_channels(session.pk),
         session_id=session.pk,
-        data=session.as_json(),
+        data={**session.as_json(), **(action or {})},
         extras={"owner_id": session.owner_id},
         ts=ts,
         into=into,
@@ -75,14 +83,19 @@ def owner_of(session_id: int) -> int | None:
 
 
 def record_task(
-    task: Task, ts: datetime | None = None, owner_id: int | None = UNSET, into=None
+    task: Task,
+    ts: datetime | None = None,
+    owner_id: int | None = UNSET,
+    into=None,
+    action: dict | None = None,
 ) -> None:
+    """`action`: acted(...), when a person's action caused the change."""
     events.record(
         "task.update",
         task_channels(task),
         session_id=task.session_id,
         task_id=task.pk,
-        data=task.as_json(),
+        data={**task.as_json(), **(action or {})},
         extras={"owner_id": owner_of(task.session_id) if owner_id is UNSET else owner_id},
         ts=ts,
         into=into,

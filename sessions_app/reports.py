@@ -41,6 +41,7 @@ CHANGED = (
     "name",
     "stale_after",
     "cancel_requested",
+    "pause_requested",
     "started_at",
     "finished_at",
     "updated_at",
@@ -195,7 +196,7 @@ class Reports:
             task.status = new_status
             stamp(task, new_status, now)
             if new_status in TERMINAL:
-                task.cancel_requested = False
+                task.cancel_requested = task.pause_requested = False
             if new_status == Status.COMPLETED and progress is UNSET:
                 task.progress = 100.0
             changed = True

@@ -76,6 +76,7 @@ class TaskOut(Schema):
     result: Any
     error: str
     cancel_requested: bool
+    pause_requested: bool
     lost: bool
     attempt: int
     stale_after: int | None
@@ -86,6 +87,11 @@ class TaskOut(Schema):
 
 
 class CancelOut(Schema):
+    task: TaskOut
+    changed: bool
+
+
+class PauseOut(Schema):
     task: TaskOut
     changed: bool
 

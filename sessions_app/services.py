@@ -13,7 +13,7 @@ from django.utils import timezone
 from live.errors import Refused
 from sessions_app.locks import Check, insert_once, lock_task
 from sessions_app.models import TASK_STATUSES, TERMINAL, Session, Status, Task
-from sessions_app.recording import UNSET, record_session, record_task, service_write
+from sessions_app.recording import UNSET, acted, record_session, record_task, service_write
 from sessions_app.reports import Reports, follow_task, stamp
 from sessions_app.rules import check_status, check_transition
 
@@ -88,14 +88,16 @@ def update_session(
     return session
 
 
-def cancel_session(session_id: int) -> Session:
-    """Cancel every task that has not ended, then the session itself."""
+def cancel_session(session_id: int, *, by: str | None = None) -> Session:
+    """Cancel every task that has not ended, then the session itself. `by`:
+    the acting user's username (None: the system), in the events' data."""
+    action = acted("cancel", by)
     with service_write():
         session = Session.objects.select_for_update(no_key=True).get(pk=session_id)
         for task in (
             session.tasks.select_for_update(no_key=True).exclude(status__in=TERMINAL).order_by("id")
         ):
-            _cancel(task)
+            _cancel(task, action)
         if not session.is_terminal:
             now = timezone.now()
             session.status = Status.CANCELLED
@@ -103,7 +105,7 @@ def cancel_session(session_id: int) -> Session:
             session.updated_at = now
         session.refresh_counts()
         session.save()
-        record_session(session)
+        record_session(session, action=action)
     return session
 
 
@@ -198,7 +200,9 @@ def fail_lost(task_id: int, last_report: Callable[[Task], datetime], default: in
     with service_write():
         session, task = lock_task(task_id)
         limit = task.stale_after or default
-        if task.status != Status.RUNNING or not limit:
+        # A paused task waits for a person, not for its worker (which may
+        # only be asking whether to go on).
+        if task.status != Status.RUNNING or task.pause_requested or not limit:
             return False
         silent = (timezone.now() - last_report(task)).total_seconds()
         if silent < limit:
@@ -213,8 +217,9 @@ def fail_lost(task_id: int, last_report: Callable[[Task], datetime], default: in
     return True
 
 
-def _cancel(task: Task) -> bool:
-    """Cancel one locked task in place; False when there is nothing to do."""
+def _cancel(task: Task, action: dict) -> bool:
+    """Cancel one locked task in place; False when there is nothing to do.
+    A paused task is let go on too: its worker must run to stop."""
     if task.is_terminal or task.cancel_requested:
         return False
     now = timezone.now()
@@ -223,26 +228,66 @@ def _cancel(task: Task) -> bool:
     else:
         task.status = Status.CANCELLED
         stamp(task, Status.CANCELLED, now)
+    task.pause_requested = False
     task.updated_at = now
     task.save()
-    record_task(task)
+    record_task(task, action=action)
     return True
 
 
-def cancel_task(task_id: int) -> tuple[Task, bool]:
+def cancel_task(task_id: int, *, by: str | None = None) -> tuple[Task, bool]:
     """A pending task is cancelled at once; a running one is asked to stop
-    (`cancel_requested`); an ended one is left as it is (changed=False)."""
+    (`cancel_requested`); an ended one is left as it is (changed=False).
+    `by`: the acting user's username (None: the system), in the event's data."""
     with service_write():
         session, task = lock_task(task_id)
-        changed = _cancel(task)
+        changed = _cancel(task, acted("cancel", by))
         if changed and session.refresh_counts():
             session.save()
             record_session(session)
     return task, changed
 
 
-def retry_task(task_id: int) -> Task:
-    """Start a new attempt of an ended task: back to pending, progress 0."""
+def pause_task(task_id: int, *, by: str | None = None) -> tuple[Task, bool]:
+    """Ask the task's worker to hold (`pause_requested`); the worker sees it in
+    every answer about the task. A task that has ended, or is being
+    cancelled, cannot be paused (409); one paused already is left as it is
+    (changed=False)."""
+    with service_write():
+        _, task = lock_task(task_id)
+        if task.is_terminal or task.cancel_requested:
+            state = "being cancelled" if not task.is_terminal else task.status
+            raise Refused(
+                f"only a task that has not ended can be paused; this one is {state}",
+                field="status",
+                code="conflict",
+            )
+        changed = _ask_pause(task, True, acted("pause", by))
+    return task, changed
+
+
+def resume_task(task_id: int, *, by: str | None = None) -> tuple[Task, bool]:
+    """Let a paused task's worker go on; changed=False when it was not paused
+    (an ended task never is: its end clears the request)."""
+    with service_write():
+        _, task = lock_task(task_id)
+        changed = _ask_pause(task, False, acted("resume", by))
+    return task, changed
+
+
+def _ask_pause(task: Task, pause: bool, action: dict) -> bool:
+    if task.pause_requested == pause:
+        return False
+    task.pause_requested = pause
+    task.updated_at = timezone.now()
+    task.save(update_fields=["pause_requested", "updated_at"])
+    record_task(task, action=action)
+    return True
+
+
+def retry_task(task_id: int, *, by: str | None = None) -> Task:
+    """Start a new attempt of an ended task: back to pending, progress 0.
+    `by`: the acting user's username (None: the system), in the event's data."""
     with service_write():
         session, task = lock_task(task_id)
         if not task.is_terminal:
@@ -256,12 +301,12 @@ def retry_task(task_id: int) -> Task:
         task.message = ""
         task.error = ""
         task.result = None
-        task.cancel_requested = task.lost = False
+        task.cancel_requested = task.pause_requested = task.lost = False
         task.started_at = task.finished_at = None
         task.updated_at = now
         task.save()
         if session.refresh_counts():
             session.save()
             record_session(session)
-        record_task(task)
+        record_task(task, action=acted("retry", by))
     return task

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from live.auth import browser_required
-from sessions_app import access
+from sessions_app import access, activity
 from sessions_app.models import TASK_STATUSES, Status
 
 
@@ -53,5 +53,6 @@ def workspace(request, session_id: int):
         "session": session,
         # "May act" (cancel, pause, retry, answer): controls show only then.
         "can_change": access.can_act(request.user, session),
+        "activity": activity.of_session(session.pk),
     }
     return render(request, "sessions_app/workspace.html", context)

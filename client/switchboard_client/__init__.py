@@ -315,6 +315,29 @@ class Client:
     def cancel_task(self, task_id, *, retry_for: float | None = None) -> dict:
         return self.request("POST", f"tasks/{task_id}/cancel", {}, retry_for=retry_for)
 
+    def pause_task(self, task_id, *, retry_for: float | None = None) -> dict:
+        """Ask the task's worker to hold: `{"task": ..., "changed": ...}`."""
+        return self.request("POST", f"tasks/{task_id}/pause", {}, retry_for=retry_for)
+
+    def resume_task(self, task_id, *, retry_for: float | None = None) -> dict:
+        return self.request("POST", f"tasks/{task_id}/resume", {}, retry_for=retry_for)
+
+    def wait_while_paused(self, task_id, poll: float = 1.0) -> dict:
+        """Block while the task's `pause_requested` is true (someone pressed
+        Pause), asking the server every `poll` seconds; return the task once
+        it is resumed, cancelled or ended (a cancel clears the pause, so check
+        `cancel_requested` after). While the server is away it keeps asking."""
+        while True:
+            try:
+                task = self.get_task(task_id)
+            except SwitchboardError as error:
+                if not transient(error.status or 0):
+                    raise
+            else:
+                if not task.get("pause_requested"):
+                    return task
+            time.sleep(poll)
+
     def output(
         self, task_id, chunk: str, final: bool = False, *, retry_for: float | None = None
     ) -> dict:

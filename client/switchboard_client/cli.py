@@ -260,8 +260,9 @@ def session_page(client: Client, session_id) -> str:
 
 
 class Run:
-    """One command running as a task: pipes to the server, cancel from it,
-    and a report at least every third of `stale_after` until its end is sent."""
+    """One command running as a task: pipes to the server, cancel and pause
+    from it (SIGSTOP to the command's process group, SIGCONT on resume), and a
+    report at least every third of `stale_after` until its end is sent."""
 
     def __init__(
         self,
@@ -281,6 +282,8 @@ class Run:
         self.watchdog = watchdog
         self.reporter = Reporter(client, session["id"], max_body=max_body)
         self.cancelled = threading.Event()
+        self.paused = False  # the command's group was sent SIGSTOP (and no SIGCONT since)
+        self.pausing = threading.Lock()
         self.done = threading.Event()  # the command has ended
         self.ended = threading.Event()  # the task's end is being sent
         self.readers = [
@@ -348,12 +351,29 @@ class Run:
                 self.cancelled.set()
                 # Reports go on while the command takes its time to stop.
                 threading.Thread(target=self.stop, daemon=True).start()
+            elif asking:
+                self.follow_pause(bool(task.get("pause_requested")))
+
+    def follow_pause(self, pause: bool) -> None:
+        """Stop the command's process group while the task is paused, and
+        continue it when it is resumed (or let go on to stop: `pause` False)."""
+        with self.pausing:
+            if pause == self.paused:
+                return
+            try:
+                os.killpg(self.child.pid, signal.SIGSTOP if pause else signal.SIGCONT)
+            except OSError:
+                return
+            self.paused = pause
+        said = "paused (SIGSTOP)" if pause else "resumed (SIGCONT)"
+        print(f"switchboard: the task was {said}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         try:
             os.killpg(self.child.pid, signal.SIGTERM)
         except OSError:
             return
+        self.follow_pause(False)  # a stopped command hears SIGTERM only when it goes on
         try:
             self.child.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -370,6 +390,7 @@ class Run:
                 os.killpg(self.child.pid, signum)
             except OSError:
                 pass
+            self.follow_pause(False)  # a paused command must go on to hear it
 
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

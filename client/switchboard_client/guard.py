@@ -142,6 +142,7 @@ def _guard(fd: int) -> None:
 def _end_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, signal.SIGCONT)  # a paused group (SIGSTOP) hears it only when going on
     except OSError:
         return
     end = time.monotonic() + GRACE

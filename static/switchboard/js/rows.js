@@ -19,13 +19,15 @@ export function sessionRow(session, row = clone("session-row")) {
   return row;
 }
 
-export function taskRow(task, row = clone("task-row"), { sessionName, onCancel, activity } = {}) {
+export function taskRow(task, row = clone("task-row"), { sessionName, onCancel, onPause, activity } = {}) {
   row.dataset.id = task.id;
   const name = setText(row, "name", task.name);
   name.href = link(`/sessions/${task.session_id}/#task-${task.id}`);
   const session = field(row, "session");
   if (session) session.textContent = sessionName ? sessionName(task.session_id) : "";
   setStatus(field(row, "status"), task.status, task.cancel_requested);
+  const status = field(row, "status");
+  if (status) status.dataset.paused = task.pause_requested && !["completed", "failed", "cancelled"].includes(task.status) ? "true" : "false";
   setBar(field(row, "bar"), task.progress, task.status);
   const failure = task.status === "failed" && task.error;
   const now = !failure && activity ? activity(task) : null;
@@ -39,7 +41,7 @@ export function taskRow(task, row = clone("task-row"), { sessionName, onCancel, 
   setText(row, "updated", when(task.updated_at));
   const actions = field(row, "actions");
   if (actions && onCancel) {
-    let button = actions.querySelector("button");
+    let button = actions.querySelector("button.danger");
     const cancellable = (task.status === "running" && !task.cancel_requested) || task.status === "pending";
     if (cancellable && !button) {
       button = document.createElement("button");
@@ -51,7 +53,30 @@ export function taskRow(task, row = clone("task-row"), { sessionName, onCancel, 
       button.remove();
     }
   }
+  if (actions && onPause) pauseButton(actions, task, row, onPause);
   return row;
+}
+
+// Pause (or Resume, while paused) before Cancel, for a task that has not ended.
+function pauseButton(actions, task, row, onPause) {
+  let button = actions.querySelector("button.pause");
+  const open = !["completed", "failed", "cancelled"].includes(task.status) && !task.cancel_requested;
+  if (!open) {
+    button?.remove();
+    return;
+  }
+  if (!button) {
+    button = document.createElement("button");
+    button.className = "pause";
+    button.addEventListener("click", () => onPause(row.dataset.id, button.dataset.action, button));
+    actions.prepend(button);
+  }
+  const action = task.pause_requested ? "resume" : "pause";
+  if (button.dataset.action !== action) {
+    button.dataset.action = action;
+    button.textContent = task.pause_requested ? "Resume" : "Pause";
+    button.disabled = false;
+  }
 }
 
 // Keeps a <tbody> in step with a map of items, newest first, and shows/hides its empty note.

@@ -114,6 +114,20 @@ export class Switchboard {
     return { type: "ack", changed: body.changed, status: body.task.status };
   }
 
+  // pause_task or resume_task (`action` "pause" or "resume"), as cancelTask.
+  async taskAction(action, taskId) {
+    if (this.state === "connected") return this.request({ action: `${action}_task`, task_id: String(taskId) });
+    const response = await this.fetch(`${this.api}/tasks/${taskId}/${action}`, {
+      method: "POST",
+      headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json" },
+      credentials: "same-origin",
+      body: "{}",
+    });
+    if (!response.ok) throw new Error(`${action} failed: ${response.status}`);
+    const body = await response.json();
+    return { type: "ack", changed: body.changed, status: body.task.status };
+  }
+
   retryNow() {
     if (this.retryTimer) this.timers.clear(this.retryTimer);
     this.retryTimer = null;

@@ -1,3 +1,4 @@
+import { Activity } from "./activity.js";
 import { drawGantt } from "./gantt.js";
 import { LogView, fetchSkipped } from "./logview.js";
 import { OutputView, stepSummary, stepText } from "./output.js";
@@ -37,7 +38,21 @@ function activity(task) {
   return stepSummary(latest.step);
 }
 
-const rowOptions = { onCancel: canChange ? cancel : null, activity };
+// Pause or resume (`action`), as cancel.
+async function pauseOrResume(id, action, button) {
+  button.disabled = true;
+  try {
+    const ack = await client.taskAction(action, id);
+    if (!ack.changed) button.disabled = false;
+  } catch (error) {
+    toast(`Could not ${action}: ${error.message}`, "failed");
+    button.disabled = false;
+  }
+}
+
+const actions = new Activity($("#activity"), $("#activity-empty"), sessionId, JSON.parse($("#activity-data").textContent));
+
+const rowOptions = { onCancel: canChange ? cancel : null, onPause: canChange ? pauseOrResume : null, activity };
 
 const draw = coalesce(() => {
   if (session) {
@@ -123,6 +138,7 @@ client.subscribe(`session:${sessionId}`, {
   },
   onEvent(frame) {
     const data = frame.data;
+    actions.see(frame);
     if (frame.event === "session.update") session = data;
     else if (frame.event === "session.deleted") toast("This session was deleted.", "failed");
     else if (frame.event === "task.output" && data.status) {
