@@ -527,6 +527,13 @@ class Reporter:
         with self._lock:
             self._add(self._logs, entry)
 
+    def entry(self, entry: dict) -> None:
+        """A log entry already made (as `LogHandler` makes them: uid, ts,
+        level, logger, message, task_id, extra), sent with the next batch."""
+        entry = storable({"uid": uuid.uuid4().hex, **entry})
+        with self._lock:
+            self._add(self._logs, entry)
+
     def losses(self) -> list[str]:
         """What was lost, one sentence for each kind of loss, with counts."""
         with self._lock:
