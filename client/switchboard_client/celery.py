@@ -447,5 +447,10 @@ class _Connector:
                     if task_id not in self.revoked:
                         self.revoked.add(task_id)
                         self.app.control.revoke(task_id)
+                elif task_id in self.waiting and task["status"] != "pending":
+                    # Started (in a pool's child process, which reports it): no longer ours.
+                    self.waiting.discard(task_id)
+                    if task_id not in self.running:
+                        self._forget(task_id)
                 elif task_id in self.running and task["cancel_requested"]:
                     self.cancelled.add(task_id)

@@ -23,6 +23,7 @@ from sessions_app.models import Session, Task
 
 pytestmark = pytest.mark.timeout(120)
 
+POOL = os.environ.get("SWITCHBOARD_CELERY_POOL", "solo")  # or prefork
 BROKER = os.environ.get("SWITCHBOARD_CELERY_BROKER", "redis://127.0.0.1:6379/9")
 
 
@@ -58,7 +59,7 @@ class Worker:
         env.pop("DJANGO_SETTINGS_MODULE", None)  # a worker of its own, not of this project
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tests.celery_tasks", "worker",
-             "--pool=solo", "-l", "info", "-n", f"{self.queue}@%h",
+             f"--pool={POOL}", "-c", "2", "-l", "info", "-n", f"{self.queue}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT / "client", env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
