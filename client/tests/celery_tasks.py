@@ -6,12 +6,18 @@ import os
 import time
 
 from celery import Celery
+from switchboard_client import celery as switchboard
 from switchboard_client.celery import cancel_requested, connect, progress
 
 app = Celery("sbtest", broker=os.environ.get("CELERY_BROKER", "redis://127.0.0.1:6379/9"))
 app.conf.task_default_queue = os.environ.get("CELERY_QUEUE", "sbtest")
 app.conf.broker_connection_retry_on_startup = True
-connect(app, stale_after=int(os.environ.get("SB_STALE_AFTER", "60")), poll=0.3)
+connect(
+    app,
+    stale_after=int(os.environ.get("SB_STALE_AFTER", "60")),
+    poll=0.3,
+    session=getattr(switchboard, os.environ.get("SB_SESSION", ""), None),  # per_worker...
+)
 
 log = logging.getLogger(__name__)
 

@@ -91,7 +91,7 @@ def worker(broker, fresh_server, admin_token):
     started = []
 
     def start(**env) -> tuple:
-        srv = fresh_server(SWITCHBOARD_SESSION_SETTLE="2", **env)
+        srv = fresh_server(**{"SWITCHBOARD_SESSION_SETTLE": "2", **env})
         one = Worker(srv, admin_token, **{k: v for k, v in env.items() if k.startswith("SB_")})
         started.append(one)
         return srv, one
@@ -251,3 +251,15 @@ def test_a_worker_killed_mid_task_leaves_its_task_to_be_found_lost(worker, admin
     lost = wait(lambda: ended(api, sleepy.id), 20)
     assert lost["status"] == "failed" and lost["lost"] is True
     assert lost["error"].startswith("no report for 2 s")
+
+
+def test_a_session_callable_puts_the_tasks_of_a_worker_in_one_session(worker, admin_token):
+    srv, celery = worker(SB_SESSION="per_worker", SWITCHBOARD_SESSION_SETTLE="0")
+    api = srv.client(admin_token)
+    first, second = celery.send("sbtest.add", 1), celery.send("sbtest.add", 2)
+    tasks = [wait(lambda i=i: ended(api, i), 30, celery.logs) for i in (first.id, second.id)]
+    assert [t["result"] for t in tasks] == [2, 3]
+    (session,) = Session.objects.filter(pk__in=[t["session_id"] for t in tasks])
+    assert session.external_id == f"celery:{celery.queue}@{socket.gethostname()}"
+    assert session.name == f"worker {celery.queue}@{socket.gethostname()}"
+    assert session.status == "running"  # a lone task does not end a session of many
