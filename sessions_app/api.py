@@ -41,6 +41,9 @@ ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: Error
 class ListQuery(Clean):
     status: str | None = Field(None, description="one status, or several separated by commas")
     q: str | None = Field(None, description="text in the name or external id")
+    external_id: str | None = Field(
+        None, min_length=1, max_length=200, description="exactly this external id"
+    )
     limit: int = Field(50, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31)
 
@@ -139,6 +142,8 @@ def list_sessions(request, query: Query[ListQuery]):
         sessions = sessions.filter(status__in=statuses)
     if query.q:
         sessions = sessions.filter(Q(name__icontains=query.q) | Q(external_id__icontains=query.q))
+    if query.external_id is not None:
+        sessions = sessions.filter(external_id=query.external_id)
     return _page(sessions, query)
 
 
@@ -200,6 +205,8 @@ def list_tasks(request, query: Query[TaskListQuery]):
         tasks = tasks.filter(status__in=statuses)
     if query.q:
         tasks = tasks.filter(Q(name__icontains=query.q) | Q(external_id__icontains=query.q))
+    if query.external_id is not None:
+        tasks = tasks.filter(external_id=query.external_id)
     return _page(tasks, query)
 
 

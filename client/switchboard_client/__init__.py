@@ -22,7 +22,9 @@ is down. Requests stay under a body limit, text the database cannot store
 dropped alone and said (switchboard_client.limits).
 
 `pip install ./client` also gives the `switchboard` command (run, tail, ls):
-see switchboard_client.cli.
+see switchboard_client.cli. `AsyncClient` (the same calls, awaited) needs
+httpx: `pip install ./client[async]` (switchboard_client.aio); Celery workers
+report with `switchboard_client.celery.connect(app)` (`./client[celery]`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ __all__ = ["Client", "LogHandler", "Reporter", "SwitchboardError"]
 __version__ = "1.0.0"
 
 logger = logging.getLogger("switchboard_client")
+
+
+def __getattr__(name: str):
+    # Imported on first use: it needs httpx, which the rest does not.
+    if name == "AsyncClient":
+        from switchboard_client.aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SwitchboardError(Exception):
@@ -536,6 +547,13 @@ class Reporter:
         if extra:
             entry["extra"] = extra
         entry = storable(entry)
+        with self._lock:
+            self._add(self._logs, entry)
+
+    def entry(self, entry: dict) -> None:
+        """A log entry already made (as `LogHandler` makes them: uid, ts,
+        level, logger, message, task_id, extra), sent with the next batch."""
+        entry = storable({"uid": uuid.uuid4().hex, **entry})
         with self._lock:
             self._add(self._logs, entry)
 

@@ -88,10 +88,18 @@ class Command(BaseCommand):
             help="speed of the demo jobs: 2 is twice as fast (default: %(default)s)",
         )
         parser.add_argument(
+            "--celery",
+            action="store_true",
+            help="also run a Celery worker, its tasks reported by switchboard_client.celery "
+            "(broker: a folder, .demo-celery/, or Redis when REDIS_URL is set)",
+        )
+        parser.add_argument(
             "--username", default="demo", help="the staff login to create (default: %(default)s)"
         )
 
-    def handle(self, *args, addr: str, jobs: int, pace: float, username: str, **options):
+    def handle(
+        self, *args, addr: str, jobs: int, pace: float, username: str, celery: bool, **options
+    ):
         if jobs < 0 or pace <= 0:
             raise CommandError("--jobs must be 0 or more and --pace more than 0")
         host, _, port = addr.rpartition(":")
@@ -117,6 +125,15 @@ class Command(BaseCommand):
         base_url = f"http://{shown}:{port}"
         demo = DemoJobs(base_url, token, parallel=jobs, pace=pace)
         demo.start()
+        worker = None
+        if celery:
+            try:
+                from operations.celery_demo import CeleryDemo
+            except ImportError as error:
+                raise CommandError(f"--celery needs Celery installed: {error}") from None
+            folder = str(Path(settings.BASE_DIR) / ".demo-celery")
+            worker = CeleryDemo(base_url, token, folder, every=15 / pace)
+            worker.start()
         self.stdout.write(
             self.style.SUCCESS("Switchboard demo")
             + f"\n  open     {base_url}/  (and the admin at {base_url}/admin/)"
@@ -133,6 +150,8 @@ class Command(BaseCommand):
         try:
             call_command("runserver", addr, use_reloader=False, skip_checks=True)
         finally:
+            if worker is not None:
+                worker.stop()
             ended = demo.finish()
             self.stdout.write(f"Stopped; {ended} demo session(s) ended as cancelled.")
             self.stdout.flush()
