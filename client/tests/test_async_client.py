@@ -156,3 +156,20 @@ def test_one_instance_serves_several_event_loops(live, admin_token):
     first = asyncio.run(api.create_session("loop one"))
     second = asyncio.run(api.create_session("loop two"))
     assert first["id"] != second["id"]
+
+
+def test_the_async_client_pauses_resumes_and_waits_while_paused(live, admin_token):
+    async def work():
+        async with AsyncClient(live.url, admin_token, timeout=10) as api:
+            session = await api.create_session("job")
+            task = await api.create_task(session["id"], "step")
+            await api.update_task(task["id"], status="running")
+            assert (await api.pause_task(task["id"]))["changed"] is True
+            waiting = asyncio.create_task(api.wait_while_paused(task["id"], poll=0.1))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # held while paused, the loop still free
+            assert (await api.resume_task(task["id"]))["task"]["pause_requested"] is False
+            resumed = await asyncio.wait_for(waiting, 5)
+            assert resumed["pause_requested"] is False
+
+    asyncio.run(work())
