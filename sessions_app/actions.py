@@ -1,11 +1,12 @@
-"""cancel_task, the socket action of sessions and tasks, plugged into the core's protocol."""
+"""cancel_task and answer_question, the socket actions of sessions and tasks,
+plugged into the core's protocol."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from live import events, protocol
 from live.errors import Refused
 from live.models import Event
-from sessions_app import access, channels, services
+from sessions_app import access, channels, questions, services
 
 
 class CancelTask(protocol.Frame):
@@ -45,5 +46,25 @@ async def cancel_task(consumer, frame: CancelTask, frame_id) -> None:
         await consumer.send_frame(update)
 
 
+class AnswerQuestion(protocol.Frame):
+    action: Literal["answer_question"]
+    question_id: protocol.Id = None
+    answer: Any = None
+
+
+async def answer_question(consumer, frame: AnswerQuestion, frame_id) -> None:
+    """As POST /questions/<id>/answer: an ack with the question answered, or
+    an error (`conflict` carrying the question as first answered)."""
+    if not frame.question_id:
+        raise Refused("answer_question needs a question_id", field="question_id")
+    if not isinstance(frame.answer, str):
+        raise Refused("answer_question needs an answer (a text)", field="answer")
+    question = await consumer.hold(
+        lambda: questions.answer(frame.question_id, frame.answer, consumer.user).as_json()
+    )
+    await consumer.reply(frame_id, protocol.ack("answer_question", question=question))
+
+
 def register_actions() -> None:
     protocol.register(CancelTask, cancel_task)
+    protocol.register(AnswerQuestion, answer_question)
