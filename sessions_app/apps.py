@@ -7,10 +7,11 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from live import events
-        from sessions_app import actions, channels, signals, streams  # noqa: F401 (signals)
+        from sessions_app import actions, channels, questions, signals, streams  # noqa: F401 (signals)
 
         # Plug session, task and the shared channels, and cancel_task, into the core.
         streams.register_streams()
         actions.register_actions()
+        questions.register_replay()
         # Events without a channel of their own are listed under their task's or session's.
         events.register_primary(channels.primary)

@@ -182,5 +182,18 @@ def look(user, question_id: int) -> Question:
     return get(question_id)
 
 
+def register_replay() -> None:
+    """Event files carry question events; a replay reads them and does not
+    apply them (a question belongs to the run that asked it)."""
+    from sessions_app import eventlines
+
+    for kind in ("question.asked", "question.answered"):
+        eventlines.register(kind, eventlines.Kind(check=lambda data: None, apply=_not_applied))
+
+
+def _not_applied(replay, line, session_id) -> None:
+    return None
+
+
 # Started with the server (operations.apps).
 start = Sweeper("question-expiry", lambda: expire_due(), lambda: 1.0).start

@@ -173,3 +173,19 @@ def test_a_list_filters_by_task_and_refuses_unknown_parameters(worker, task):
     assert status == 400 and list(body["errors"]) == ["status"]
     status, body = worker.call("GET", "questions", task_id=1)
     assert status == 400 and list(body["errors"]) == ["task_id"]
+
+
+def test_an_export_with_questions_replays_without_them(worker, task, tmp_path):
+    import io
+
+    from django.core.management import call_command
+
+    question = ask(worker, task, choices=["a", "b"])[1]
+    worker.call("POST", f"questions/{question['id']}/answer", {"answer": "a"})
+    exported = tmp_path / "events.jsonl"
+    call_command("export_events", "--output", str(exported), stdout=io.StringIO())
+    assert "question.answered" in exported.read_text()
+    out = io.StringIO()
+    call_command("replay_events", str(exported), "--as-new", "--speed", "0", stdout=out)
+    assert "Replayed" in out.getvalue()
+    assert Question.objects.count() == 1
