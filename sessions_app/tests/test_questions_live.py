@@ -141,3 +141,25 @@ def test_a_worker_waiting_for_an_answer_rides_through_a_server_restart(
     assert got == {"answer": "eu-west"}
     asked = worker.request("GET", "questions", params={"task": task["id"]})
     assert asked["count"] == 1  # asked once, whatever was retried
+
+
+async def test_a_socket_that_resumes_gets_the_question_events_it_missed(live, worker_token):
+    worker = live.client(worker_token)
+    task = await asyncio.to_thread(make_task, worker)
+    channel = f"session:{task['session_id']}"
+    async with await wc.connect(live.ws_url, worker_token) as ws:
+        subscribed = await wc.subscribe(ws, channel)
+    body = {"prompt": "Proceed?", "choices": ["go", "stop"]}
+    question = await asyncio.to_thread(
+        worker.request, "POST", f"tasks/{task['id']}/questions", body
+    )
+    path = f"questions/{question['id']}/answer"
+    answered = await asyncio.to_thread(worker.request, "POST", path, {"answer": "go"})
+    async with await wc.connect(live.ws_url, worker_token) as ws:
+        await wc.subscribe(ws, channel, since=subscribed["seq"])
+        last, before = await wc.recv_until(ws, lambda f: f.get("event") == "question.answered")
+        frames = [f for f in [*before, last] if f.get("event", "").startswith("question.")]
+    assert [(f["event"], f["data"]) for f in frames] == [
+        ("question.asked", question),
+        ("question.answered", answered),
+    ]
