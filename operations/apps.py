@@ -11,9 +11,12 @@ class OperationsConfig(AppConfig):
     def ready(self) -> None:
         from live import publisher
         from operations import outbox, settle, stale
+        from sessions_app import questions
 
         # The stale-task and settled-session sweepers and the webhook outbox
         # start with the server's loop.
         publisher.on_serve(stale.start)
         publisher.on_serve(settle.start)
         publisher.on_serve(outbox.start)
+        # Questions past their timeout expire to their default.
+        publisher.on_serve(questions.start)

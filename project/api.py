@@ -11,6 +11,7 @@ from logs_app.api import router as logs_router
 from project import bodylimit, throttles
 from project.batch import router as batch_router
 from sessions_app.api import router as sessions_router
+from sessions_app.questions_api import router as questions_router
 
 api = NinjaAPI(
     title="Switchboard API",
@@ -27,6 +28,7 @@ api = NinjaAPI(
 api.add_router("", sessions_router)
 api.add_router("", logs_router)
 api.add_router("", batch_router)
+api.add_router("", questions_router)
 
 # Where a request part sits in pydantic's error location, for naming fields.
 _PARTS = {"body", "query", "path", "payload", "header", "cookie"}
@@ -56,6 +58,7 @@ def refused(request, exc: Refused):
         body = {"detail": f"{exc.field}: {exc.message}", "errors": {exc.field: [exc.message]}}
     else:
         body = {"detail": exc.message}
+    body.update(exc.extra)  # what rides along (a 409's question, as first answered)
     return api.create_response(request, body, status=exc.status_code)
 
 

@@ -1,13 +1,13 @@
-"""cancel_task, pause_task and resume_task, the socket actions of sessions and
-tasks, plugged into the core's protocol."""
+"""cancel_task, pause_task, resume_task and answer_question, the socket
+actions of sessions and tasks, plugged into the core's protocol."""
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from live import events, protocol
 from live.errors import Refused
 from live.models import Event
-from sessions_app import access, channels, services
+from sessions_app import access, channels, questions, services
 
 
 class CancelTask(protocol.Frame):
@@ -72,7 +72,27 @@ async def resume_task(consumer, frame: ResumeTask, frame_id) -> None:
     await _answer(consumer, "resume_task", frame, frame_id, services.resume_task, "pause_requested")
 
 
+class AnswerQuestion(protocol.Frame):
+    action: Literal["answer_question"]
+    question_id: protocol.Id = None
+    answer: Any = None
+
+
+async def answer_question(consumer, frame: AnswerQuestion, frame_id) -> None:
+    """As POST /questions/<id>/answer: an ack with the question answered, or
+    an error (`conflict` carrying the question as first answered)."""
+    if not frame.question_id:
+        raise Refused("answer_question needs a question_id", field="question_id")
+    if not isinstance(frame.answer, str):
+        raise Refused("answer_question needs an answer (a text)", field="answer")
+    question = await consumer.hold(
+        lambda: questions.answer(frame.question_id, frame.answer, consumer.user).as_json()
+    )
+    await consumer.reply(frame_id, protocol.ack("answer_question", question=question))
+
+
 def register_actions() -> None:
     protocol.register(CancelTask, cancel_task)
     protocol.register(PauseTask, pause_task)
     protocol.register(ResumeTask, resume_task)
+    protocol.register(AnswerQuestion, answer_question)

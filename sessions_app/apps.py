@@ -7,11 +7,12 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from live import auth, events
-        from sessions_app import access, actions, channels, signals, streams  # noqa: F401 (signals)
+        from sessions_app import access, actions, channels, questions, signals, streams  # noqa: F401 (signals)
 
         # Plug session, task and the shared channels, and cancel_task, into the core.
         streams.register_streams()
         actions.register_actions()
+        questions.register_replay()
         # Events without a channel of their own are listed under their task's or session's.
         events.register_primary(channels.primary)
         # Those who see every session (viewers, operators) use the pages too.

@@ -239,3 +239,65 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.url
+
+
+class Question(models.Model):
+    """A question a job asks on its task, waiting for a person's answer
+    (sessions_app.questions). Past `expires_at` it is `expired`, its answer
+    its `default`."""
+
+    OPEN, ANSWERED, EXPIRED = "open", "answered", "expired"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="questions")
+    prompt = models.TextField()
+    choices = models.JSONField(null=True, blank=True)
+    default = models.TextField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16,
+        choices=[(s, s) for s in (OPEN, ANSWERED, EXPIRED)],
+        default=OPEN,
+    )
+    answer = models.TextField(null=True, blank=True)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # The asker's key: a retry of an ask with it makes no second question.
+    uid = models.CharField(max_length=64, null=True, blank=True)
+    asked_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "uid"],
+                condition=Q(uid__isnull=False),
+                name="question_uid_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"], name="question_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.prompt[:60]} (#{self.pk})"
+
+    def as_json(self) -> dict:
+        """As the API shows it (select_related task and answered_by to list many)."""
+        return {
+            "id": str(self.pk),
+            "task_id": str(self.task_id),
+            "session_id": str(self.task.session_id),
+            "prompt": self.prompt,
+            "choices": self.choices,
+            "default": self.default,
+            "status": self.status,
+            "answer": self.answer,
+            "answered_by": self.answered_by.get_username() if self.answered_by_id else None,
+            "asked_at": self.asked_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "answered_at": self.answered_at.isoformat() if self.answered_at else None,
+        }

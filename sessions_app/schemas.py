@@ -196,3 +196,18 @@ class StatsOut(Schema):
 class ErrorOut(Schema):
     detail: str
     errors: dict[str, list[str]] | None = None
+
+
+class QuestionOut(Schema):
+    id: str
+    task_id: str
+    session_id: str
+    prompt: str
+    choices: list[str] | None
+    default: str | None
+    status: Literal["open", "answered", "expired"]
+    answer: str | None
+    answered_by: str | None
+    asked_at: str
+    expires_at: str | None
+    answered_at: str | None

@@ -118,6 +118,7 @@ class Client:
     """
 
     RETRY_FOR = 60.0
+    WAIT = 30  # seconds one request of `ask` waits for the answer
 
     def __init__(
         self,
@@ -394,6 +395,40 @@ class Client:
             seconds=round(time.monotonic() - started, 3),
             **({"result": call["result"]} if "result" in call else {}),
         )
+
+    # Questions
+    def ask(
+        self,
+        task_id,
+        prompt: str,
+        choices: list[str] | None = None,
+        default: str | None = None,
+        timeout: float | None = None,
+        *,
+        retry_for: float | None = None,
+    ) -> str | None:
+        """Ask a person a question on the task and wait for the answer: one
+        of `choices` (or any text when there are none), or `default` once
+        `timeout` seconds have passed unanswered (None when there is none).
+        Each call rides through a server restart (for `retry_for`); the
+        question has a `uid`, so a retry asks it once."""
+        body: dict[str, Any] = {
+            "prompt": prompt,
+            "choices": choices,
+            "default": default,
+            "timeout": timeout,
+            "uid": uuid.uuid4().hex,
+        }
+        question = self.request("POST", f"tasks/{task_id}/questions", body, retry_for=retry_for)
+        while question["status"] == "open":
+            question = self.request(
+                "GET",
+                f"questions/{question['id']}",
+                params={"wait": self.WAIT},
+                timeout=self.timeout + self.WAIT,
+                retry_for=retry_for,
+            )
+        return question["answer"]
 
     # Logs and events
     def log(

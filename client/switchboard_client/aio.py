@@ -265,6 +265,36 @@ class AsyncClient:
                     return task
             await asyncio.sleep(poll)
 
+    async def ask(
+        self,
+        task_id,
+        prompt: str,
+        choices: list[str] | None = None,
+        default: str | None = None,
+        timeout: float | None = None,
+        *,
+        retry_for: float | None = None,
+    ) -> str | None:
+        """As `Client.ask`, awaited: the answer, or `default` after `timeout`."""
+        body: dict[str, Any] = {
+            "prompt": prompt,
+            "choices": choices,
+            "default": default,
+            "timeout": timeout,
+            "uid": uuid.uuid4().hex,
+        }
+        path = f"tasks/{task_id}/questions"
+        question = await self.request("POST", path, body, retry_for=retry_for)
+        while question["status"] == "open":
+            question = await self.request(
+                "GET",
+                f"questions/{question['id']}",
+                params={"wait": Client.WAIT},
+                timeout=self.timeout + Client.WAIT,
+                retry_for=retry_for,
+            )
+        return question["answer"]
+
     async def output(
         self, task_id, chunk: str, final: bool = False, *, retry_for: float | None = None
     ) -> dict:

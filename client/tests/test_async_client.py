@@ -171,5 +171,8 @@ def test_the_async_client_pauses_resumes_and_waits_while_paused(live, admin_toke
             assert (await api.resume_task(task["id"]))["task"]["pause_requested"] is False
             resumed = await asyncio.wait_for(waiting, 5)
             assert resumed["pause_requested"] is False
+            # A question unanswered for its timeout gets its default.
+            answer = await api.ask(task["id"], "Go on?", ["yes", "no"], default="no", timeout=1)
+            assert answer == "no"
 
     asyncio.run(work())

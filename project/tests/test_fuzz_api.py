@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from project.api import api
-from sessions_app import services
+from sessions_app import questions, services
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.django_db(transaction=True)]
 
@@ -30,18 +30,27 @@ def map_path_parameters(ctx, path_parameters):
     # Two drawn ids in three name real objects, so writes go past the 404.
     if not path_parameters:
         return path_parameters
-    for name in ("session_id", "task_id"):
+    for name in ("session_id", "task_id", "question_id"):
         value = path_parameters.get(name)
         if isinstance(value, int) and value % 3 and name in SEEDS:
             path_parameters[name] = SEEDS[name]
     return path_parameters
 
 
+@schema.hook
+def map_query(ctx, query):
+    # A question's wait holds the answer up to 60 s: a short one, so a run stays short.
+    if query and isinstance(query.get("wait"), (int, float)) and 0 <= query["wait"] <= 60:
+        query["wait"] = min(query["wait"], 0.5)
+    return query
+
+
 @pytest.fixture
 def seeded(worker_user):
     session, _ = services.create_session(name="fuzzed", owner=worker_user)
     task, _ = services.create_task(session.pk, name="step")
-    SEEDS.update(session_id=session.pk, task_id=task.pk)
+    question, _ = questions.ask(task.pk, prompt="Go on?", choices=["yes", "no"], timeout=3600)
+    SEEDS.update(session_id=session.pk, task_id=task.pk, question_id=question.pk)
     return session
 
 
@@ -68,6 +77,8 @@ def fuzz(case, headers, live, worker_token, session) -> None:
         f"sessions/{session.pk}/logs?limit=10000",
         f"events?channel=session:{session.pk}",
         f"tasks/{SEEDS['task_id']}/output",
+        f"questions/{SEEDS['question_id']}",
+        "questions?status=open",
     ):
         client.request("GET", path)
 

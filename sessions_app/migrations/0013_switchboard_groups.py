@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("sessions_app", "0011_task_pause_requested"),
+        ("sessions_app", "0012_question"),
     ]
 
     operations = [

@@ -1,5 +1,6 @@
 import { renderRows, sessionRow } from "./rows.js";
 import { $, coalesce, clone, link, setText, startSocket, watchSessions } from "./ui.js";
+import { watchQuestions } from "./questions.js";
 
 const STATUSES = ["running", "pending", "paused", "completed", "failed", "cancelled"];
 const sessions = new Map();
@@ -27,6 +28,7 @@ function drawNow() {
 }
 
 const client = startSocket();
+watchQuestions(client);
 watchSessions(client, {
   onSnapshot(snapshot) {
     sessions.clear();

@@ -1,10 +1,12 @@
 import { LogView, fetchSkipped, levelName } from "./logview.js";
 import { $, CLOCK, link, startSocket, toast, watchSessions } from "./ui.js";
+import { watchQuestions } from "./questions.js";
 
 const root = $("#viewer");
 const sessionId = root.dataset.session;
 const form = $("#filters");
 const client = startSocket();
+watchQuestions(client);
 watchSessions(client);
 
 const view = new LogView($("#log"), {

@@ -1,5 +1,6 @@
 import { Pages, renderRows, sessionRow } from "./rows.js";
 import { $, coalesce, startSocket, watchSessions } from "./ui.js";
+import { watchQuestions } from "./questions.js";
 
 const params = new URLSearchParams(location.search);
 const wanted = { status: params.get("status") || "", q: (params.get("q") || "").toLowerCase() };
@@ -28,6 +29,7 @@ const pages = new Pages("/api/v1/sessions", query, (results) => {
 }, $("#more"));
 
 const client = startSocket();
+watchQuestions(client);
 pages.next();
 watchSessions(client, {
   onSnapshot(snapshot) {

@@ -1,5 +1,6 @@
 import { Pages, renderRows, taskRow } from "./rows.js";
 import { $, coalesce, link, Watcher, startSocket, toast, watchSessions } from "./ui.js";
+import { watchQuestions } from "./questions.js";
 
 const params = new URLSearchParams(location.search);
 const wanted = {
@@ -57,7 +58,8 @@ watchSessions(client, {
     if (frame.event === "session.update") names.set(frame.data.id, frame.data.name);
   },
 });
-client.subscribe("tasks", {
+// The page reads the tasks snapshot: the open questions come with it.
+watchQuestions(client, {
   onSnapshot(snapshot) {
     for (const t of snapshot.tasks) tasks.set(t.id, t);
     watcher.seed(snapshot.tasks);

@@ -2,6 +2,7 @@ import { Activity } from "./activity.js";
 import { drawGantt } from "./gantt.js";
 import { LogView, fetchSkipped } from "./logview.js";
 import { OutputView, stepSummary, stepText } from "./output.js";
+import { drawQuestions, watchQuestions } from "./questions.js";
 import { renderRows, taskRow } from "./rows.js";
 import { csrfToken } from "./socket.js";
 import { $, Watcher, coalesce, duration, field, link, setBar, setStatus, setText, startSocket, toast, watchSessions } from "./ui.js";
@@ -15,6 +16,7 @@ const watcher = new Watcher("Task");
 
 const client = startSocket();
 watchSessions(client);
+const questions = watchQuestions(client);
 
 async function cancel(id, button) {
   button.disabled = true;
@@ -70,9 +72,13 @@ const draw = coalesce(() => {
     if (cancelSession) cancelSession.hidden = ["completed", "failed", "cancelled"].includes(session.status);
   }
   const list = [...tasks.values()].sort((a, b) => Number(a.id) - Number(b.id));
+  const mine = [...questions.open.values()].filter((q) => q.session_id === sessionId).sort((a, b) => Number(a.id) - Number(b.id));
+  const asking = new Set(mine.map((q) => q.task_id));
+  drawQuestionBoxes(mine);
   renderRows($("#tasks"), list, (task, row) => {
     row = taskRow(task, row, rowOptions);
     row.classList.toggle("target", task.id === selected);
+    row.dataset.asking = asking.has(task.id) ? "true" : "false";
     return row;
   }, $("#tasks-empty"));
   drawGantt($("#gantt"), list);
@@ -96,6 +102,15 @@ function tokenTotals(details) {
   const count = (name) => (typeof details[name] === "number" ? details[name].toLocaleString("en") : "?");
   const calls = typeof details.model_calls === "number" ? ` · ${count("model_calls")} model calls` : "";
   return [`${count("total_tokens")} (${count("input_tokens")} in, ${count("output_tokens")} out)${calls}`, rest];
+}
+
+questions.onChange(() => draw());
+
+// The session's open questions above the tasks, the selected task's in its run view.
+function drawQuestionBoxes(mine) {
+  const options = { canChange, client, taskName: (q) => `“${tasks.get(q.task_id)?.name ?? `task ${q.task_id}`}”` };
+  drawQuestions($("#session-questions"), mine, options);
+  drawQuestions($("#task-questions"), mine.filter((q) => q.task_id === selected), { ...options, taskName: null });
 }
 
 // Key/value facts (a session's metadata; a task's error, result and details), as text.
