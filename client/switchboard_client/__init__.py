@@ -94,6 +94,64 @@ class SwitchboardError(Exception):
 ENDED = ("completed", "failed", "cancelled")
 
 
+def call_parts(
+    base_url: str, path: str, body: Any, params: dict | None
+) -> tuple[str, bytes | None]:
+    """The URL of an API call (parameters that are None left out) and its JSON body."""
+    url = f"{base_url}/api/v1/{path.lstrip('/')}"
+    if params:
+        query = {k: v for k, v in params.items() if v is not None}
+        url += "?" + urllib.parse.urlencode(query)
+    return url, None if body is None else json.dumps(body).encode()
+
+
+def error_detail(raw: bytes) -> tuple[Any, str]:
+    """An error answer's body (JSON, else text) and its `detail` message."""
+    try:
+        detail = json.loads(raw)
+    except ValueError:
+        detail = raw.decode(errors="replace")
+    return detail, detail.get("detail", "") if isinstance(detail, dict) else str(detail)
+
+
+def question_body(prompt: str, choices, default, timeout) -> dict[str, Any]:
+    """What `ask` sends; its `uid` makes a retried ask one question."""
+    return {
+        "prompt": prompt,
+        "choices": choices,
+        "default": default,
+        "timeout": timeout,
+        "uid": uuid.uuid4().hex,
+    }
+
+
+def pause_after(error: SwitchboardError, backoff: Backoff, method: str, path: str) -> float:
+    """How long to wait before trying a failed call again; raises when it is
+    not to be tried again (not transient, or `retry_for` spent)."""
+    if not transient(error.status):
+        raise error
+    pause = backoff.pause(error.retry_after)
+    if pause is None:
+        if backoff.tries == 1:
+            raise error
+        raise SwitchboardError(
+            error.status,
+            f"{error.message} (gave up after {backoff.tries} tries in {backoff.elapsed():.0f} s)",
+            error.body,
+            error.retry_after,
+            backoff.tries,
+        ) from None
+    if backoff.tries == 2:
+        logger.warning(
+            "switchboard_client: %s; %s %s is tried again for up to %g s",
+            error,
+            method,
+            path,
+            backoff.retry_for,
+        )
+    return pause
+
+
 class Client:
     """Calls to a Switchboard server, each of which rides through an outage.
 
@@ -149,39 +207,13 @@ class Client:
         timeout: float | None = None,
         retry_for: float | None = None,
     ) -> Any:
-        url = f"{self.base_url}/api/v1/{path.lstrip('/')}"
-        if params:
-            query = {k: v for k, v in params.items() if v is not None}
-            url += "?" + urllib.parse.urlencode(query)
-        data = None if body is None else json.dumps(body).encode()
+        url, data = call_parts(self.base_url, path, body, params)
         backoff = Backoff(self.retry_for if retry_for is None else retry_for)
         while True:
             try:
                 return self._send(method, url, data, timeout)
             except SwitchboardError as error:
-                if not transient(error.status):
-                    raise
-                pause = backoff.pause(error.retry_after)
-                if pause is None:
-                    if backoff.tries == 1:
-                        raise
-                    raise SwitchboardError(
-                        error.status,
-                        f"{error.message} (gave up after {backoff.tries} tries"
-                        f" in {backoff.elapsed():.0f} s)",
-                        error.body,
-                        error.retry_after,
-                        backoff.tries,
-                    ) from None
-                if backoff.tries == 2:
-                    logger.warning(
-                        "switchboard_client: %s; %s %s is tried again for up to %g s",
-                        error,
-                        method,
-                        path,
-                        backoff.retry_for,
-                    )
-                time.sleep(pause)
+                time.sleep(pause_after(error, backoff, method, path))
 
     def _send(self, method: str, url: str, data: bytes | None, timeout: float | None) -> Any:
         req = urllib.request.Request(url, data=data, method=method)
@@ -197,11 +229,7 @@ class Client:
                 raw = error.read()
             except (OSError, http.client.HTTPException):
                 raw = b""
-            try:
-                detail = json.loads(raw)
-            except ValueError:
-                detail = raw.decode(errors="replace")
-            message = detail.get("detail", "") if isinstance(detail, dict) else str(detail)
+            detail, message = error_detail(raw)
             raise SwitchboardError(
                 error.code,
                 message or error.reason,
@@ -412,13 +440,7 @@ class Client:
         `timeout` seconds have passed unanswered (None when there is none).
         Each call rides through a server restart (for `retry_for`); the
         question has a `uid`, so a retry asks it once."""
-        body: dict[str, Any] = {
-            "prompt": prompt,
-            "choices": choices,
-            "default": default,
-            "timeout": timeout,
-            "uid": uuid.uuid4().hex,
-        }
+        body = question_body(prompt, choices, default, timeout)
         question = self.request("POST", f"tasks/{task_id}/questions", body, retry_for=retry_for)
         while question["status"] == "open":
             question = self.request(

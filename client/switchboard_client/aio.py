@@ -23,14 +23,22 @@ from __future__ import annotations
 import asyncio
 import json
 import traceback
-import urllib.parse
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 
-from switchboard_client import ENDED, Client, SwitchboardError, logger
+from switchboard_client import (
+    ENDED,
+    Client,
+    SwitchboardError,
+    call_parts,
+    error_detail,
+    logger,
+    pause_after,
+    question_body,
+)
 from switchboard_client.limits import MAX_TEXT, fitting, storable
 from switchboard_client.retry import Backoff, retry_after, transient
 
@@ -79,39 +87,13 @@ class AsyncClient:
         timeout: float | None = None,
         retry_for: float | None = None,
     ) -> Any:
-        url = f"{self.base_url}/api/v1/{path.lstrip('/')}"
-        if params:
-            query = {k: v for k, v in params.items() if v is not None}
-            url += "?" + urllib.parse.urlencode(query)
-        data = None if body is None else json.dumps(body).encode()
+        url, data = call_parts(self.base_url, path, body, params)
         backoff = Backoff(self.retry_for if retry_for is None else retry_for)
         while True:
             try:
                 return await self._send(method, url, data, timeout)
             except SwitchboardError as error:
-                if not transient(error.status):
-                    raise
-                pause = backoff.pause(error.retry_after)
-                if pause is None:
-                    if backoff.tries == 1:
-                        raise
-                    raise SwitchboardError(
-                        error.status,
-                        f"{error.message} (gave up after {backoff.tries} tries"
-                        f" in {backoff.elapsed():.0f} s)",
-                        error.body,
-                        error.retry_after,
-                        backoff.tries,
-                    ) from None
-                if backoff.tries == 2:
-                    logger.warning(
-                        "switchboard_client: %s; %s %s is tried again for up to %g s",
-                        error,
-                        method,
-                        path,
-                        backoff.retry_for,
-                    )
-                await asyncio.sleep(pause)
+                await asyncio.sleep(pause_after(error, backoff, method, path))
 
     async def _send(self, method: str, url: str, data: bytes | None, timeout: float | None) -> Any:
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
@@ -133,11 +115,7 @@ class AsyncClient:
             raise SwitchboardError(0, f"cannot reach {self.base_url}: {reason}") from None
         raw = response.content
         if response.status_code >= 400:
-            try:
-                detail = json.loads(raw)
-            except ValueError:
-                detail = raw.decode(errors="replace")
-            message = detail.get("detail", "") if isinstance(detail, dict) else str(detail)
+            detail, message = error_detail(raw)
             raise SwitchboardError(
                 response.status_code,
                 message or response.reason_phrase,
@@ -276,13 +254,7 @@ class AsyncClient:
         retry_for: float | None = None,
     ) -> str | None:
         """As `Client.ask`, awaited: the answer, or `default` after `timeout`."""
-        body: dict[str, Any] = {
-            "prompt": prompt,
-            "choices": choices,
-            "default": default,
-            "timeout": timeout,
-            "uid": uuid.uuid4().hex,
-        }
+        body = question_body(prompt, choices, default, timeout)
         path = f"tasks/{task_id}/questions"
         question = await self.request("POST", path, body, retry_for=retry_for)
         while question["status"] == "open":
