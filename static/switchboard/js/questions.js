@@ -7,7 +7,7 @@
 // page that reads the `tasks` snapshot itself passes its handlers instead.
 
 import { csrfToken } from "./socket.js";
-import { $, link, toast } from "./ui.js";
+import { $, link, time, toast } from "./ui.js";
 
 export function watchQuestions(client, handlers = null) {
   const open = new Map();
@@ -106,9 +106,8 @@ export function questionCard(question, { canChange, client, taskName }) {
   card.className = "question";
   card.dataset.id = question.id;
   const head = document.createElement("div");
-  head.className = "small muted";
-  head.textContent = taskName ? `${taskName} asks` : "The task asks";
-  if (question.expires_at) head.textContent += ` · default “${question.default ?? "none"}” at ${new Date(question.expires_at).toLocaleTimeString()}`;
+  head.className = "head small muted";
+  head.textContent = headText(question, taskName);
   const prompt = document.createElement("p");
   prompt.className = "prompt";
   prompt.textContent = question.prompt;
@@ -159,15 +158,25 @@ export function questionCard(question, { canChange, client, taskName }) {
   return card;
 }
 
+function headText(question, taskName) {
+  let text = taskName ? `${taskName} asks` : "The task asks";
+  if (question.expires_at) text += ` · default “${question.default ?? "none"}” at ${time(question.expires_at)}`;
+  return text;
+}
+
 // Draw the cards of `questions` into `box`, keeping the ones already drawn
 // (a half-typed answer survives a redraw); hidden when there are none.
 export function drawQuestions(box, questions, options) {
   if (!box) return;
   const wanted = new Map(questions.map((q) => [q.id, q]));
   for (const card of [...box.children]) if (!wanted.has(card.dataset.id)) card.remove();
-  const drawn = new Set([...box.children].map((card) => card.dataset.id));
+  const drawn = new Map([...box.children].map((card) => [card.dataset.id, card]));
   for (const question of questions) {
-    if (!drawn.has(question.id)) box.append(questionCard(question, { ...options, taskName: options.taskName?.(question) }));
+    const taskName = options.taskName?.(question);
+    const card = drawn.get(question.id);
+    // A card drawn before the task's name was known gets it now.
+    if (card) card.querySelector(".head").textContent = headText(question, taskName);
+    else box.append(questionCard(question, { ...options, taskName }));
   }
   box.hidden = questions.length === 0;
 }
