@@ -44,6 +44,12 @@ class Event(models.Model):
             models.Index(fields=["task_id", "id"], name="event_task_idx"),
             models.Index(fields=["ts"], name="event_ts_idx"),
             models.Index(fields=["owner_id", "id"], name="event_owner_idx"),
+            # The actions people took (sessions_app.activity): few among many.
+            models.Index(
+                fields=["session_id", "id"],
+                name="event_action_idx",
+                condition=models.Q(data__has_key="by"),
+            ),
         ]
 
     def __str__(self) -> str:

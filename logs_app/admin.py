@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from logs_app.models import LEVELS, AlertRule, LogEntry, level_name
-from sessions_app.admin import NotLive, precise
+from sessions_app.admin_parts import NotLive, precise
 
 
 class LevelFilter(admin.SimpleListFilter):

@@ -1,23 +1,25 @@
 """The actions people took on a session and its tasks (cancel, pause,
-resume, retry, answer): the events whose data names who (`by`), for the
+resume, retry, answer, a question's expiry): the events whose data names who (`by`), for the
 workspace's activity list. The page keeps it live from the socket's frames
 that carry `by`."""
 
 from live.models import Event
 
 SHOWN = 100
+NAME = 80  # a question's prompt, cut to this for the list
 
 
 def entry(seq: int, kind: str, ts: str, data: dict) -> dict:
     """One line of the list, as the page draws it (from a stored event or a frame)."""
-    task = kind.startswith("task.")
+    on = kind.split(".")[0]
+    on = on if on in ("task", "question") else "session"
     return {
         "seq": seq,
         "by": data.get("by"),
         "action": data.get("action") or kind,
-        "on": "task" if task else "session",
+        "on": on,
         "id": data.get("task_id") or data.get("id"),
-        "name": data.get("name", ""),
+        "name": (data.get("prompt") or "")[:NAME] if on == "question" else data.get("name", ""),
         "ts": ts,
     }
 

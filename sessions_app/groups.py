@@ -10,12 +10,14 @@ VIEWERS = "Switchboard viewers"
 OPERATORS = "Switchboard operators"
 
 # (app label, model, codename, name): what a viewer reads, pages, API and
-# admin alike (the admin lists of sessions, tasks, log lines and events).
+# admin alike (the admin lists of sessions, tasks, log lines, events and
+# questions; 0015 added the questions to groups made before).
 LOOK = [
     ("sessions_app", "session", "view_session", "Can view session"),
     ("sessions_app", "task", "view_task", "Can view task"),
     ("logs_app", "logentry", "view_logentry", "Can view log entry"),
     ("sessions_app", "event", "view_event", "Can view event"),
+    ("sessions_app", "question", "view_question", "Can view question"),
 ]
 ACT = [
     (

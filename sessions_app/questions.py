@@ -11,10 +11,10 @@ and by a sweeper every second in each server process, the same conditional
 UPDATE making it happen once.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from live import events
@@ -34,13 +34,19 @@ MAX_TIMEOUT = 7 * 24 * 3600
 
 
 def _record(question: Question, kind: str, owner_id: int | None) -> None:
+    """The question's event. An answer or an expiry also says what was done
+    and by whom (`action`, `by`: null when it expired), as every action does."""
     task = question.task
+    data = question.as_json()
+    if kind == "question.answered":
+        expired = question.status == Question.EXPIRED
+        data.update(action="expire" if expired else "answer", by=data["answered_by"])
     events.record(
         kind,
         channels.of_task(task.pk, task.session_id),
         session_id=task.session_id,
         task_id=task.pk,
-        data=question.as_json(),
+        data=data,
         extras={"owner_id": owner_id},
     )
 
@@ -183,16 +189,74 @@ def look(user, question_id: int) -> Question:
 
 
 def register_replay() -> None:
-    """Event files carry question events; a replay reads them and does not
-    apply them (a question belongs to the run that asked it)."""
+    """Event files carry question events; a replay asks and answers them
+    again on the replayed task (the file's question id kept as its `uid`, so
+    a file replayed twice makes each question once; onto the task it was
+    asked on, it is the question itself)."""
     from sessions_app import eventlines
 
     for kind in ("question.asked", "question.answered"):
-        eventlines.register(kind, eventlines.Kind(check=lambda data: None, apply=_not_applied))
+        eventlines.register(kind, eventlines.Kind(check=_checked_line, apply=_replay))
 
 
-def _not_applied(replay, line, session_id) -> None:
-    return None
+def _checked_line(data: dict) -> dict:
+    """A question line's data as the API showed it, checked as an ask would be."""
+    from live.validation import as_utc
+
+    try:
+        check_question(data.get("prompt"), data.get("choices"), data.get("default"), None)
+    except Refused as error:
+        raise ValueError(f"data.{error.field}: {error.message}") from None
+    if data.get("status") not in (Question.OPEN, Question.ANSWERED, Question.EXPIRED):
+        raise ValueError("data.status: one of open, answered, expired")
+    if data["status"] != Question.OPEN:
+        try:
+            check_answer(data.get("answer"), data.get("choices"))
+        except Refused as error:
+            raise ValueError(f"data.answer: {error.message}") from None
+    times = {}
+    for name in ("asked_at", "expires_at", "answered_at"):
+        value = data.get(name)
+        try:
+            times[name] = None if value is None else as_utc(datetime.fromisoformat(str(value)))
+        except ValueError:
+            raise ValueError(f"data.{name}: {value!r} is not an ISO 8601 time") from None
+    who = data.get("answered_by")
+    if who is not None and not isinstance(who, str):
+        raise ValueError("data.answered_by: a username or null")
+    known = ("id", "prompt", "choices", "default", "status", "answer", "answered_by")
+    return {**{k: data.get(k) for k in known}, **times}
+
+
+def _replay(replay, line, session_id: int) -> None:
+    """Ask the line's question on its replayed task once; an answered line
+    answers it (the user by username, if there is one here)."""
+    from django.contrib.auth import get_user_model
+
+    data, task_id = line.checked, replay.task_id(session_id, line.task)
+    uid = f"replay:{data['id']}"[:64]
+    with service_write():
+        session, task = lock_task(task_id)
+        mine = Q(uid=uid)
+        if str(data["id"]).isdigit() and int(data["id"]) < 2**63:  # replayed onto its own task
+            mine |= Q(pk=int(data["id"]))
+        question = Question.objects.select_related("task").filter(mine, task=task).first()
+        if question is None:
+            question = Question(task=task, uid=uid, status=Question.OPEN)
+            for name in ("prompt", "choices", "default", "expires_at"):
+                setattr(question, name, data[name])
+            question.asked_at = data["asked_at"] or timezone.now()
+            question.save(force_insert=True)
+            _record(question, "question.asked", session.owner_id)
+        if data["status"] == Question.OPEN or question.status != Question.OPEN:
+            return
+        users, username = get_user_model(), data["answered_by"]
+        question.status, question.answer = data["status"], data["answer"]
+        question.answered_at = data["answered_at"] or timezone.now()
+        if username is not None:
+            question.answered_by = users.objects.filter(**{users.USERNAME_FIELD: username}).first()
+        question.save()
+        _record(question, "question.answered", session.owner_id)
 
 
 # Started with the server (operations.apps).

@@ -61,6 +61,11 @@ def test_a_worker_asks_with_choices_and_gets_the_answer_clicked_in_chromium(
     expect(workspace.locator(".question")).to_have_count(0)
     answered = api.request("GET", "questions", params={"task": task["id"]})["results"][0]
     assert answered["answered_by"] == "admin"
+    # Who answered, live in the activity list, and there again after a reload.
+    line = "admin answered question Deploy <b>to production</b>?"
+    expect(workspace.locator("#activity li").first).to_contain_text(line)
+    workspace.reload()
+    expect(workspace.locator("#activity li").first).to_contain_text(line)
     for page in (workspace, tasks, dashboard):
         assert page.errors == []
 

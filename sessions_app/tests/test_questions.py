@@ -63,7 +63,8 @@ def test_a_question_is_asked_answered_once_and_told_on_three_channels(worker, ad
     assert worker.call("GET", f"questions/{question['id']}?wait=1") == (200, answered)
     assert admin.call("GET", "questions", status="open")[1]["count"] == 0
 
-    for kind, data in (("question.asked", question), ("question.answered", answered)):
+    answer = {**answered, "action": "answer", "by": "admin"}
+    for kind, data in (("question.asked", question), ("question.answered", answer)):
         (event,) = Event.objects.filter(kind=kind)
         assert event.data == data and event.task_id == task.pk
         places = set(EventChannel.objects.filter(event=event).values_list("channel", flat=True))
@@ -146,7 +147,7 @@ def test_a_question_past_its_timeout_is_expired_to_its_default_once(worker, task
     status, body = worker.call("POST", f"questions/{question['id']}/answer", {"answer": "retry"})
     assert status == 409 and body["question"] == expired
     (event,) = Event.objects.filter(kind="question.answered")
-    assert event.data == expired
+    assert event.data == {**expired, "action": "expire", "by": None}
 
 
 def test_the_sweeper_expires_what_nobody_looks_at(worker, task):
@@ -175,17 +176,66 @@ def test_a_list_filters_by_task_and_refuses_unknown_parameters(worker, task):
     assert status == 400 and list(body["errors"]) == ["task_id"]
 
 
-def test_an_export_with_questions_replays_without_them(worker, task, tmp_path):
+def test_an_export_with_questions_replays_them_once(worker, worker_user, task, tmp_path):
     import io
 
     from django.core.management import call_command
 
     question = ask(worker, task, choices=["a", "b"])[1]
     worker.call("POST", f"questions/{question['id']}/answer", {"answer": "a"})
+    ask(worker, task, prompt="Still open?")
     exported = tmp_path / "events.jsonl"
     call_command("export_events", "--output", str(exported), stdout=io.StringIO())
     assert "question.answered" in exported.read_text()
     out = io.StringIO()
     call_command("replay_events", str(exported), "--as-new", "--speed", "0", stdout=out)
     assert "Replayed" in out.getvalue()
+    copies = Question.objects.exclude(task=task).select_related("answered_by")
+    assert sorted((q.prompt, q.status, q.answer) for q in copies) == [
+        ("Go on?", "answered", "a"),
+        ("Still open?", "open", None),
+    ]
+    assert {q.answered_by for q in copies} == {worker_user, None}
+    copy = copies.get(prompt="Go on?")
+    told = Event.objects.filter(task_id=copy.task_id, kind__startswith="question.")
+    told = [e for e in told if e.data["id"] == str(copy.pk)]
+    assert [e.kind for e in told] == ["question.asked", "question.answered"]
+    assert told[1].data["by"] == worker_user.username
+    # Onto the tasks it came from: the questions themselves, nothing new.
+    call_command("replay_events", str(exported), "--speed", "0", stdout=io.StringIO())
+    assert Question.objects.count() == 4
+
+
+def test_a_bad_question_line_is_refused_naming_its_field(worker, task, tmp_path):
+    import json
+
+    from django.core.management import CommandError, call_command
+
+    question = ask(worker, task, choices=["a", "b"])[1]
+    line = {"event": "question.asked", "session": str(task.session_id), "task": str(task.pk)}
+    for data, field in (
+        ({**question, "choices": "a"}, "data.choices"),
+        ({**question, "status": "closed"}, "data.status"),
+        ({**question, "status": "answered", "answer": "c"}, "data.answer"),
+        ({**question, "asked_at": "yesterday"}, "data.asked_at"),
+    ):
+        path = tmp_path / "bad.jsonl"
+        path.write_text(json.dumps({**line, "data": data}) + "\n")
+        with pytest.raises(CommandError, match=f"line 1: {field}"):
+            call_command("replay_events", str(path), "--speed", "0")
     assert Question.objects.count() == 1
+
+
+def test_answers_and_expiries_are_in_the_activity_list(worker, task):
+    from sessions_app import activity
+
+    answered = ask(worker, task, choices=["a", "b"])[1]
+    worker.call("POST", f"questions/{answered['id']}/answer", {"answer": "b"})
+    ask(worker, task, prompt="Skip it?", choices=["skip", "go"], default="skip", timeout=60)
+    Question.objects.filter(status="open").update(expires_at=timezone.now())
+    questions.expire_due()
+    listed = activity.of_session(task.session_id)
+    assert [(e["by"], e["action"], e["on"], e["id"], e["name"]) for e in listed] == [
+        ("worker", "answer", "question", str(task.pk), "Go on?"),
+        (None, "expire", "question", str(task.pk), "Skip it?"),
+    ]

@@ -13,6 +13,7 @@ from switchboard_client import SwitchboardError
 from websockets.exceptions import ConnectionClosed
 
 from conftest import make_token
+from live.models import Event
 from live.tests import wsclient as wc
 from sessions_app import services
 from sessions_app.groups import OPERATORS, VIEWERS, create_groups
@@ -69,7 +70,7 @@ def test_the_migration_ships_both_groups_and_its_reverse_removes_them():
     call_command("migrate", "sessions_app", verbosity=0)
     viewers = set(Group.objects.get(name=VIEWERS).permissions.values_list("codename", flat=True))
     operators = Group.objects.get(name=OPERATORS).permissions.values_list("codename", flat=True)
-    assert viewers == {"view_session", "view_task", "view_logentry", "view_event"}
+    assert viewers == {"view_session", "view_task", "view_logentry", "view_event", "view_question"}
     assert set(operators) == viewers | {"act_on_session"}
 
 
@@ -167,6 +168,57 @@ def test_a_staff_viewer_gets_a_read_only_admin_without_its_actions(django_user_m
     )
     running.refresh_from_db()
     assert running.cancel_requested
+
+
+def test_questions_in_the_admin_are_answered_by_operators_and_only_read_by_viewers(
+    django_user_model, work
+):
+    from sessions_app import questions
+    from sessions_app.models import Question
+
+    staff_viewer = member(django_user_model, "staffviewer", VIEWERS, is_staff=True)
+    staff_operator = member(django_user_model, "staffoperator", OPERATORS, is_staff=True)
+    running = work["running"]
+    ask = questions.ask
+    chosen, _ = ask(running.pk, prompt="Deploy?", choices=["yes", "no"], default="no")
+    typed, _ = ask(running.pk, prompt="Which host?")
+    defaulted, _ = ask(running.pk, prompt="Skip?", choices=["skip", "go"], default="skip")
+    viewer = browser(staff_viewer)
+    listing = viewer.get("/admin/sessions_app/question/")
+    assert listing.status_code == 200 and b"Deploy?" in listing.content
+    assert listing.context["action_form"] is None
+    page = viewer.get(f"/admin/sessions_app/question/{chosen.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    viewer.post(f"/admin/sessions_app/question/{chosen.pk}/change/", {"answer": "yes"})
+    assert Question.objects.get(pk=chosen.pk).status == "open"
+
+    operator = browser(staff_operator)
+    change = f"/admin/sessions_app/question/{chosen.pk}/change/"
+    refused = operator.post(change, {"answer": "maybe"})
+    assert refused.status_code == 200 and "answer" in refused.context["adminform"].form.errors
+    assert operator.post(change, {"answer": "yes"}).status_code == 302
+    operator.post(f"/admin/sessions_app/question/{typed.pk}/change/", {"answer": "db-2"})
+    operator.post(
+        "/admin/sessions_app/question/",
+        {"action": "answer_with_default", "_selected_action": [defaulted.pk, chosen.pk]},
+    )
+    answers = {q.prompt: (q.status, q.answer, q.answered_by) for q in Question.objects.all()}
+    assert answers == {
+        "Deploy?": ("answered", "yes", staff_operator),
+        "Which host?": ("answered", "db-2", staff_operator),
+        "Skip?": ("answered", "skip", staff_operator),
+    }
+    # Answered: read-only now, for the operator too; and nobody adds or deletes one.
+    page = operator.get(change)
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert operator.get("/admin/sessions_app/question/add/").status_code == 403
+    assert operator.post(f"/admin/sessions_app/question/{chosen.pk}/delete/").status_code == 403
+    told = Event.objects.filter(kind="question.answered").values_list("data", flat=True)
+    assert sorted((d["prompt"], d["by"], d["action"]) for d in told) == [
+        ("Deploy?", "staffoperator", "answer"),
+        ("Skip?", "staffoperator", "answer"),
+        ("Which host?", "staffoperator", "answer"),
+    ]
 
 
 async def test_the_socket_refuses_a_viewers_cancel_and_takes_an_operators(
