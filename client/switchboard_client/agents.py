@@ -29,7 +29,9 @@ The processor never slows the agent down and never raises into it: the SDK's
 callbacks only put what happened in a bounded queue, and one thread of its
 own sends it (through a `Reporter` per session, so a few requests a second
 carry it all, and an outage is ridden through). Needs the `openai-agents`
-package (`pip install ./client[agents]`).
+package (`pip install ./client[agents]`). A tool that needs a person's
+approval asks it on the run's task: `run_with_approvals`
+(switchboard_client.approvals).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from typing import Any
 from agents.tracing import TracingProcessor
 
 from switchboard_client import Client, Reporter, SwitchboardError
+from switchboard_client.approvals import run_with_approvals
+
+__all__ = ["SwitchboardTracingProcessor", "run_with_approvals"]
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +194,17 @@ class SwitchboardTracingProcessor(TracingProcessor):
             done = reporter.flush(max(0.0, deadline - time.monotonic())) and done
         return done
 
+    def task_of(self, trace_id: str, timeout: float = 10.0) -> str | None:
+        """The id of the task that shows this trace, once what was queued
+        is sent; None when it is not shown."""
+        self.force_flush(timeout)
+        run = self._runs.get(trace_id)
+        return run.task_id if run is not None else None
+
+    def note(self, trace_id: str, status: str, message: str | None = None, **data) -> None:
+        """A step of the caller's on the trace's task, in order with the SDK's."""
+        self._put(self._noted, trace_id, status, message, data)
+
     def shutdown(self, timeout: float = 10.0) -> None:
         self.force_flush(timeout)
         for reporter in list(self._reporters.values()):
@@ -254,6 +270,11 @@ class SwitchboardTracingProcessor(TracingProcessor):
         run = _Run(str(task["id"]), session_id, own)
         self._runs[trace_id] = run
         self._reporter(session_id).report(run.task_id, status="running", message="started")
+
+    def _noted(self, trace_id: str, status: str, message: str | None, data: dict) -> None:
+        run = self._runs.get(trace_id)
+        if run is not None:
+            self._reporter(run.session_id).status(run.task_id, status, message, **data)
 
     def _run(self, span) -> tuple[_Run | None, Reporter | None]:
         run = self._runs.get(span.trace_id)
