@@ -1,20 +1,22 @@
 """A demo agent run through the real OpenAI Agents SDK, with a scripted model
 (no network, no key): a support bot looks an order up, checks the refund
-policy (the first try fails), hands off to a writer, and answers. What the
+policy (the first try fails), asks a person before it starts the return
+(a question on the run's task; unanswered, it goes ahead), hands off to a
+writer, and answers. What the
 run shows in Switchboard comes from `switchboard_client.agents`, as it would
 for a real agent."""
 
 import asyncio
 import threading
 
-from agents import Agent, RunConfig, Runner, function_tool, set_trace_processors
+from agents import Agent, function_tool, set_trace_processors, trace
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.tracing import response_span
 from agents.usage import Usage
 from openai.types.responses import Response, ResponseUsage
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 from switchboard_client import Client
-from switchboard_client.agents import SwitchboardTracingProcessor
+from switchboard_client.agents import SwitchboardTracingProcessor, run_with_approvals
 
 ANSWER = (
     "Order 1042 shipped on Monday and arrives Thursday. It is within the 30-day window, "
@@ -98,6 +100,12 @@ def support_bot(pause) -> Agent:
             raise TimeoutError("the policy service did not answer within 5 s")
         return "30 days from delivery, goods returned unused"
 
+    @function_tool(needs_approval=True)
+    async def start_return(order: str) -> str:
+        """Start the return of an order (a person approves it first)."""
+        await pause(0.8)
+        return f"return of order {order} started: label sent by e-mail"
+
     def call(seconds: float, name: str, args: dict, given: int, taken: int) -> ModelStep:
         # Each call an id of its own: the SDK runs a call id once.
         called = function_call(name, args, call_id=f"call-{len(steps)}")
@@ -109,6 +117,7 @@ def support_bot(pause) -> Agent:
             call(1.5, "lookup_order", {"order": "1042"}, 412, 18),
             call(1.0, "refund_policy", {"country": "DE"}, 520, 16),
             call(0.8, "refund_policy", {"country": "DE"}, 561, 16),
+            call(1.0, "start_return", {"order": "1042"}, 590, 14),
             call(1.0, "transfer_to_writer", {}, 610, 9),
             after(2.0, ModelStep(output=[assistant_message(ANSWER)], usage=usage(702, 41))),
         ]
@@ -117,24 +126,27 @@ def support_bot(pause) -> Agent:
     return Agent(
         name="support",
         instructions="Find the facts, then hand off to the writer.",
-        tools=[lookup_order, refund_policy],
+        tools=[lookup_order, refund_policy, start_return],
         handoffs=[writer],
         model=model,
     )
 
 
-def run(base_url: str, token: str, session_id, pause) -> str:
-    """One run in the session; its status when done."""
+def run(base_url: str, token: str, session_id, pause, approval_timeout: float = 45.0) -> str:
+    """One run in the session; its status when done. The return waits for
+    a person up to `approval_timeout` seconds, then goes ahead."""
     processor = install(base_url, token)
-    config = RunConfig(
-        workflow_name="answer a customer",
-        trace_metadata={"switchboard_session_id": str(session_id)},
-    )
+    metadata = {"switchboard_session_id": str(session_id)}
 
     async def go() -> None:
-        await Runner.run(
-            support_bot(pause), "Where is order 1042, and can I get a refund?", run_config=config
-        )
+        with trace("answer a customer", metadata=metadata):
+            await run_with_approvals(
+                processor,
+                support_bot(pause),
+                "Where is order 1042, and can I get a refund?",
+                timeout=approval_timeout,
+                default="approve",
+            )
 
     try:
         asyncio.run(go())

@@ -153,7 +153,8 @@ class DemoJobs:
                 raise Cancelled
             await asyncio.sleep(seconds / self.pace)
 
-        return agent_demo.run(self.base_url, self.token, session_id, pause)
+        wait = max(1.0, 45.0 / self.pace)  # for someone to approve the return
+        return agent_demo.run(self.base_url, self.token, session_id, pause, wait)
 
     def run_task(self, task: dict, handler: LogHandler) -> str:
         task_id = task["id"]

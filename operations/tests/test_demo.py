@@ -42,11 +42,16 @@ def test_the_agents_sdk_demo_run_shows_its_steps_and_tokens(live, admin_token):
     assert jobs.run_sdk(session["id"]) == "completed"
     (task,) = jobs.client.request("GET", "tasks", params={"session": session["id"]})["results"]
     assert task["status"] == "completed" and task["result"] == agent_demo.ANSWER
-    assert task["details"]["model_calls"] == 5 and task["details"]["total_tokens"] == 2905
+    assert task["details"]["model_calls"] == 6 and task["details"]["total_tokens"] == 3509
     output = jobs.client.request("GET", f"tasks/{task['id']}/output")
     steps = [(s["status"], s["data"].get("tool")) for s in output["steps"]]
     assert steps.count(("tool_completed", "refund_policy")) == 2
     failed = [s for s in output["steps"] if "error" in s["data"]]
     assert len(failed) == 1 and failed[0]["data"]["tool"] == "refund_policy"
     assert ("handoff", None) in steps and steps[-1] == ("completed", None)
+    # Nobody approved the return in time: it went ahead as the default.
+    assert steps.index(("approval", "start_return")) < steps.index(("approved", "start_return"))
+    (asked,) = jobs.client.request("GET", "questions", params={"task": task["id"]})["results"]
+    assert (asked["status"], asked["answer"]) == ("expired", "approve")
+    assert "start_return" in asked["prompt"]
     assert agent_demo.ANSWER in output["text"]
