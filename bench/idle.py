@@ -1,12 +1,13 @@
 """What idle connections cost: memory per socket and CPU, on one process.
 
-    .venv/bin/python bench/idle.py [--connections 5000] [--hold 60]
+    .venv/bin/python bench/idle.py [--connections 3000] [--channels 100] [--hold 60]
 
 Starts Switchboard (SQLite and the in-memory layer unless DATABASE_URL /
 REDIS_URL say otherwise) pinned to core 0, opens N sockets from a Node.js
-client on core 1, each subscribed to one session and pinging every 30 s, and
-holds them. Reports the server's resident memory before and after (per
-socket) and its CPU use while they idle, as a share of one core. The baseline
+client on core 1, spread over the channels of K sessions (`--channels`), each
+pinging every 30 s, and holds them. Reports the server's resident memory
+before they connect and at the end of the hold (per socket), and its CPU use
+while they idle, as a share of one core. The baseline
 in the same run is bench/bare.py holding the same number of sockets (no
 subscription, no protocol): the cost of a socket to daphne itself.
 """
@@ -48,8 +49,9 @@ def measure(pid: int, conf: dict, hold: float) -> dict:
     cpu0, wall0, held = cpu_seconds(pid), time.monotonic(), rss_kib(pid)
     done = client.stdout.readline().strip()
     cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
+    after = rss_kib(pid)  # at the end of the hold, the sockets still open
     client.wait(30)
-    return {"idle": idle, "held": held, "cpu": cpu, "done": done}
+    return {"idle": idle, "held": held, "after": after, "cpu": cpu, "done": done}
 
 
 def main(args) -> None:
@@ -61,25 +63,34 @@ def main(args) -> None:
         base = measure(bare.process.pid, {"url": f"ws://127.0.0.1:{args.port}/", "n": n,
                                           "token": "-", "channel": "-"}, args.hold)  # fmt: skip
     with BenchServer(args.port + 10, cpus=SERVER_CPU) as server:
-        session = server.api("POST", "sessions", {"name": "idle"})
+        sessions = [
+            server.api("POST", "sessions", {"name": f"idle {i}"}) for i in range(args.channels)
+        ]
         ours = measure(
             server.process.pid,
             {"url": f"ws://127.0.0.1:{args.port + 10}/ws/", "n": n, "token": server.token,
-             "channel": f"session:{session['id']}"},
+             "channel": [f"session:{s['id']}" for s in sessions]},
             args.hold,
         )  # fmt: skip
-    print(f"connections     {n}, held {args.hold:.0f} s, each pinging every 30 s")
+    print(
+        f"connections     {n} over {args.channels} channels, held {args.hold:.0f} s, "
+        "each pinging every 30 s; memory at the end of the hold"
+    )
     for name, row in (("bare ASGI", base), ("Switchboard", ours)):
-        per = (row["held"] - row["idle"]) / n
+        per = (row["after"] - row["idle"]) / n
         print(
-            f"{name:<12}    {row['idle'] / 1024:6.1f} MiB idle, {row['held'] / 1024:6.1f} MiB held "
-            f"({per:5.1f} KiB a socket), CPU {row['cpu'] * 100:5.2f} % of a core ({row['done']})"
+            f"{name:<12}    {row['idle'] / 1024:6.1f} MiB idle, {row['held'] / 1024:6.1f} MiB "
+            f"connected, {row['after'] / 1024:6.1f} MiB after the hold ({per:5.1f} KiB a "
+            f"socket), CPU {row['cpu'] * 100:5.2f} % of a core ({row['done']})"
         )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=5000)
+    parser.add_argument("--connections", type=int, default=3000)
+    parser.add_argument(
+        "--channels", type=int, default=100, help="sessions the sockets spread over"
+    )
     parser.add_argument("--hold", type=float, default=60)
     parser.add_argument("--port", type=int, default=8961)
     main(parser.parse_args())

@@ -1,4 +1,5 @@
-// Holds N WebSocket connections open, each subscribed to one channel and
+// Holds N WebSocket connections open, each subscribed to a channel (one, or
+// the i-th socket to the (i mod K)-th of a list of K) and
 // pinging every 30 s (spread over the 30 s), for `hold` seconds. Prints
 // "ready" once all are open, then "done" at the end.
 //
@@ -8,11 +9,11 @@ import { openSocket } from "./open-socket.mjs";
 const { url, n, token, channel, hold } = JSON.parse(process.argv[2]);
 const headers = { Authorization: `Bearer ${token}` };
 
-const subscribe = channel === "-" ? null : channel; // "-": the bare baseline
+const channels = channel === "-" ? [null] : [channel].flat(); // "-": the bare baseline
 const sockets = [];
 for (let i = 0; i < n; i += 50) {
   const batch = [];
-  for (let j = i; j < Math.min(n, i + 50); j++) batch.push(openSocket(url, headers, subscribe));
+  for (let j = i; j < Math.min(n, i + 50); j++) batch.push(openSocket(url, headers, channels[j % channels.length]));
   sockets.push(...(await Promise.all(batch)));
 }
 let closed = 0;
