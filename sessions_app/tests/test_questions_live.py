@@ -97,7 +97,7 @@ async def test_the_socket_answers_and_refuses_a_second_answer(live, admin_token,
         assert ack["type"] == "ack" and ack["action"] == "answer_question"
         assert ack["question"]["answer"] == "ship" and ack["question"]["answered_by"] == "admin"
         told, _ = await wc.recv_until(ws, lambda f: f.get("event") == "question.answered")
-        assert told["data"] == ack["question"]
+        assert told["data"] == {**ack["question"], "action": "answer", "by": "admin"}
         await wc.send(ws, {**frame, "answer": "hold", "id": 3})
         refused, _ = await wc.recv_until(ws, lambda f: f.get("id") == 3)
         assert refused["type"] == "error" and refused["code"] == "conflict"
@@ -161,5 +161,5 @@ async def test_a_socket_that_resumes_gets_the_question_events_it_missed(live, wo
         frames = [f for f in [*before, last] if f.get("event", "").startswith("question.")]
     assert [(f["event"], f["data"]) for f in frames] == [
         ("question.asked", question),
-        ("question.answered", answered),
+        ("question.answered", {**answered, "action": "answer", "by": "worker"}),
     ]
