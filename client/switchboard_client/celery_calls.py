@@ -73,8 +73,8 @@ def _json(value: Any) -> tuple[str, str | None]:
         dumps = json.dumps
     try:
         text = dumps(value)
-        json.loads(text, parse_constant=_refuse)  # no NaN or Infinity
-        text.encode("utf-8")  # no lone surrogates
+        parsed = json.loads(text, parse_constant=_refuse)  # no NaN or Infinity
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")  # no lone surrogates
     except (TypeError, ValueError, UnicodeError, RecursionError) as error:
         return "", f"arguments not JSON ({type(error).__name__})"
     if "\\u0000" in text or "\x00" in text:
