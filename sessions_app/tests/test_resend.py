@@ -143,3 +143,21 @@ def test_the_check_asks_for_celery_when_the_broker_is_set(monkeypatch):
     assert error.id == "switchboard.E101" and "celery" in error.msg
     with override_settings(SWITCHBOARD_CELERY_BROKER_URL=None):
         assert resend.celery_installed() == []
+
+
+def test_the_admins_retry_action_sends_as_the_api_does_and_says_what_it_could_not(admin_user):
+    plain = failed_task(admin_user, call=None)
+    stuck = failed_task(admin_user, {**CALL, "sendable": False, "why": "arguments not JSON"})
+    browser = DjangoClient()
+    browser.force_login(admin_user)
+    with override_settings(SWITCHBOARD_CELERY_BROKER_URL="redis://127.0.0.1:1/9"):
+        page = browser.post(
+            "/admin/sessions_app/task/",
+            {"action": "retry", "_selected_action": [plain.pk, stuck.pk]},
+            follow=True,
+        )
+    said = [str(m) for m in page.context["messages"]]
+    assert "Retried 1 task(s); 0 sent to Celery again." in said
+    assert any(m.startswith(f"Task {stuck.pk}: this Celery task cannot be sent") for m in said)
+    assert Task.objects.get(pk=plain.pk).attempt == 2
+    assert Task.objects.get(pk=stuck.pk).attempt == 1
