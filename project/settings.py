@@ -202,6 +202,13 @@ PUBLIC_URL = env_str("SWITCHBOARD_PUBLIC_URL").rstrip("/")
 if PUBLIC_URL and not PUBLIC_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured("SWITCHBOARD_PUBLIC_URL must start with http:// or https://")
 
+# The Celery broker that POST /tasks/<id>/retry sends a recorded Celery task
+# to again (unset: a retry records the new attempt only). Celery is imported
+# only when this is set (sessions_app/resend.py), and the send waits at most
+# SWITCHBOARD_CELERY_SEND_TIMEOUT seconds.
+SWITCHBOARD_CELERY_BROKER_URL = env_str("SWITCHBOARD_CELERY_BROKER_URL") or None
+SWITCHBOARD_CELERY_SEND_TIMEOUT = env_float("SWITCHBOARD_CELERY_SEND_TIMEOUT", 5.0, minimum=0.1)
+
 # Switchboard's own knobs.
 SWITCHBOARD = {
     "PUBLIC_URL": PUBLIC_URL,

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from live.errors import Refused
 from live.models import ApiToken, Event
-from sessions_app import eventfiles, exporting, rules, services
+from sessions_app import eventfiles, exporting, resend, rules, services
 from sessions_app.admin_parts import Acts, NotLive, precise
 from sessions_app.models import Session, Task, Webhook
 from sessions_app.question_admin import QuestionAdmin
@@ -257,12 +257,19 @@ class TaskAdmin(Acts, NotLive, admin.ModelAdmin):
 
     @admin.action(description="Retry the selected ended tasks (new attempt)", permissions=["act"])
     def retry(self, request, queryset):
-        retried = 0
+        """As POST /tasks/<id>/retry: a recorded Celery task is sent again."""
+        retried, sent = 0, 0
         for task in queryset:
-            if task.is_terminal:
-                services.retry_task(task.pk, by=request.user.get_username())
-                retried += 1
-        self.message_user(request, f"Retried {retried} task(s).")
+            if not task.is_terminal:
+                continue
+            try:
+                _, went = resend.retry(task.pk, by=request.user.get_username())
+            except Refused as refused:
+                self.message_user(request, f"Task {task.pk}: {refused.message}", messages.WARNING)
+                continue
+            retried += 1
+            sent += bool(went and went["sent"])
+        self.message_user(request, f"Retried {retried} task(s); {sent} sent to Celery again.")
 
 
 @admin.register(Event)

@@ -12,7 +12,7 @@ from live.auth import ASYNC_AUTH
 from live.errors import Refused
 from live.models import Event
 from live.validation import Clean
-from sessions_app import access, locks, output, services
+from sessions_app import access, locks, output, resend, services
 from sessions_app.models import TASK_STATUSES, Session, Status, Task
 from sessions_app.schemas import (
     CancelOut,
@@ -21,6 +21,7 @@ from sessions_app.schemas import (
     OutputIn,
     OutputOut,
     PauseOut,
+    RetryOut,
     SessionIn,
     SessionOut,
     SessionPage,
@@ -36,6 +37,7 @@ from sessions_app.schemas import (
 
 router = Router()
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut}
+RETRY_ERRORS = {**ERRORS, 503: ErrorOut}  # the Celery broker did not take it
 
 
 class ListQuery(Clean):
@@ -263,11 +265,13 @@ def resume_task(request, task_id: int):
     return {"task": task.as_json(), "changed": changed}
 
 
-@router.post("/tasks/{int:task_id}/retry", response={200: TaskOut, **ERRORS}, tags=["tasks"])
+@router.post("/tasks/{int:task_id}/retry", response={200: RetryOut, **RETRY_ERRORS}, tags=["tasks"])
 def retry_task(request, task_id: int):
-    """Start a new attempt of an ended task (attempt + 1, pending, progress 0)."""
+    """A new attempt of an ended task; `sent`: what went out (sessions_app/resend.py)."""
     changeable_task(request, task_id)
-    return services.retry_task(task_id, by=request.auth.get_username()).as_json()
+    send = resend.asked_to_send(request)  # an empty body, or {"send": false}
+    task, sent = resend.retry(task_id, by=request.auth.get_username(), send=send)
+    return {**task.as_json(), "sent": sent}
 
 
 @router.post(

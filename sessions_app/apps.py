@@ -7,7 +7,7 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from live import auth, events
-        from sessions_app import access, actions, channels, questions, signals, streams  # noqa: F401 (signals)
+        from sessions_app import access, actions, channels, questions, resend, signals, streams  # noqa: F401 (signals, checks)
 
         # Plug session, task and the shared channels, and cancel_task, into the core.
         streams.register_streams()

@@ -86,6 +86,26 @@ class TaskOut(Schema):
     finished_at: str | None
 
 
+class RetryIn(Input):
+    send: bool = Field(
+        True, description="false: record the new attempt only, never send a Celery task again"
+    )
+
+
+class SentOut(Schema):
+    """What a retry sent to run the work again (sessions_app/resend.py)."""
+
+    sent: bool
+    to: str
+    name: str | None
+    celery_id: str | None
+    reason: str | None
+
+
+class RetryOut(TaskOut):
+    sent: SentOut | None
+
+
 class CancelOut(Schema):
     task: TaskOut
     changed: bool

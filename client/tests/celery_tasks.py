@@ -17,6 +17,9 @@ connect(
     stale_after=int(os.environ.get("SB_STALE_AFTER", "60")),
     poll=0.3,
     session=getattr(switchboard, os.environ.get("SB_SESSION", ""), None),  # per_worker...
+    record_arguments={"all": True, "args": "args", "none": False}[
+        os.environ.get("SB_RECORD", "all")
+    ],
 )
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,15 @@ def flaky(self):
     if self.request.retries == 0:
         raise self.retry(exc=ConnectionError("try later"), countdown=0.5)
     return "fine"
+
+
+@app.task(name="sbtest.flag")
+def flag(path: str, word: str = "plain"):
+    """Fails the first time (no flag file yet: it makes one), then succeeds."""
+    if not os.path.exists(path):
+        open(path, "w").close()
+        raise RuntimeError("first time")
+    return {"word": word}
 
 
 @app.task(name="sbtest.add")

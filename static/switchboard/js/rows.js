@@ -19,7 +19,7 @@ export function sessionRow(session, row = clone("session-row")) {
   return row;
 }
 
-export function taskRow(task, row = clone("task-row"), { sessionName, onCancel, onPause, activity } = {}) {
+export function taskRow(task, row = clone("task-row"), { sessionName, onCancel, onPause, onRetry, activity } = {}) {
   row.dataset.id = task.id;
   const name = setText(row, "name", task.name);
   name.href = link(`/sessions/${task.session_id}/#task-${task.id}`);
@@ -34,7 +34,7 @@ export function taskRow(task, row = clone("task-row"), { sessionName, onCancel, 
   const message = setText(row, "message", failure ? task.error : now || task.message || "");
   if (message) message.classList.toggle("thinking", Boolean(now));
   const details = Object.entries(task.details || {})
-    .map(([key, value]) => `${key}: ${typeof value === "object" ? JSON.stringify(value) : value}`)
+    .map(([key, value]) => `${key}: ${detailText(key, value)}`)
     .join(" · ");
   const detailNode = setText(row, "details", details);
   if (detailNode) detailNode.title = details;
@@ -54,7 +54,37 @@ export function taskRow(task, row = clone("task-row"), { sessionName, onCancel, 
     }
   }
   if (actions && onPause) pauseButton(actions, task, row, onPause);
+  if (actions && onRetry) retryButton(actions, task, row, onRetry);
   return row;
+}
+
+// Retry, for a task that failed or was cancelled: its next attempt (a Celery
+// task is sent to its workers again).
+function retryButton(actions, task, row, onRetry) {
+  let button = actions.querySelector("button.retry-task");
+  const ended = task.status === "failed" || task.status === "cancelled";
+  if (!ended) {
+    button?.remove();
+    return;
+  }
+  if (!button) {
+    button = document.createElement("button");
+    button.className = "retry-task";
+    button.textContent = "Retry";
+    button.addEventListener("click", () => onRetry(row.dataset.id, button));
+    actions.append(button);
+  }
+  if (button.dataset.attempt !== String(task.attempt)) {
+    button.dataset.attempt = String(task.attempt);
+    button.disabled = false;
+  }
+}
+
+// A Celery task's recorded call is named by its task, not spelled out (the
+// output panel shows it whole).
+function detailText(key, value) {
+  if (key === "celery" && value && typeof value.name === "string") return value.sendable ? value.name : `${value.name} (not sendable)`;
+  return typeof value === "object" ? JSON.stringify(value) : value;
 }
 
 // Pause (or Resume, while paused) before Cancel, for a task that has not ended.

@@ -52,9 +52,31 @@ async function pauseOrResume(id, action, button) {
   }
 }
 
+// Retry through the API: the answer's `sent` says whether the work was sent
+// to a Celery worker again, or why not.
+async function retry(id, button) {
+  button.disabled = true;
+  try {
+    const response = await fetch(link(`/api/v1/tasks/${id}/retry`), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json" },
+      body: "{}",
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || String(response.status));
+    const sent = body.sent;
+    if (sent && sent.sent) toast(`Attempt ${body.attempt} sent to Celery: ${sent.name}.`, "completed");
+    else if (sent) toast(`Attempt ${body.attempt} recorded, not sent: ${sent.reason}.`, "failed");
+  } catch (error) {
+    toast(`Could not retry: ${error.message}`, "failed");
+    button.disabled = false;
+  }
+}
+
 const actions = new Activity($("#activity"), $("#activity-empty"), sessionId, JSON.parse($("#activity-data").textContent));
 
-const rowOptions = { onCancel: canChange ? cancel : null, onPause: canChange ? pauseOrResume : null, activity };
+const rowOptions = { onCancel: canChange ? cancel : null, onPause: canChange ? pauseOrResume : null, onRetry: canChange ? retry : null, activity };
 
 const draw = coalesce(() => {
   if (session) {
