@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/replay.py [--events 5000]
     DATABASE=postgres .venv/bin/python bench/replay.py
+    REPLAY_DATABASE=my_scratch DATABASE=postgres .venv/bin/python bench/replay.py
 
 An event file of one session, ten tasks and progress reports on them is
 replayed into a fresh database (a SQLite file, or a scratch PostgreSQL
-database `switchboard_replay`) by the command, in a process of its own:
+database `switchboard_replay`, or REPLAY_DATABASE) by the command, in a process of its own:
 in batches of 500 lines a transaction (and, with --per-line, committing
 every line on its own, as before batching). Baseline in the same run: the same number of event rows
 inserted with one executemany in one transaction (the least the job needs:
