@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/replay.py [--events 5000]
     DATABASE=postgres .venv/bin/python bench/replay.py
+    REPLAY_DATABASE=my_scratch DATABASE=postgres .venv/bin/python bench/replay.py
 
 An event file of one session, ten tasks and progress reports on them is
 replayed into a fresh database (a SQLite file, or a scratch PostgreSQL
-database `switchboard_replay`) by the command, in a process of its own:
+database `switchboard_replay`, or REPLAY_DATABASE) by the command, in a process of its own:
 in batches of 500 lines a transaction (and, with --per-line, committing
 every line on its own, as before batching). Baseline in the same run: the same number of event rows
 inserted with one executemany in one transaction (the least the job needs:
@@ -24,7 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_DB = "switchboard_replay"
+# The scratch database (dropped and made again each run): REPLAY_DATABASE names another.
+PG_DB = os.environ.get("REPLAY_DATABASE", "switchboard_replay")
 
 
 def database_url(postgres: bool, scratch: Path) -> str:
@@ -66,10 +68,10 @@ def replay(url: str, path: str, batch: int, result) -> None:
     from sessions_app import eventfiles
 
     eventfiles.BATCH_LINES = batch
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with open(os.devnull, "w") as quiet:
         call_command("replay_events", path, speed=0, stdout=quiet, stderr=quiet)
-    result.put(time.perf_counter() - started)
+    result.put((time.perf_counter() - started, time.process_time() - cpu))
 
 
 def bare(url: str, events: int, result) -> None:
@@ -90,15 +92,16 @@ def bare(url: str, events: int, result) -> None:
         )
         for n in range(events)
     ]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(
             "INSERT INTO sessions_app_event (kind, data, ts) VALUES (%s, %s, %s)", rows
         )
-    result.put(time.perf_counter() - started)
+    result.put((time.perf_counter() - started, time.process_time() - cpu))
 
 
-def timed(target, *args) -> float:
+def timed(target, *args) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (of the process doing it) of `target`."""
     context = multiprocessing.get_context("spawn")
     result = context.Queue()
     proc = context.Process(target=target, args=(*args, result))
@@ -123,14 +126,15 @@ def main(args) -> None:
             subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT,
                            env=env, check=True)  # fmt: skip
             rows.append((name, timed(replay, url, str(path), batch)))
-        base = timed(bare, url, args.events)
+        base, _ = timed(bare, url, args.events)
     print(
         f"{'PostgreSQL' if postgres else 'SQLite'}: replay_events --speed 0, {args.events} events"
     )
     print(f"{'bare insert of the rows':<24} {base:7.2f} s {args.events / base:9.0f} events/s")
-    for name, seconds in rows:
+    for name, (seconds, cpu) in rows:
         print(f"{name:<24} {seconds:7.2f} s {args.events / seconds:9.0f} events/s"
-              f"   {base / seconds:.3f}x the bare insert")  # fmt: skip
+              f"   {base / seconds:.3f}x the bare insert"
+              f"   {cpu * 1000 / args.events:.3f} CPU s per 1,000 events")  # fmt: skip
     if postgres:
         import psycopg
 

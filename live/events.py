@@ -40,16 +40,22 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+# Made once: json.dumps with options builds an encoder on every call, which
+# cost a batch of events a fifth of their encoding.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default).encode
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":"), default=_default).encode
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text that can always be sent: a lone surrogate that got
     past the edges (live.validation) is escaped rather than left to
     fail the UTF-8 encoding of a send."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+    text = _ENCODE(value)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            text = json.dumps(value, separators=(",", ":"), default=_default)
+            text = _ENCODE_ASCII(value)
     return text
 
 
@@ -177,6 +183,7 @@ class Pending:
             ordering.lock(session_id)
         for item in items:  # encoded once: stored as it is, and sent
             item.text = dumps(item.event.data)
+            item.ts = item.event.ts.isoformat()
         store = eventstore.store if connection.vendor == "postgresql" else eventstore.store_plain
         prevs = store(items)
         messages = []
@@ -187,7 +194,7 @@ class Pending:
                 "type": "sb.event",
                 "seq": event.id,
                 "places": {channel: prev[channel] for channel in channels},
-                "rest": frame_rest(event.kind, event.id, event.ts.isoformat(), body),
+                "rest": frame_rest(event.kind, event.id, item.ts, body),
                 **(item.extras or {}),
             }
             messages.append((EVENTS_GROUP, message))

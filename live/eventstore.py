@@ -43,8 +43,10 @@ class Item:
     channels: list[str]
     payload: Callable[[Recorded], dict] | None
     extras: dict | None
-    # The data as JSON text (set by live.events before it is stored).
+    # The data as JSON text, and the time as ISO 8601 (set by live.events
+    # before it is stored).
     text: str = ""
+    ts: str = ""
 
 
 def channel_heads(channels: list[str]) -> dict[str, int]:
@@ -162,7 +164,7 @@ def store(items: list[Item]) -> list[dict[str, int]]:
         + ",".join(
             f'{{"n":{n},"kind":"{e.kind}","session_id":{_number(e.session_id)},'
             f'"task_id":{_number(e.task_id)},"owner_id":{_number(e.owner_id)},'
-            f'"ts":"{e.ts.isoformat()}","data":{item.text}}}'
+            f'"ts":"{item.ts}","data":{item.text}}}'
             for n, (e, item) in enumerate(((item.event, item) for item in items), start=1)
         )
         + "]"

@@ -106,17 +106,22 @@ class Replay:
         self.tasks: dict[tuple[int, str], int] = {}
         self.created_ids = False
         self.reports: Reports | None = None
+        # The tasks the last reports of each session held (by session id).
+        self.held: dict[int, set[int]] = {}
 
     def write(self) -> None:
         """Write the reports held in memory (before any other change, and at a commit)."""
         if self.reports is not None:
             reports, self.reports = self.reports, None
             reports.write()
+            self.held[reports.session.pk] = set(reports.tasks)
 
     def of_session(self, session_id: int) -> Reports:
+        """The session's reports; the tasks the last ones held locked at
+        once (one query, not one as each task's first line comes)."""
         if self.reports is None or self.reports.session.pk != session_id:
             self.write()
-            self.reports = Reports.of_session(session_id)
+            self.reports = Reports.of_session(session_id, self.held.get(session_id, ()))
         return self.reports
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> int:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -155,7 +156,14 @@ def parse_lines(lines: Iterator[str]) -> list[Line]:
 
 
 def _pick(data: dict, schema) -> dict:
-    return {k: v for k, v in data.items() if k in schema.model_fields}
+    names = _field_names(schema)
+    return {k: v for k, v in data.items() if k in names}
+
+
+@cache
+def _field_names(schema) -> frozenset[str]:
+    # Once a schema: pydantic builds `model_fields` anew at each access.
+    return frozenset(schema.model_fields)
 
 
 def key_problem(key: Any) -> str | None:

@@ -9,10 +9,12 @@ with them.
 """
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from live import events
@@ -87,7 +89,7 @@ class Reports:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.tasks: dict[int, Task] = {}
+        self.tasks: dict[int, Task | LightTask] = {}
         self.events = events.Pending()
         self._changed: dict[int, set[str]] = {}
         self._session_changed = False
@@ -126,8 +128,9 @@ class Reports:
 
     def lock(self, task_ids, light: bool = False) -> None:
         """Lock and load those of these tasks of the session not held yet (one
-        query); `light`: only what a progress report reads (the rest is
-        loaded, in one query, for a report that needs it)."""
+        query); `light`: only what a progress report reads, as LightTask
+        values (the whole model is loaded, in one query, for a report that
+        needs it)."""
         wanted = set(task_ids) - set(self.tasks)
         if wanted:
             found = (
@@ -136,7 +139,9 @@ class Reports:
                 .order_by("id")
             )
             if light:
-                found = found.only(*LIGHT)
+                for row in _light_rows(found, self.session.pk, wanted):
+                    self.tasks[row[0]] = LightTask(*row)
+                return
             for task in found:
                 self._hold(task)
 
@@ -144,7 +149,21 @@ class Reports:
         task.session = self.session
         self.tasks[task.pk] = task
 
-    def task(self, task_id: int) -> Task:
+    def _whole(self, task: "Task | LightTask") -> Task:
+        """The task as a model, for a report that may change more than its
+        progress: a light one is loaded whole (one query; its row is locked),
+        keeping what reports before changed in memory."""
+        if isinstance(task, Task):
+            return task
+        whole = Task.objects.get(pk=task.pk)
+        for name in LIGHT:
+            setattr(whole, name, getattr(task, name))
+        if task.updated_at is not None:  # reported on before
+            whole.updated_at = task.updated_at
+        self._hold(whole)
+        return whole
+
+    def task(self, task_id: int) -> "Task | LightTask":
         """A task of the session, locked (Refused if the session has no such task)."""
         if task_id not in self.tasks:
             self.lock([task_id])
@@ -168,7 +187,7 @@ class Reports:
         name: str = UNSET,
         stale_after: int | None = UNSET,
         ts: datetime | None = None,
-    ) -> Task:
+    ) -> "Task | LightTask":
         """Apply a worker's report. A report carrying progress, message or
         details records one progress.update (and starts a pending task); any
         other change records a task.update. Everything is checked before
@@ -184,7 +203,7 @@ class Reports:
             check_transition(task.status, new_status, "task")
         more = (status, result, error, name, stale_after)
         if task.status == Status.PENDING or any(value is not UNSET for value in more):
-            _whole(task)  # it may change more than progress: all of it is written
+            task = self._whole(task)  # it may change more than progress: all of it is written
         session = self.session
         now = ts or timezone.now()
         was = task.status
@@ -249,13 +268,20 @@ class Reports:
         return (session.total_tasks, session.completed_tasks, session.failed_tasks) != before
 
     def write(self) -> None:
-        """Store what changed: the tasks in one UPDATE, the session, the events."""
-        changed = [self.tasks[pk] for pk in self._changed]
-        fields = sorted(set().union(*self._changed.values()))
-        if len(changed) == 1:
-            changed[0].save(update_fields=fields)
-        elif changed:
-            _update(changed, fields)
+        """Store what changed: the tasks in one UPDATE (two when some were
+        light: those write only what a progress report changes), the
+        session, the events."""
+        groups: dict[bool, tuple[list, set[str]]] = {}
+        for pk, names in self._changed.items():
+            task = self.tasks[pk]
+            changed, fields = groups.setdefault(isinstance(task, LightTask), ([], set()))
+            changed.append(task)
+            fields.update(names)
+        for changed, fields in groups.values():
+            if len(changed) == 1 and isinstance(changed[0], Task):
+                changed[0].save(update_fields=sorted(fields))
+            else:
+                _update(changed, sorted(fields))
         if self._session_changed:
             self.session.save()
         stored = self.events.store()
@@ -271,11 +297,53 @@ LIGHT = (
 )  # fmt: skip
 
 
-def _whole(task: Task) -> None:
-    """Load what a light lock left out (one query; the row is locked)."""
-    deferred = task.get_deferred_fields()
-    if deferred:
-        task.refresh_from_db(fields=list(deferred))
+def _light_rows(found: QuerySet, session_id: int, ids: set[int]) -> list[tuple]:
+    """The LIGHT columns of the tasks `found` selects (these of the session,
+    locked, by id), as rows. On PostgreSQL in plain SQL with the ids as one
+    array: through the ORM, binding a placeholder for each of a hundred ids
+    cost more than running the query."""
+    if connection.vendor != "postgresql":
+        return list(found.values_list(*LIGHT))
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(Task._meta.get_field(name).column) for name in LIGHT)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {quote(Task._meta.db_table)}"
+            " WHERE session_id = %s AND id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+            [session_id, sorted(ids)],
+        )
+        rows = cursor.fetchall()
+    # The one column whose value the database gives as text (the field reads it).
+    details, at = Task._meta.get_field("details"), LIGHT.index("details")
+    return [
+        (*row[:at], details.from_db_value(row[at], None, connection), *row[at + 1 :])
+        for row in rows
+    ]
+
+
+@dataclass(slots=True)
+class LightTask:
+    """The columns of a task's row (LIGHT, in that order) that a progress
+    report on a running task reads and writes: a progress-only batch loads
+    a hundred of these as rows, not as models (building the models cost
+    more than the query). Reports.report makes it a model when a report
+    needs more (Reports._whole)."""
+
+    id: int
+    session_id: int
+    status: str
+    lost: bool
+    error: str
+    finished_at: datetime | None
+    attempt: int
+    progress: float
+    message: str
+    details: dict
+    updated_at: datetime | None = None
+
+    @property
+    def pk(self) -> int:
+        return self.id
 
 
 def _update(tasks: list[Task], names: list[str]) -> None:

@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async as sync_to_async
 from django.db import connection
 from django.test import Client as DjangoClient
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from switchboard_client import Client, Reporter
 
 from conftest import free_port, post
@@ -350,3 +351,48 @@ def test_output_with_a_uid_is_stored_once_however_often_it_comes(http):
     assert Event.objects.filter(task_id=task_id, kind="task.output").count() == 5
     status, bad = post(http, f"tasks/{task_id}/output", {"chunk": "x", "uid": ""})
     assert status == 400 and "uid" in bad["errors"], bad
+
+
+def test_a_progress_only_batch_records_and_stores_what_single_reports_would():
+    """The light path (the tasks loaded as rows, not models) against the
+    single report, on twins: the same rows, the same event data, and a
+    task.output on a light task carries its attempt."""
+
+    def twins(name: str) -> tuple[Session, list[Task]]:
+        session, _ = services.create_session(name=name)
+        tasks = [
+            services.create_task(session.pk, name=f"t{n}", status="running")[0] for n in range(3)
+        ]
+        services.update_task(tasks[0].pk, message="ünïcode", details={"rows": [1, {"a": None}]})
+        services.update_task(tasks[2].pk, status="completed")  # counts in the data
+        return session, tasks
+
+    reports = [(0, {"progress": 12.5}), (1, {"progress": 50, "message": "half"}),
+               (0, {"progress": 99.25, "details": {"k": "v"}}), (1, {"message": "m2"})]  # fmt: skip
+    batched, tasks = twins("batched")
+    before, started = Event.objects.count(), timezone.now()
+    _apply(batched.pk, BatchIn(tasks=[{"id": tasks[n].pk, **r} for n, r in reports],
+                               output=[{"task_id": tasks[1].pk, "chunk": "c"}]))  # fmt: skip
+    single, singles = twins("single")
+    for n, report in reports:
+        services.update_task(singles[n].pk, **report)
+
+    def recorded(session: Session) -> list[tuple]:
+        rows = Event.objects.filter(session_id=session.pk, kind="progress.update")
+        ids = {
+            str(t.pk): n for n, t in enumerate(Task.objects.filter(session=session).order_by("id"))
+        }
+        return [
+            (ids[e.data.pop("task_id")], e.data.pop("session_id") == str(session.pk), e.data)
+            for e in rows.order_by("id")
+        ][-len(reports) :]
+
+    assert recorded(batched) == recorded(single)
+    assert all(isinstance(data["details"], dict) for _, _, data in recorded(batched))
+    columns = ("status", "progress", "message", "details", "name", "attempt")
+    for one, twin in zip(tasks, singles, strict=True):
+        one, twin = Task.objects.get(pk=one.pk), Task.objects.get(pk=twin.pk)
+        assert [getattr(one, c) for c in columns] == [getattr(twin, c) for c in columns]
+        assert one.updated_at > started or one.pk == tasks[2].pk
+    chunk = Event.objects.filter(pk__gt=before, kind="task.output").get()
+    assert chunk.data == {"task_id": str(tasks[1].pk), "chunk": "c", "final": False, "attempt": 1}
