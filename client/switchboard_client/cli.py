@@ -22,6 +22,14 @@ otherwise; `run` exits with the command's status (128 + N for a signal N).
 When someone cancels the task, the command gets SIGTERM (SIGKILL 10 s later),
 the task ends `cancelled`, and `run` exits 130.
 
+With `--retryable`, `run` stays once the command has ended and serves
+retries of its task: when someone retries it (the page's Retry button,
+`POST /api/v1/tasks/<id>/retry`), the command runs again as the next attempt
+of the same task, reported as the first was (see switchboard_client.serving).
+It stops on Ctrl-C, SIGTERM or SIGHUP, when the task is cancelled, or after
+`--retry-for` seconds without a retry (default: never), and exits with the
+last attempt's status (130 when that attempt was cancelled).
+
 The command does not outlive `run`. It runs in a process group of its own;
 when `run` dies without passing a signal on (SIGKILL, a crash), a small
 watchdog process it forked sends that group SIGTERM, and SIGKILL 10 s later,
@@ -63,6 +71,7 @@ import urllib.parse
 from switchboard_client import Client, Reporter, SwitchboardError
 from switchboard_client.guard import Watchdog, death_signal
 from switchboard_client.limits import BodyLimit
+from switchboard_client.serving import RetryWait, note
 from switchboard_client.websocket import HandshakeRefused, WebSocket, WebSocketClosed
 
 CANCELLED_EXIT = 130
@@ -182,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the task fails as lost when run has not reported for this long; run reports"
         f" a third as often while the command runs (default {STALE_AFTER})",
     )
+    run.add_argument(
+        "--retryable",
+        action="store_true",
+        help="after the command ends, stay and run it again as the next attempt whenever"
+        " the task is retried (until Ctrl-C, SIGTERM or the task is cancelled)",
+    )
+    run.add_argument(
+        "--retry-for",
+        metavar="SECONDS",
+        type=float,
+        help="with --retryable (implied): wait this long for a retry after each attempt"
+        " (default: until stopped)",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     run.set_defaults(handler=run_command)
 
@@ -214,6 +236,8 @@ def run_command(client: Client, args) -> int:
         raise Usage(f"--max-body must be at least {BodyLimit.MINIMUM} bytes")
     if not 1 <= args.stale_after <= 10**7:
         raise Usage("--stale-after must be between 1 and 10000000 seconds")
+    if args.retry_for is not None and not 0 < args.retry_for <= 10**7:
+        raise Usage("--retry-for must be more than 0 and at most 10000000 seconds")
     task_name = (args.task or shlex.join(cmd))[:200]
     if args.session_id:
         try:
@@ -231,6 +255,34 @@ def run_command(client: Client, args) -> int:
         file=sys.stderr,
         flush=True,
     )
+    code, run = attempt(client, session, task, cmd, args, own_session)
+    if not (args.retryable or args.retry_for is not None):
+        return code
+    waiting = RetryWait(client, task["id"], args.retry_for)
+    number = task.get("attempt", 1)
+    while run is None or not (run.cancelled.is_set() or run.interrupted):
+        if run is not None:
+            run.join(10)  # its threads gone before the next command forks
+        bound = "" if args.retry_for is None else f" (at most {args.retry_for:g} s)"
+        note(f"attempt {number} ended; waiting for a retry of task {task['id']}{bound}")
+        again = waiting.wait(number)
+        if again is None:
+            note(f"{waiting.why}; exiting with attempt {number}'s status {code}")
+            break
+        number = again.get("attempt", number + 1)
+        try:  # taken before the command starts: a retry cancelled meanwhile stays so
+            client.update_task(task["id"], status="running", message=f"attempt {number}")
+        except SwitchboardError as error:
+            note(f"attempt {number} could not start ({describe(error)}); exiting")
+            break
+        note(f"task {task['id']} was retried: attempt {number} starts")
+        code, run = attempt(client, session, again, cmd, args, own_session)
+    return code
+
+
+def attempt(client: Client, session: dict, task: dict, cmd, args, own_session: bool):
+    """Run the command once as the task's current attempt: its exit status,
+    and the Run (None when the command could not start)."""
     # Forked before any thread starts; the command from the main thread (see guard).
     watchdog = Watchdog()
     try:
@@ -248,11 +300,11 @@ def run_command(client: Client, args) -> int:
         client.update_task(task["id"], status="failed", error=message)
         if own_session:
             client.update_session(session["id"], status="failed")
-        return 127 if isinstance(error, FileNotFoundError) else 126
+        return (127 if isinstance(error, FileNotFoundError) else 126), None
     watchdog.watch(child.pid)
     client.update_task(task["id"], status="running", message=f"pid {child.pid}")
     run = Run(client, session, task, child, args.max_body, args.stale_after, watchdog)
-    return run.wait(own_session)
+    return run.wait(own_session), run
 
 
 def session_page(client: Client, session_id) -> str:
@@ -286,13 +338,20 @@ class Run:
         self.pausing = threading.Lock()
         self.done = threading.Event()  # the command has ended
         self.ended = threading.Event()  # the task's end is being sent
+        self.interrupted = False  # a stop signal reached run and was passed on
         self.readers = [
             threading.Thread(target=self.pump_stdout, daemon=True),
             threading.Thread(target=self.pump_stderr, daemon=True),
         ]
-        for reader in self.readers:
-            reader.start()
-        threading.Thread(target=self.watch, daemon=True).start()
+        self.watcher = threading.Thread(target=self.watch, daemon=True)
+        for thread in (*self.readers, self.watcher):
+            thread.start()
+
+    def join(self, timeout: float) -> None:
+        """Wait (up to `timeout` seconds) for the threads of an ended run."""
+        end = time.monotonic() + timeout
+        for thread in (*self.readers, self.watcher):
+            thread.join(max(0.0, end - time.monotonic()))
 
     def pump_stdout(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -386,6 +445,7 @@ class Run:
         forward = {}
 
         def pass_on(signum, frame):  # Ctrl-C and kill reach the command, which decides
+            self.interrupted = True
             try:
                 os.killpg(self.child.pid, signum)
             except OSError:
