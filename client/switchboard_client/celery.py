@@ -5,9 +5,9 @@
     connect(app)  # SWITCHBOARD_URL, SWITCHBOARD_TOKEN, or url=, token=
 
 A task run is a Switchboard task whose `external_id` is the Celery task id,
-in the session of its canvas's root (`request.root_id` as the session's
-`external_id`, the root task's name as its name): a chain, group or chord is
-one session, a lone task one of its own (ended with it). `session=` chooses
+in the session of its canvas (`external_id` the group's id for a group or a
+chord, else `request.root_id`; named after the task that made it): a chain,
+group or chord is one session, a lone task one of its own (ended with it). `session=` chooses
 otherwise: a callable taking the `Run` and giving an external id, or an
 (external id, name) pair (see `per_worker`, `per_day`).
 
@@ -122,8 +122,13 @@ def cancel_requested() -> bool:
 # --- the signals: each puts what happened on the queue, nothing more ---------
 
 
-def _run_of(task_id: str, name: str, root_id: str | None, hostname: str | None) -> Run:
-    return Run(task_id, name, root_id or task_id, hostname or "")
+def _run_of(task_id: str, name: str, request, hostname: str | None) -> Run:
+    """The run, keyed by its canvas: Celery gives a group or chord sent from
+    outside a task no common root (each of its tasks is its own root, and a
+    chord's body has the last header task's), but every task of one carries
+    the group's id. So the group's id when there is one, else the root's."""
+    group = getattr(request, "group", None)
+    return Run(task_id, name, group or getattr(request, "root_id", None) or task_id, hostname or "")
 
 
 def _lone(run: Run, request) -> bool:
@@ -132,7 +137,7 @@ def _lone(run: Run, request) -> bool:
 
 
 def _received(sender=None, request=None, **_) -> None:
-    run = _run_of(request.id, request.name, request.root_id, request.hostname)
+    run = _run_of(request.id, request.name, request, request.hostname)
     _queue_up("received", run.id, run=run, lone=_lone(run, request), resent=resent_id(request))
 
 
@@ -140,7 +145,7 @@ def _prerun(sender=None, task_id=None, task=None, args=None, kwargs=None, **_) -
     _current.task_id = task_id
     _handler.install()
     req = task.request
-    run = _run_of(task_id, task.name, req.root_id, req.hostname)
+    run = _run_of(task_id, task.name, req, req.hostname)
     call = call_of(task, args, kwargs, _recording["arguments"])
     _queue_up("start", task_id, run=run, lone=_lone(run, req), call=call, resent=resent_id(req))
 
@@ -167,7 +172,7 @@ def _revoked(sender=None, request=None, terminated=False, expired=False, **_) ->
     why = "expired" if expired else "terminated" if terminated else "revoked"
     # `request` is the task's Context here, `sender` the task.
     name = getattr(sender, "name", None) or getattr(request, "task", None) or "celery task"
-    run = _run_of(request.id, name, getattr(request, "root_id", None), request.hostname)
+    run = _run_of(request.id, name, request, request.hostname)
     lone = _lone(run, request)
     _queue_up("end", run.id, status="cancelled", error=f"{why} in Celery", run=run, lone=lone)
 

@@ -114,13 +114,8 @@ def placed(api, tasks: list[dict]) -> str:
 # own, keyed by its own id, and a chord's body, sent from the last header
 # task to end, joins that task's session. Strict: these pass once connect()
 # keys a canvas by its root.
-ROOTLESS = pytest.mark.xfail(
-    strict=True,
-    reason="a group's and a chord's header tasks each come out as a session of their own",
-)
 
 
-@ROOTLESS
 def test_a_group_is_one_session_keyed_by_its_root(celery, admin_token):
     srv, worker = celery
     api = srv.client(admin_token)
@@ -137,7 +132,6 @@ def test_a_group_is_one_session_keyed_by_its_root(celery, admin_token):
     wait(lambda: api.get_session(session["id"])["status"] == "completed")
 
 
-@ROOTLESS
 def test_a_chord_is_one_session_keyed_by_its_root(celery, admin_token):
     srv, worker = celery
     api = srv.client(admin_token)
