@@ -40,12 +40,23 @@ def broker():
 
 
 class Worker:
-    """`celery -A tests.celery_tasks worker --pool=solo` on a queue of its own."""
+    """`celery -A tests.celery_tasks worker` on a queue of its own (`app`,
+    `pool` and `concurrency` to choose; `backend`: where results go, for
+    canvases that wait on them)."""
 
-    def __init__(self, server, token: str, **env: str) -> None:
+    def __init__(
+        self,
+        server,
+        token: str,
+        app: str = "tests.celery_tasks",
+        pool: str = POOL,
+        concurrency: int = 2,
+        backend: str | None = None,
+        **env: str,
+    ) -> None:
         self.queue = f"sbtest-{uuid.uuid4().hex[:8]}"
         self.log = Path(ROOT / f".celery-{self.queue}.log")
-        self.sender = Celery("sender", broker=BROKER)
+        self.sender = Celery("sender", broker=BROKER, backend=backend)
         self.sender.conf.task_default_queue = self.queue
         env = {
             **os.environ,
@@ -58,8 +69,8 @@ class Worker:
         }
         env.pop("DJANGO_SETTINGS_MODULE", None)  # a worker of its own, not of this project
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.celery_tasks", "worker",
-             f"--pool={POOL}", "-c", "2", "-l", "info", "-n", f"{self.queue}@%h",
+            [sys.executable, "-m", "celery", "-A", app, "worker",
+             f"--pool={pool}", "-c", str(concurrency), "-l", "info", "-n", f"{self.queue}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT / "client", env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -71,6 +82,9 @@ class Worker:
 
     def send(self, name: str, *args, **options):
         return self.sender.signature(name, args).apply_async(**options)
+
+    def sig(self, name: str, *args):
+        return self.sender.signature(name, args, queue=self.queue)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

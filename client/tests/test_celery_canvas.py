@@ -2,96 +2,27 @@
 result backend) against a real server: each canvas is one session, its
 external_id the root's id, with a task for each Celery task."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import uuid
-from pathlib import Path
-
 import pytest
-from celery import Celery, chord, group
+from celery import chord, group
 
-from conftest import ROOT
+from tests.test_celery import BROKER, Worker, broker, wait
+
+__all__ = ["broker"]  # the fixture, for the tests here
 
 pytestmark = pytest.mark.timeout(120)
-
-BROKER = os.environ.get("SWITCHBOARD_CELERY_BROKER", "redis://127.0.0.1:6379/9")
-
-
-@pytest.fixture(scope="module")
-def broker():
-    host, port = BROKER.split("//", 1)[1].split("/", 1)[0].split(":")
-    try:
-        socket.create_connection((host, int(port)), 2).close()
-    except OSError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is needed at {host}:{port} as the Celery broker")
-        pytest.skip(f"no Redis at {host}:{port} for the Celery broker")
-    return BROKER
-
-
-def wait(predicate, timeout: float = 30, said=lambda: ""):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {said()[-3000:]}")
-
-
-class Worker:
-    """`celery -A tests.celery_canvas_tasks worker` on a queue of its own."""
-
-    def __init__(self, server, token: str) -> None:
-        self.queue = f"sbcanvas-{uuid.uuid4().hex[:8]}"
-        self.log = Path(ROOT / f".celery-{self.queue}.log")
-        self.sender = Celery("sender", broker=BROKER, backend=BROKER)
-        self.sender.conf.task_default_queue = self.queue
-        env = {
-            **os.environ,
-            "SWITCHBOARD_URL": server.url,
-            "SWITCHBOARD_TOKEN": token,
-            "CELERY_BROKER": BROKER,
-            "CELERY_QUEUE": self.queue,
-            "PYTHONPATH": str(ROOT / "client"),
-        }
-        env.pop("DJANGO_SETTINGS_MODULE", None)  # a worker of its own, not of this project
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.celery_canvas_tasks", "worker",
-             "--pool=solo", "-l", "info", "-n", f"{self.queue}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT / "client", env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait(lambda: "ready." in self.logs(), 30, self.logs)
-        except AssertionError:
-            self.stop()
-            raise
-
-    def sig(self, name: str, *args):
-        return self.sender.signature(name, args, queue=self.queue)
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.log.unlink(missing_ok=True)
 
 
 @pytest.fixture
 def celery(broker, fresh_server, admin_token):
     srv = fresh_server(SWITCHBOARD_SESSION_SETTLE="2")
-    worker = Worker(srv, admin_token)
+    worker = Worker(
+        srv,
+        admin_token,
+        app="tests.celery_canvas_tasks",
+        pool="solo",
+        concurrency=1,
+        backend=BROKER,
+    )
     yield srv, worker
     worker.stop()
 
@@ -109,11 +40,9 @@ def placed(api, tasks: list[dict]) -> str:
     return "; ".join(f"task {t['external_id']} in session {keys[t['session_id']]}" for t in tasks)
 
 
-# Seen on Celery 5.7: a group or chord applied by a client (not from inside
-# a task) gives its tasks no root_id, so each header task is a session of its
-# own, keyed by its own id, and a chord's body, sent from the last header
-# task to end, joins that task's session. Strict: these pass once connect()
-# keys a canvas by its root.
+# Celery gives a group or chord applied by a client (not from inside a task)
+# no common root_id: each header task is its own root, and a chord's body has
+# the last header task's. connect() keys them by the group's id instead.
 
 
 def test_a_group_is_one_session_keyed_by_its_root(celery, admin_token):
