@@ -45,6 +45,8 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused with 403
             return
         self.rights = await database_sync_to_async(Rights.of)(self.user)
+        # The user object the user's other sockets share (see Rights.of).
+        self.user = self.scope["user"] = self.rights.user
         self.identity = identity_of(self.scope)
         self.subs: dict[str, Subscription] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -89,6 +91,7 @@ class SwitchboardConsumer(AsyncWebsocketConsumer):
         and end each subscription the user may no longer see (an `error`
         naming the channel), as a new subscribe would be refused."""
         self.rights, self.user = rights, rights.user
+        self.scope["user"] = rights.user
         for channel, sub in list(self.subs.items()):
             try:
                 await database_sync_to_async(streams.check_access)(self.user, sub.ref)

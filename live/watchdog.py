@@ -8,8 +8,10 @@ may no longer see.
 """
 
 import asyncio
+import copy
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,14 +39,25 @@ class Rights:
 
     @classmethod
     def of(cls, user) -> "Rights":
-        perms = frozenset(user.get_all_permissions()) if user.is_active else frozenset()
-        return cls(user, streams.reads_all_kinds(user), user.is_staff, perms)
+        """The user's rights; the same object (and user) for every socket of
+        one user whose rights are the same: a user object carries its
+        permission caches (for a superuser, every permission's name, three
+        times over), which a socket each made thousands of times over."""
+        # Asked of a copy: the caches go with it, not with the user kept.
+        probe = copy.copy(user)
+        perms = frozenset(probe.get_all_permissions()) if user.is_active else frozenset()
+        rights = cls(user, streams.reads_all_kinds(probe), user.is_staff, perms)
+        return _shared.setdefault((user.pk, rights), rights)
 
     @classmethod
     def of_users(cls, ids: set[int]) -> dict[int, "Rights"]:
         from django.contrib.auth import get_user_model
 
         return {user.pk: cls.of(user) for user in get_user_model().objects.filter(pk__in=ids)}
+
+
+# Rights in use, by user and value (gone with the last socket that holds them).
+_shared: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 class Watchdog:
