@@ -264,8 +264,8 @@ def run_command(client: Client, args) -> int:
         if run is not None:
             run.join(10)  # its threads gone before the next command forks
         bound = "" if args.retry_for is None else f" (at most {args.retry_for:g} s)"
-        note(f"attempt {number} ended; waiting for a retry of task {task['id']}{bound}")
-        again = waiting.wait(number)
+        told = f"attempt {number} ended; waiting for a retry of task {task['id']}{bound}"
+        again = waiting.wait(number, told)
         if again is None:
             note(f"{waiting.why}; exiting with attempt {number}'s status {code}")
             break

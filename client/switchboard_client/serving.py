@@ -5,8 +5,8 @@ Retry button), then runs the command again as the next attempt.
 The wait asks the server about the task every second (`GET /tasks/<id>`): a
 retry shows as an `attempt` greater than the one that ran, `pending`; it is
 seen within about a second. A server that is away is asked again with
-growing pauses (0.25 s, doubling, at most 8 s, as the client's other calls
-do), and the wait goes on meanwhile. It ends without a retry on Ctrl-C,
+the pauses of the client's other calls (switchboard_client.retry.Backoff:
+0.25 s, doubling, at most 8 s), and the wait goes on meanwhile. It ends without a retry on Ctrl-C,
 SIGTERM or SIGHUP, when the task is cancelled (a retry cancelled before it
 started), when the task or the token is gone (404, 401, 403), or after
 `--retry-for` seconds when that was given.
@@ -14,13 +14,14 @@ started), when the task or the token is gone (404, 401, 403), or after
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
 import time
 
 from switchboard_client import Client, SwitchboardError
-from switchboard_client.retry import FIRST, MOST, transient
+from switchboard_client.retry import Backoff, transient
 
 POLL = 1.0  # seconds between questions while the server answers
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -40,8 +41,10 @@ class RetryWait:
         self.retry_for = retry_for  # None: wait until stopped
         self.why = ""  # why the last wait ended without a retry
 
-    def wait(self, attempt: int) -> dict | None:
-        """The task once it has been retried past `attempt`, or None (see `why`)."""
+    def wait(self, attempt: int, told: str = "") -> dict | None:
+        """The task once it has been retried past `attempt`, or None (see `why`).
+        `told` is printed once a stop signal is taken as one (so a signal
+        sent when it is read does not find the default action)."""
         main = threading.current_thread() is threading.main_thread()
         before = {}
 
@@ -52,6 +55,8 @@ class RetryWait:
             if main:
                 for signum in STOP_SIGNALS:
                     before[signum] = signal.signal(signum, stop)
+            if told:
+                note(told)
             return self._poll(attempt)
         except Stopped:
             self.why = "stopped by a signal"
@@ -62,8 +67,7 @@ class RetryWait:
 
     def _poll(self, attempt: int) -> dict | None:
         end = None if self.retry_for is None else time.monotonic() + self.retry_for
-        pause = FIRST
-        away = False
+        away: Backoff | None = None  # the pauses while the server is away
         while True:
             try:
                 task = self.client.get_task(self.task_id, retry_for=0)
@@ -71,16 +75,14 @@ class RetryWait:
                 if not transient(error.status):
                     self.why = ending(error)
                     return None
-                if not away:
+                if away is None:
                     note(f"the server is away ({error.message}); still waiting for a retry")
-                    away = True
-                wait = pause
-                pause = min(MOST, pause * 2)
+                    away = Backoff(math.inf)  # the wait's own end is kept below
+                wait = away.pause(None)
             else:
-                if away:
+                if away is not None:
                     note("the server is back; still waiting")
-                    away = False
-                pause = FIRST
+                    away = None
                 found = self.retried(task, attempt)
                 if found is not None:
                     return found
