@@ -6,7 +6,7 @@
 // where the `tasks` subscription starts, so no snapshot is read for it. A
 // page that reads the `tasks` snapshot itself passes its handlers instead.
 
-import { csrfToken } from "./socket.js";
+import { postJson } from "./socket.js";
 import { $, link, time, toast } from "./ui.js";
 
 export function watchQuestions(client, handlers = null) {
@@ -88,12 +88,7 @@ export async function answerQuestion(client, id, answer) {
   if (client.state === "connected") {
     return (await client.request({ action: "answer_question", question_id: id, answer })).question;
   }
-  const response = await fetch(link(`/api/v1/questions/${id}/answer`), {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json" },
-    body: JSON.stringify({ answer }),
-  });
+  const response = await postJson(link(`/api/v1/questions/${id}/answer`), { answer });
   const body = await response.json();
   if (!response.ok) throw Object.assign(new Error(body.detail || String(response.status)), { frame: body });
   return body;

@@ -103,12 +103,7 @@ export class Switchboard {
   async cancelTask(taskId) {
     if (this.state === "connected") return this.request({ action: "cancel_task", task_id: String(taskId) });
     // No socket: the same service through the API.
-    const response = await this.fetch(`${this.api}/tasks/${taskId}/cancel`, {
-      method: "POST",
-      headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json" },
-      credentials: "same-origin",
-      body: "{}",
-    });
+    const response = await postJson(`${this.api}/tasks/${taskId}/cancel`, {}, this.fetch);
     if (!response.ok) throw new Error(`cancel failed: ${response.status}`);
     const body = await response.json();
     return { type: "ack", changed: body.changed, status: body.task.status };
@@ -117,12 +112,7 @@ export class Switchboard {
   // pause_task or resume_task (`action` "pause" or "resume"), as cancelTask.
   async taskAction(action, taskId) {
     if (this.state === "connected") return this.request({ action: `${action}_task`, task_id: String(taskId) });
-    const response = await this.fetch(`${this.api}/tasks/${taskId}/${action}`, {
-      method: "POST",
-      headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json" },
-      credentials: "same-origin",
-      body: "{}",
-    });
+    const response = await postJson(`${this.api}/tasks/${taskId}/${action}`, {}, this.fetch);
     if (!response.ok) throw new Error(`${action} failed: ${response.status}`);
     const body = await response.json();
     return { type: "ack", changed: body.changed, status: body.task.status };
@@ -325,6 +315,17 @@ export class Switchboard {
     if (!response.ok) throw new Error(`${url}: ${response.status}`);
     return response.json();
   }
+}
+
+// A POST of JSON to the API as the pages make it: the session's cookie and
+// its CSRF token. `fetcher`: fetch, or a client's own.
+export function postJson(url, body = {}, fetcher = globalThis.fetch.bind(globalThis)) {
+  return fetcher(url, {
+    method: "POST",
+    headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json" },
+    credentials: "same-origin",
+    body: JSON.stringify(body),
+  });
 }
 
 export function csrfToken() {

@@ -4,7 +4,7 @@ import { LogView, fetchSkipped } from "./logview.js";
 import { OutputView, stepSummary, stepText } from "./output.js";
 import { drawQuestions, watchQuestions } from "./questions.js";
 import { renderRows, taskRow } from "./rows.js";
-import { csrfToken } from "./socket.js";
+import { postJson } from "./socket.js";
 import { $, Watcher, coalesce, duration, field, link, setBar, setStatus, setText, startSocket, toast, watchSessions } from "./ui.js";
 
 const root = $("#workspace");
@@ -57,12 +57,7 @@ async function pauseOrResume(id, action, button) {
 async function retry(id, button) {
   button.disabled = true;
   try {
-    const response = await fetch(link(`/api/v1/tasks/${id}/retry`), {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json" },
-      body: "{}",
-    });
+    const response = await postJson(link(`/api/v1/tasks/${id}/retry`));
     const body = await response.json();
     if (!response.ok) throw new Error(body.detail || String(response.status));
     const sent = body.sent;
@@ -271,12 +266,7 @@ client.subscribe(`logs:${sessionId}`, {
 $("#cancel-session")?.addEventListener("click", async (event) => {
   if (!confirm("Cancel this session and every task of it that has not ended?")) return;
   event.target.disabled = true;
-  const response = await fetch(link(`/api/v1/sessions/${sessionId}/cancel`), {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json" },
-    body: "{}",
-  });
+  const response = await postJson(link(`/api/v1/sessions/${sessionId}/cancel`));
   if (!response.ok) toast(`Could not cancel the session (${response.status}).`, "failed");
   event.target.disabled = false;
 });
