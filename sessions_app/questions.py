@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from live import events
 from live.errors import Refused
-from live.validation import text_problem
+from live.validation import as_utc, text_problem
 from operations.sweeper import Sweeper
 from sessions_app import access, channels
 from sessions_app.locks import Check, lock_task
@@ -201,8 +201,6 @@ def register_replay() -> None:
 
 def _checked_line(data: dict) -> dict:
     """A question line's data as the API showed it, checked as an ask would be."""
-    from live.validation import as_utc
-
     try:
         check_question(data.get("prompt"), data.get("choices"), data.get("default"), None)
     except Refused as error:
